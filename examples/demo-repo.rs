@@ -1,0 +1,112 @@
+//! Builds the demo product's repository: real RPMs made with the `rpm` crate and the
+//! `releases.toml` that says which packages make each release.
+//!
+//! Usage: `cargo run --example demo-repo -- OUT_DIR [ASSETS_DIR]`, then
+//! `real-upgrade repo index OUT_DIR`. ASSETS_DIR (default `.`) holds the top-level
+//! `pre-upgrade.d/`, `post-upgrade.d/`, `migrations/` and `service-order.toml` that the upgrader
+//! package ships to `/usr/share/upgrade/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::rpmbuild::RpmSpec;
+
+/// (release, required stop, demo-server version, demo-web version)
+const RELEASES: &[(&str, bool, &str, Option<&str>)] = &[
+    ("1.0.0", false, "1.0.0", None),
+    ("1.1.0", false, "1.1.0", None),
+    ("2.0.0", true, "2.0.0", Some("2.0.0")),
+    ("2.1.0", false, "2.1.0", Some("2.1.0")),
+];
+
+fn main() {
+    let mut args = std::env::args_os().skip(1);
+    let out = PathBuf::from(args.next().expect("usage: demo-repo OUT_DIR [ASSETS_DIR]"));
+    let assets = PathBuf::from(args.next().unwrap_or_else(|| ".".into()));
+    let packages = out.join("packages");
+
+    let mut upgrader = RpmSpec::new("demo-upgrade", "1.0.0");
+    upgrader.arch = "noarch".into();
+    for dir in ["pre-upgrade.d", "post-upgrade.d", "migrations"] {
+        for (rel, contents, mode) in walk(&assets.join(dir)) {
+            upgrader = upgrader.file(&format!("/usr/share/upgrade/{dir}/{rel}"), contents, mode);
+        }
+    }
+    if let Ok(order) = std::fs::read("service-order.toml")
+        .or_else(|_| std::fs::read(assets.join("service-order.toml")))
+    {
+        upgrader = upgrader.file("/usr/share/upgrade/service-order.toml", order, 0o644);
+    }
+    let upgrader_file = upgrader.build(&packages);
+
+    let cli = RpmSpec::new("demo-cli", "1.0.0")
+        .file("/usr/bin/demo", "#!/bin/sh\necho demo 1.0.0\n", 0o755)
+        .build(&packages);
+    let mut toml = String::from("product = \"demo\"\n\n[upgrader]\nversion = \"1.0.0\"\n");
+    toml += &format!("packages = [{:?}]\n", rel(&out, &upgrader_file));
+    for (version, stop, server, web) in RELEASES {
+        let major = &server[..1];
+        let server = RpmSpec::new("demo-server", server)
+            .file("/usr/lib/demo/server-version", format!("{server}\n"), 0o644)
+            .config_file(
+                "/etc/demo/server.conf",
+                format!("# demo server {major}.x settings\nlisten = 8080\nworkers = {major}\n"),
+            )
+            .post_lua(&format!("print(\"demo-server {server}: configured\")"))
+            .build(&packages);
+        let mut files = vec![rel(&out, &server), rel(&out, &cli)];
+        if let Some(web) = web {
+            let web = RpmSpec::new("demo-web", web)
+                .file(
+                    "/usr/share/demo/web/index.html",
+                    format!("<h1>demo {web}</h1>\n"),
+                    0o644,
+                )
+                .build(&packages);
+            files.push(rel(&out, &web));
+        }
+        toml += &format!("\n[[releases]]\nversion = {version:?}\n");
+        if *stop {
+            toml += "stop = true\n";
+        }
+        toml += &format!("packages = {files:?}\n");
+    }
+    std::fs::write(out.join("releases.toml"), toml).expect("write releases.toml");
+    eprintln!("demo repository written to `{}`", out.display());
+}
+
+fn rel(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base)
+        .expect("package under the repository")
+        .display()
+        .to_string()
+}
+
+/// Regular files under `dir`, as (relative path, contents, mode), sorted.
+fn walk(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(meta) = std::fs::metadata(&path) {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
+                out.push((rel, std::fs::read(&path).unwrap(), mode));
+            }
+        }
+    }
+    out.sort();
+    out
+}

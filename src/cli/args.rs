@@ -1,0 +1,129 @@
+//! The clap definitions of both binaries; `man/` and the shell completions are generated from them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0   done, or already up to date
+  1   a step failed (the run stays open; run again to resume)
+  2   bad usage, configuration or input
+  3   preflight checks inhibited the upgrade
+  4   declined at the prompt
+  5   another run holds the lock on this root
+  10  a hook requested a reboot (reboot, then run again to resume)";
+
+/// Upgrade the product installed on this server to the newest release, or install it.
+///
+/// Compares the installed and available versions, shows the plan, asks for confirmation, then
+/// runs the pre-upgrade.d hooks, installs the packages, runs the post-upgrade.d hooks and records
+/// the new version. Every step is journaled: an interrupted run resumes where it stopped.
+#[derive(Debug, Parser)]
+#[command(name = "real-upgrade", version, after_long_help = EXIT_STATUS, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Work on the system under DIR, like `rpm --root` (tests and the demo use a sandbox)
+    #[arg(long, value_name = "DIR", global = true)]
+    pub root: Option<PathBuf>,
+    /// Read the configuration from FILE instead of ROOT/etc/upgrade/upgrade.toml
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print one JSON document on stdout (human output stays on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Say more (repeat for more detail)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Say only what went wrong
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Upgrade without asking for confirmation (cron, Ansible, CI)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Upgrade to VERSION instead of the newest release (through every required stop)
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Show the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Download and verify every package of the plan, then stop
+    #[arg(short = 'd', long)]
+    pub download_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the installed version, the newest available and any unfinished run
+    Status,
+    /// Show what an upgrade would do, and change nothing
+    Plan {
+        /// Plan the upgrade to VERSION instead of the newest release
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// List past runs, or show one run and its journal
+    History {
+        /// The run to show
+        id: Option<i64>,
+    },
+    /// Inspect the hook directories
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+    /// Vendor tools for publishing a repository
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// List the hooks each phase would run, in order, and what is skipped and why
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Write DIR/index.toml from DIR/releases.toml and the RPM files it names
+    Index {
+        /// The repository directory
+        dir: PathBuf,
+    },
+}
+
+/// Refresh the upgrader, then run `real-upgrade` with the same arguments.
+///
+/// Every argument other than --no-self-update is passed to real-upgrade unchanged; see
+/// real-upgrade(8) for them. real-upgrade is looked for beside this program, then in the root's
+/// /usr/sbin (the root given with --root, else /).
+#[derive(Debug, Parser)]
+#[command(name = "upgrade", version, after_long_help = EXIT_STATUS, max_term_width = 100)]
+pub struct ShimCli {
+    /// Do not refresh the upgrader before running real-upgrade
+    #[arg(long)]
+    pub no_self_update: bool,
+    /// Arguments for real-upgrade
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "REAL-UPGRADE ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
+}

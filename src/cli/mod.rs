@@ -1,0 +1,291 @@
+//! The command line: clap definitions ([`args`]), rendering ([`render`]), and the thin dispatch
+//! from a parsed command to the library. Errors become messages and exit codes here, nowhere else.
+
+pub mod args;
+pub mod render;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+use serde_json::json;
+
+use self::args::{Cli, Command, HooksCommand, RepoCommand};
+use self::render::Human;
+use crate::config::Config;
+use crate::context::Context;
+use crate::error::{exit, exit_code, find};
+use crate::run::{self, RunOptions, RunResult};
+use crate::state::State;
+use crate::steps::hooks::{self, Phase};
+
+/// Entry point of `real-upgrade`.
+pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let human = Human::new(cli.global.quiet);
+    let json_out = cli.global.json;
+    match dispatch(cli, &human) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = exit_code(&err);
+            human.error(&err);
+            if json_out {
+                render::json(&json!({
+                    "result": "failed",
+                    "exit_code": code,
+                    "error": format!("{err:#}"),
+                    "hint": find(&err).and_then(|e| e.hint()),
+                }));
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
+    let ctx = Context::new(cli.global.root.clone(), cli.global.config.clone());
+    let json_out = cli.global.json;
+    match cli.command {
+        None => upgrade(&ctx, &cli.run, json_out, human),
+        Some(Command::Plan { to }) => {
+            let config = Config::load(&ctx.config_path)?;
+            let plan = run::plan(&ctx, &config, to.as_deref().or(cli.run.to.as_deref()))?;
+            if json_out {
+                render::json(&plan);
+            } else if plan.is_up_to_date() {
+                human.say(&format!(
+                    "{} {} is installed: up to date",
+                    plan.product, plan.to
+                ));
+            } else {
+                eprint!("{}", human.render_plan(&plan, &Default::default()));
+            }
+            Ok(exit::OK)
+        }
+        Some(Command::Status) => status(&ctx, json_out, human),
+        Some(Command::History { id }) => history(&ctx, id, json_out, human),
+        Some(Command::Hooks(HooksCommand::List)) => hooks_list(&ctx, json_out, human),
+        Some(Command::Repo(RepoCommand::Index { dir })) => {
+            let published = crate::repo::publish::write_index(&dir)?;
+            if json_out {
+                render::json(&published);
+            }
+            human.say(&format!(
+                "wrote `{}`: sequence {}, {} release(s), {} package(s)",
+                published.index, published.sequence, published.releases, published.packages
+            ));
+            Ok(exit::OK)
+        }
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "real-upgrade",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -> Result<u8> {
+    let opts = RunOptions {
+        assume_yes: args.yes,
+        to: args.to.clone(),
+        dry_run: args.dry_run,
+        download_only: args.download_only,
+    };
+    if !opts.dry_run {
+        let log = ctx.paths().log;
+        if let Err(e) = crate::log::init(&log) {
+            human.warn(&format!("cannot write the log `{}`: {e}", log.display()));
+        }
+    }
+    let outcome = run::upgrade(ctx, &opts, human)?;
+    match outcome.result {
+        RunResult::UpToDate => human.say(&format!(
+            "{} {} is installed: up to date",
+            outcome.product, outcome.to
+        )),
+        RunResult::Planned => human.say("dry run: nothing was changed"),
+        RunResult::Downloaded => {
+            human.say("download only: every package is in the cache and verified")
+        }
+        RunResult::Upgraded => {
+            human.say(&format!("{} {} is installed", outcome.product, outcome.to));
+        }
+    }
+    if json_out {
+        render::json(&outcome);
+    }
+    Ok(exit::OK)
+}
+
+fn status(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
+    let config = Config::load(&ctx.config_path)?;
+    let state = State::open_existing(&ctx.paths().state_db)?;
+    let installed = match &state {
+        Some(s) => s.installed()?,
+        None => None,
+    };
+    let open = match &state {
+        Some(s) => s.open_run()?.map(|o| o.record),
+        None => None,
+    };
+    let available = run::load_catalog(&config, &ctx.config_path)
+        .map(|c| c.newest().map(|r| r.version.to_string()));
+    let (available, index_error) = match available {
+        Ok(v) => (v, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let up_to_date = match (&installed, &available) {
+        (Some(i), Some(a)) => {
+            let scheme = config.version_scheme;
+            Some(scheme.parse(i)? >= scheme.parse(a)?)
+        }
+        _ => None,
+    };
+    if json_out {
+        render::json(&json!({
+            "product": config.product,
+            "installed": installed,
+            "available": available,
+            "up_to_date": up_to_date,
+            "open_run": open,
+            "index_error": index_error,
+        }));
+    }
+    human.say(&format!("product:   {}", config.product));
+    human.say(&format!(
+        "installed: {}",
+        installed.as_deref().unwrap_or("nothing")
+    ));
+    match (&available, &index_error) {
+        (Some(v), _) => human.say(&format!("available: {v}")),
+        (None, Some(e)) => human.warn(&format!("the repository index could not be read: {e}")),
+        (None, None) => human.say("available: no releases"),
+    }
+    if let Some(run) = &open {
+        human.say(&format!(
+            "unfinished run {} to {} ({}); run `upgrade` to resume it",
+            run.id, run.to, run.status
+        ));
+    } else if up_to_date == Some(true) {
+        human.say("up to date");
+    }
+    Ok(exit::OK)
+}
+
+fn history(ctx: &Context, id: Option<i64>, json_out: bool, human: &Human) -> Result<u8> {
+    let state = State::open_existing(&ctx.paths().state_db)?;
+    let Some(state) = state else {
+        if json_out {
+            render::json(&json!([]));
+        }
+        human.say("no runs yet");
+        return Ok(exit::OK);
+    };
+    let Some(id) = id else {
+        let runs = state.runs()?;
+        if json_out {
+            render::json(&runs);
+        }
+        for r in &runs {
+            human.say(&format!(
+                "{:>4}  {}  {} → {}  {}",
+                r.id,
+                r.started_at,
+                r.from.as_deref().unwrap_or("nothing"),
+                r.to,
+                r.status
+            ));
+        }
+        return Ok(exit::OK);
+    };
+    let Some((record, plan)) = state.run(id)? else {
+        return Err(crate::error::UpgradeError::input_hint(
+            format!("there is no run {id}"),
+            "`real-upgrade history` lists the runs",
+        )
+        .into());
+    };
+    let journal = state.journal(id)?;
+    if json_out {
+        render::json(&json!({ "run": record, "plan": plan, "journal": journal }));
+    }
+    human.say(&format!(
+        "run {}: {} → {}, {} (attempts: {}, started {}, finished {})",
+        record.id,
+        record.from.as_deref().unwrap_or("nothing"),
+        record.to,
+        record.status,
+        record.attempts,
+        record.started_at,
+        record.finished_at.as_deref().unwrap_or("-")
+    ));
+    if let Some(e) = &record.error {
+        human.say(&format!("last error: {e}"));
+    }
+    for entry in &journal {
+        human.say(&format!("  {}  {}", entry.done_at, entry.step));
+    }
+    Ok(exit::OK)
+}
+
+fn hooks_list(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
+    let paths = ctx.paths();
+    let mut doc = serde_json::Map::new();
+    for phase in [Phase::Pre, Phase::Post] {
+        let set = hooks::discover(&paths, phase, ctx.superuser)?;
+        human.say(&human.bold(phase.dir_name()));
+        if set.run.is_empty() {
+            human.say("  (no hooks)");
+        }
+        for (i, h) in set.run.iter().enumerate() {
+            human.say(&format!(
+                "  {:>3}. {}  ({})",
+                i + 1,
+                h.name,
+                h.path.display()
+            ));
+        }
+        for s in &set.refused {
+            human.say(&format!("  refused  {}: {}", s.path.display(), s.reason));
+        }
+        for s in &set.skipped {
+            human.say(&format!("  skipped  {}: {}", s.path.display(), s.reason));
+        }
+        doc.insert(phase.dir_name().into(), serde_json::to_value(&set)?);
+    }
+    if json_out {
+        render::json(&doc);
+    }
+    Ok(exit::OK)
+}
+
+/// The roff man pages of both binaries, generated from the clap definitions.
+pub fn man_pages() -> Vec<(&'static str, Vec<u8>)> {
+    let render = |cmd: clap::Command| {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.version(None))
+            .section("8")
+            .render(&mut out)
+            .expect("rendering to memory");
+        out
+    };
+    vec![
+        ("upgrade.8", render(args::ShimCli::command())),
+        ("real-upgrade.8", render(Cli::command())),
+    ]
+}

@@ -1,0 +1,208 @@
+//! Human output (stderr) and JSON documents (stdout): the one place the program speaks.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::error::{UpgradeError, find};
+use crate::plan::{PackageOp, Plan, Step};
+use crate::run::{Event, PlanView, Ui};
+use crate::steps::hooks::Phase;
+
+/// Renders runs and reports for a person, on stderr.
+pub struct Human {
+    color: bool,
+    pub quiet: bool,
+}
+
+impl Human {
+    pub fn new(quiet: bool) -> Human {
+        let color = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        Human { color, quiet }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    pub fn say(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    pub fn warn(&self, text: &str) {
+        eprintln!("{}: {text}", self.paint("1;33", "warning"));
+    }
+
+    pub fn error(&self, err: &anyhow::Error) {
+        eprintln!("{}: {err}", self.paint("1;31", "error"));
+        for cause in err.chain().skip(1) {
+            // an UpgradeError deep in the chain is the message that matters; the rest is context
+            eprintln!("  caused by: {cause}");
+        }
+        if let Some(UpgradeError::HookFailed { last_lines, .. }) = find(err)
+            && !last_lines.is_empty()
+        {
+            eprintln!("  last lines it printed:");
+            for line in last_lines {
+                eprintln!("  | {line}");
+            }
+        }
+        if let Some(hint) = find(err).and_then(UpgradeError::hint) {
+            eprintln!("{}: {hint}", self.paint("1;36", "hint"));
+        }
+    }
+
+    /// The plan as text; steps in `done` are marked.
+    pub fn render_plan(&self, plan: &Plan, done: &HashSet<String>) -> String {
+        let mut out = String::new();
+        let from = plan.from.as_deref().unwrap_or("nothing installed");
+        let kind = if plan.from.is_none() {
+            "fresh install"
+        } else {
+            "upgrade"
+        };
+        out += &self.bold(&format!("{} {}: {from} → {}", plan.product, kind, plan.to));
+        out += &format!(
+            " ({} hop{})\n",
+            plan.hops.len(),
+            if plan.hops.len() == 1 { "" } else { "s" }
+        );
+        for (i, hop) in plan.hops.iter().enumerate() {
+            let mark = |step: Step| {
+                if done.contains(&step.key()) {
+                    "  [done]"
+                } else {
+                    ""
+                }
+            };
+            let stop = if hop.stop { " (required stop)" } else { "" };
+            out += &format!(
+                "  hop {}: {} → {}{stop}\n",
+                i + 1,
+                hop.from.as_deref().unwrap_or("nothing"),
+                hop.to
+            );
+            let list = |names: &[String]| {
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
+            out += &format!(
+                "    pre-upgrade hooks:  {}{}\n",
+                list(&hop.hooks.pre),
+                mark(Step::PreHooks(i))
+            );
+            out += &format!("    packages:{}\n", mark(Step::Packages(i)));
+            for p in &hop.packages {
+                let a = &p.artifact;
+                let line = match (p.op, &p.installed) {
+                    (PackageOp::Install, _) => format!("install  {} {}", a.name, a.evr),
+                    (PackageOp::Upgrade, Some(old)) => {
+                        format!("upgrade  {} {old} → {}", a.name, a.evr)
+                    }
+                    (PackageOp::Upgrade, None) => format!("upgrade  {} {}", a.name, a.evr),
+                    (PackageOp::Keep, Some(old)) if old != &a.evr => {
+                        format!("keep     {} {old} (newer than {})", a.name, a.evr)
+                    }
+                    (PackageOp::Keep, _) => format!("keep     {} {}", a.name, a.evr),
+                };
+                out += &format!("      {line}\n");
+            }
+            out += &format!(
+                "    post-upgrade hooks: {}{}\n",
+                list(&hop.hooks.post),
+                mark(Step::PostHooks(i))
+            );
+        }
+        out
+    }
+}
+
+impl Ui for Human {
+    fn plan(&self, view: &PlanView<'_>) {
+        if let Some(run) = view.resumed {
+            self.say(&format!(
+                "resuming run {} (started {}, last status `{}`); steps marked [done] are skipped",
+                run.id, run.started_at, run.status
+            ));
+        }
+        if !self.quiet {
+            eprint!("{}", self.render_plan(view.plan, view.done));
+        }
+    }
+
+    fn confirm(&self, question: &str) -> Result<bool> {
+        let answer = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact_on(&dialoguer::console::Term::stderr())?;
+        Ok(answer)
+    }
+
+    fn event(&self, event: Event<'_>) {
+        let hop_name = |hop: Option<&crate::plan::Hop>| {
+            hop.map(|h| format!("{} → {}", h.from.as_deref().unwrap_or("nothing"), h.to))
+                .unwrap_or_default()
+        };
+        match event {
+            Event::StepStarted { step, hop } => self.say(&format!("{} {}", self.paint("1;32", "==>"), step_title(step, &hop_name(hop)))),
+            Event::StepAlreadyDone { step, hop } => {
+                self.say(&format!("    {} (already done)", step_title(step, &hop_name(hop))))
+            }
+            Event::Fetched { artifact } => self.say(&format!("    verified {}", artifact.nevra())),
+            Event::HookStarted { phase, name } => self.say(&format!("    running {} hook `{name}`", phase_name(phase))),
+            Event::HookAlreadyDone { phase, name } => {
+                self.say(&format!("    {} hook `{name}` already done", phase_name(phase)))
+            }
+            Event::HookLine { name, line } => self.say(&format!("    [{name}] {line}")),
+            Event::HookRebootRequested { name } => self.warn(&format!("hook `{name}` requested a reboot")),
+            Event::PackagesAlreadyInstalled { names } => {
+                self.say(&format!("    already installed: {}", names.join(", ")))
+            }
+            Event::Transaction { files } => self.say(&format!("    rpm -U: {files} package(s) in one transaction")),
+            Event::ConfigFileKept { path } => self.warn(&format!(
+                "rpm kept an edited configuration file and wrote `{path}` beside it; compare and merge it"
+            )),
+            Event::Recorded { version } => self.say(&format!("    installed version is now {version}")),
+        }
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Pre => "pre-upgrade",
+        Phase::Post => "post-upgrade",
+    }
+}
+
+fn step_title(step: Step, hop: &str) -> String {
+    match step {
+        Step::Download => "download and verify packages".into(),
+        Step::PreHooks(_) => format!("{hop}: pre-upgrade hooks"),
+        Step::Packages(_) => format!("{hop}: install packages"),
+        Step::PostHooks(_) => format!("{hop}: post-upgrade hooks"),
+        Step::Record(_) => format!("{hop}: record the installed version"),
+    }
+}
+
+/// Prints `value` as the one JSON document on stdout.
+pub fn json(value: &impl Serialize) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}

@@ -1,0 +1,178 @@
+//! `upgrade.toml` (SPEC §3) → a typed [`Config`], parsed and validated once.
+//!
+//! Every key has a default, so a missing file is a valid configuration; an unknown key or malformed
+//! TOML is an error naming the file, line and key (exit 2).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::UpgradeError;
+use crate::version::VersionScheme;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub product: String,
+    pub version_scheme: VersionScheme,
+    pub repository: Repository,
+    pub upgrader: Upgrader,
+    pub packages: Packages,
+    pub database: Database,
+    pub services: Services,
+    pub hooks: Hooks,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Repository {
+    /// A directory path, a `file://` URL (and, in a later issue, `https://`).
+    pub url: Option<String>,
+    pub public_key: Option<String>,
+    pub allow_insecure: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Upgrader {
+    pub package: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Packages {
+    pub backend: PackageBackend,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageBackend {
+    #[default]
+    Rpm,
+    Dnf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    pub backend: ServiceBackend,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceBackend {
+    #[default]
+    Systemd,
+    Sysv,
+    Runit,
+    Command,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hooks {
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            product: "product".into(),
+            version_scheme: VersionScheme::default(),
+            repository: Repository::default(),
+            upgrader: Upgrader::default(),
+            packages: Packages::default(),
+            database: Database::default(),
+            services: Services::default(),
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration `{text}` ({e}); write e.g. \"90s\" or \"10m\""
+        ))
+    })
+}
+
+impl Config {
+    /// Loads the configuration at `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Config, UpgradeError> {
+        if !path.exists() {
+            return Ok(Config::default());
+        }
+        crate::tomlfile::read(path, "configuration")
+    }
+
+    /// The repository location, or an error saying where to set it.
+    pub fn repository_url(&self, path: &Path) -> Result<&str, UpgradeError> {
+        self.repository.url.as_deref().ok_or_else(|| {
+            UpgradeError::input_hint(
+                "no repository is configured",
+                format!("set `url` under `[repository]` in `{}`", path.display()),
+            )
+        })
+    }
+
+    /// The package that carries `real-upgrade` and the vendor's assets.
+    pub fn upgrader_package(&self) -> String {
+        self.upgrader
+            .package
+            .clone()
+            .unwrap_or_else(|| format!("{}-upgrade", self.product))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn parse(text: &str) -> Result<Config, UpgradeError> {
+        crate::tomlfile::parse(
+            text,
+            &PathBuf::from("/etc/upgrade/upgrade.toml"),
+            "configuration",
+        )
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("product = \"demo\"\n[hooks]\ntimeout = \"5m\"\ncolour = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("/etc/upgrade/upgrade.toml:4:1"), "{text}");
+        assert!(text.contains("unknown field `colour`"), "{text}");
+    }
+
+    #[test]
+    fn defaults_and_durations() {
+        let c = parse("[hooks]\ntimeout = \"90s\"\n").unwrap();
+        assert_eq!(c.hooks.timeout, Duration::from_secs(90));
+        assert_eq!(c.upgrader_package(), "product-upgrade");
+        assert!(
+            parse("[hooks]\ntimeout = \"soon\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains(":2:")
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! Installed state + index → [`Plan`]: the hops from the installed version to the target through
+//! every required stop, and per hop the package operations and the hooks that will run.
+//!
+//! Pure: it reads only its inputs. The plan is a value that is printed, stored in the journal and
+//! resumed from; the run never re-plans.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::UpgradeError;
+use crate::repo::index::{Artifact, Catalog};
+use crate::steps::packages::RpmDb;
+use crate::version::{Version, compare_evr};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub product: String,
+    /// The installed version; `None` on a bare host (a fresh install).
+    pub from: Option<String>,
+    pub to: String,
+    pub hops: Vec<Hop>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hop {
+    pub from: Option<String>,
+    pub to: String,
+    /// This hop ends on a release that upgrades must pass through.
+    pub stop: bool,
+    pub packages: Vec<PackageChange>,
+    pub hooks: PlannedHooks,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlannedHooks {
+    pub pre: Vec<String>,
+    pub post: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageChange {
+    pub op: PackageOp,
+    /// The EVR installed before this hop, if any.
+    pub installed: Option<String>,
+    pub artifact: Artifact,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageOp {
+    Install,
+    Upgrade,
+    /// Already at this EVR, or newer (then it is kept and noted).
+    Keep,
+}
+
+/// One journaled step of a plan, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Download,
+    PreHooks(usize),
+    Packages(usize),
+    PostHooks(usize),
+    Record(usize),
+}
+
+impl Step {
+    /// The journal key; stable across versions of this tool, since open runs are resumed by it.
+    pub fn key(self) -> String {
+        match self {
+            Step::Download => "download".into(),
+            Step::PreHooks(h) => format!("hop{h}:pre-hooks"),
+            Step::Packages(h) => format!("hop{h}:packages"),
+            Step::PostHooks(h) => format!("hop{h}:post-hooks"),
+            Step::Record(h) => format!("hop{h}:record"),
+        }
+    }
+}
+
+pub struct PlanInput<'a> {
+    pub installed: Option<&'a Version>,
+    pub target: Option<&'a Version>,
+    pub catalog: &'a Catalog,
+    pub rpmdb: &'a RpmDb,
+    pub hooks: PlannedHooks,
+}
+
+impl Plan {
+    pub fn build(input: PlanInput<'_>) -> Result<Plan, UpgradeError> {
+        let catalog = input.catalog;
+        let newest = catalog.newest().ok_or_else(|| {
+            UpgradeError::input(format!(
+                "the repository index for `{}` lists no releases",
+                catalog.product
+            ))
+        })?;
+        let target = match input.target {
+            Some(v) => catalog.release(v).ok_or_else(|| {
+                let known: Vec<&str> = catalog
+                    .releases
+                    .iter()
+                    .map(|r| r.version.as_str())
+                    .collect();
+                UpgradeError::input_hint(
+                    format!("release `{v}` is not in the repository"),
+                    format!("available releases: {}", known.join(", ")),
+                )
+            })?,
+            None => newest,
+        };
+        if let Some(installed) = input.installed
+            && target.version < *installed
+        {
+            return Err(UpgradeError::input_hint(
+                format!(
+                    "release `{}` is older than the installed `{installed}`",
+                    target.version
+                ),
+                "downgrades are not supported; choose a newer release with `--to`",
+            ));
+        }
+        let mut hops = Vec::new();
+        let mut from = input.installed.cloned();
+        // What the rpm database will hold after each hop, starting from what it holds now.
+        let mut evrs: std::collections::HashMap<String, String> = input
+            .rpmdb
+            .packages
+            .keys()
+            .filter_map(|n| input.rpmdb.newest(n).map(|p| (n.clone(), p.evr.clone())))
+            .collect();
+        let below_target = |v: &Version| *v < target.version;
+        let after_from = |v: &Version, from: &Option<Version>| from.as_ref().is_none_or(|f| v > f);
+        let stops: Vec<_> = catalog
+            .releases
+            .iter()
+            .filter(|r| r.stop && below_target(&r.version) && after_from(&r.version, &from))
+            .collect();
+        let is_current = from.as_ref().is_some_and(|f| *f == target.version);
+        for release in stops.into_iter().chain((!is_current).then_some(target)) {
+            let packages = release
+                .packages
+                .iter()
+                .map(|a| {
+                    let installed = evrs.get(&a.name).cloned();
+                    let op = match &installed {
+                        None => PackageOp::Install,
+                        Some(evr) if compare_evr(evr, &a.evr).is_lt() => PackageOp::Upgrade,
+                        Some(_) => PackageOp::Keep,
+                    };
+                    if op != PackageOp::Keep {
+                        evrs.insert(a.name.clone(), a.evr.clone());
+                    }
+                    PackageChange {
+                        op,
+                        installed,
+                        artifact: a.clone(),
+                    }
+                })
+                .collect();
+            hops.push(Hop {
+                from: from.as_ref().map(|v| v.to_string()),
+                to: release.version.to_string(),
+                stop: release.stop,
+                packages,
+                hooks: input.hooks.clone(),
+            });
+            from = Some(release.version.clone());
+        }
+        Ok(Plan {
+            product: catalog.product.clone(),
+            from: input.installed.map(|v| v.to_string()),
+            to: target.version.to_string(),
+            hops,
+        })
+    }
+
+    pub fn is_up_to_date(&self) -> bool {
+        self.hops.is_empty()
+    }
+
+    pub fn steps(&self) -> Vec<Step> {
+        let mut steps = vec![Step::Download];
+        for h in 0..self.hops.len() {
+            steps.extend([
+                Step::PreHooks(h),
+                Step::Packages(h),
+                Step::PostHooks(h),
+                Step::Record(h),
+            ]);
+        }
+        steps
+    }
+
+    /// Every artifact the plan installs or upgrades.
+    pub fn artifacts(&self) -> impl Iterator<Item = &Artifact> {
+        self.hops
+            .iter()
+            .flat_map(|h| &h.packages)
+            .filter(|p| p.op != PackageOp::Keep)
+            .map(|p| &p.artifact)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::version::VersionScheme;
+    use std::path::Path;
+
+    const INDEX: &str = r#"
+format = 1
+product = "demo"
+sequence = 1
+[[releases]]
+version = "1.0.0"
+[[releases.packages]]
+name = "demo-server"
+evr = "1.0.0-1"
+arch = "x86_64"
+path = "a.rpm"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 1
+[[releases]]
+version = "2.0.0"
+stop = true
+[[releases.packages]]
+name = "demo-server"
+evr = "2.0.0-1"
+arch = "x86_64"
+path = "b.rpm"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 1
+[[releases]]
+version = "3.0.0"
+[[releases.packages]]
+name = "demo-server"
+evr = "3.0.0-1"
+arch = "x86_64"
+path = "c.rpm"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 1
+"#;
+
+    fn plan(installed: Option<&str>, target: Option<&str>) -> Result<Plan, UpgradeError> {
+        let s = VersionScheme::Semver;
+        let catalog = Catalog::parse(INDEX, Path::new("index.toml"), "demo", s).unwrap();
+        let installed = installed.map(|v| s.parse(v).unwrap());
+        let target = target.map(|v| s.parse(v).unwrap());
+        Plan::build(PlanInput {
+            installed: installed.as_ref(),
+            target: target.as_ref(),
+            catalog: &catalog,
+            rpmdb: &RpmDb::default(),
+            hooks: PlannedHooks::default(),
+        })
+    }
+
+    fn hops(p: &Plan) -> Vec<(Option<&str>, &str)> {
+        p.hops
+            .iter()
+            .map(|h| (h.from.as_deref(), h.to.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn passes_through_required_stops() {
+        let p = plan(Some("1.0.0"), None).unwrap();
+        assert_eq!(
+            hops(&p),
+            [(Some("1.0.0"), "2.0.0"), (Some("2.0.0"), "3.0.0")]
+        );
+        assert_eq!(p.hops[1].packages[0].op, PackageOp::Install); // rpm db is empty here
+        let fresh = plan(None, Some("1.0.0")).unwrap();
+        assert_eq!(hops(&fresh), [(None, "1.0.0")]);
+        let fresh_all = plan(None, None).unwrap();
+        assert_eq!(
+            hops(&fresh_all),
+            [(None, "2.0.0"), (Some("2.0.0"), "3.0.0")]
+        );
+        assert_eq!(fresh_all.hops[1].packages[0].op, PackageOp::Upgrade);
+    }
+
+    #[test]
+    fn up_to_date_downgrade_and_unknown_target() {
+        assert!(plan(Some("3.0.0"), None).unwrap().is_up_to_date());
+        assert!(
+            plan(Some("3.0.0"), Some("1.0.0"))
+                .unwrap_err()
+                .to_string()
+                .contains("older")
+        );
+        assert!(
+            plan(None, Some("9.0.0"))
+                .unwrap_err()
+                .to_string()
+                .contains("not in the repository")
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! `index.toml`: the raw serde format ([`Index`]) and the validated, typed view of it ([`Catalog`]),
+//! releases sorted by the product's version scheme.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::UpgradeError;
+use crate::version::{Version, VersionScheme};
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Index {
+    pub format: u32,
+    pub product: String,
+    pub sequence: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<toml::value::Datetime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrader: Option<UpgraderEntry>,
+    #[serde(default)]
+    pub releases: Vec<ReleaseEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgraderEntry {
+    pub version: Spanned<String>,
+    #[serde(default)]
+    pub packages: Vec<Artifact>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseEntry {
+    pub version: Spanned<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_upgrader: Option<String>,
+    #[serde(default)]
+    pub packages: Vec<Artifact>,
+}
+
+/// One file of the repository, as the index declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    pub name: String,
+    pub evr: String,
+    pub arch: String,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A validated index: releases in ascending version order.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub product: String,
+    pub sequence: u64,
+    pub releases: Vec<Release>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: Version,
+    pub stop: bool,
+    pub packages: Vec<Artifact>,
+}
+
+impl Catalog {
+    /// Reads and validates the index at `path` for `product`.
+    pub fn load(
+        path: &Path,
+        product: &str,
+        scheme: VersionScheme,
+    ) -> Result<Catalog, UpgradeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UpgradeError::input_hint(
+                format!("failed to read repository index `{}`: {e}", path.display()),
+                "check `[repository] url` in the configuration",
+            )
+        })?;
+        Catalog::parse(&text, path, product, scheme)
+    }
+
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        product: &str,
+        scheme: VersionScheme,
+    ) -> Result<Catalog, UpgradeError> {
+        let index: Index = crate::tomlfile::parse(text, path, "repository index")?;
+        let at = |span: std::ops::Range<usize>| {
+            let before = &text[..span.start.min(text.len())];
+            format!("{}:{}", path.display(), before.matches('\n').count() + 1)
+        };
+        if index.format != FORMAT {
+            return Err(UpgradeError::input(format!(
+                "repository index `{}` has format {}, this upgrader reads format {FORMAT}",
+                path.display(),
+                index.format
+            )));
+        }
+        if index.product != product {
+            return Err(UpgradeError::input_hint(
+                format!(
+                    "repository index `{}` is for product `{}`, not `{product}`",
+                    path.display(),
+                    index.product
+                ),
+                "check `product` and `[repository] url` in the configuration",
+            ));
+        }
+        let mut releases = Vec::with_capacity(index.releases.len());
+        for entry in index.releases {
+            let version = scheme
+                .parse(entry.version.get_ref())
+                .map_err(|e| UpgradeError::input(format!("`{}`: {e}", at(entry.version.span()))))?;
+            for artifact in &entry.packages {
+                artifact.validate().map_err(|e| {
+                    UpgradeError::input(format!("`{}`: {e}", at(entry.version.span())))
+                })?;
+            }
+            releases.push(Release {
+                version,
+                stop: entry.stop,
+                packages: entry.packages,
+            });
+        }
+        releases.sort_by(|a, b| a.version.cmp(&b.version));
+        if let Some(pair) = releases.windows(2).find(|w| w[0].version == w[1].version) {
+            return Err(UpgradeError::input(format!(
+                "repository index `{}` lists release `{}` twice",
+                path.display(),
+                pair[0].version
+            )));
+        }
+        Ok(Catalog {
+            product: index.product,
+            sequence: index.sequence,
+            releases,
+        })
+    }
+
+    pub fn newest(&self) -> Option<&Release> {
+        self.releases.last()
+    }
+
+    pub fn release(&self, version: &Version) -> Option<&Release> {
+        self.releases.iter().find(|r| &r.version == version)
+    }
+}
+
+impl Artifact {
+    fn validate(&self) -> Result<(), String> {
+        let ok_path = !self.path.is_empty()
+            && !self.path.starts_with('/')
+            && self.path.split('/').all(|c| !c.is_empty() && c != "..");
+        if !ok_path {
+            return Err(format!(
+                "package `{}` has path `{}`: it must be relative and stay inside the repository",
+                self.name, self.path
+            ));
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "package `{}` has sha256 `{}`: expected 64 hex digits",
+                self.name, self.sha256
+            ));
+        }
+        Ok(())
+    }
+
+    /// `name-evr.arch`, the way rpm names a package.
+    pub fn nevra(&self) -> String {
+        format!("{}-{}.{}", self.name, self.evr, self.arch)
+    }
+}

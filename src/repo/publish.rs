@@ -1,0 +1,138 @@
+//! The vendor side: `real-upgrade repo index DIR` turns `DIR/releases.toml` and the RPM files it
+//! names into `DIR/index.toml`, reading each package's name, EVR and arch with the `rpm` crate.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::Deserialize;
+
+use super::fetch::digest_file;
+use super::index::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry};
+use crate::error::UpgradeError;
+
+/// `releases.toml`: which package files make each release.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Releases {
+    product: String,
+    sequence: Option<u64>,
+    expires: Option<toml::value::Datetime>,
+    upgrader: Option<UpgraderSpec>,
+    #[serde(default)]
+    releases: Vec<ReleaseSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpgraderSpec {
+    version: String,
+    packages: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseSpec {
+    version: String,
+    #[serde(default)]
+    stop: bool,
+    requires_upgrader: Option<String>,
+    packages: Vec<String>,
+}
+
+/// What `repo index` wrote.
+#[derive(Debug, serde::Serialize)]
+pub struct Published {
+    pub index: String,
+    pub sequence: u64,
+    pub releases: usize,
+    pub packages: usize,
+}
+
+/// Writes `dir/index.toml` from `dir/releases.toml`.
+pub fn write_index(dir: &Path) -> Result<Published> {
+    let spec_path = dir.join("releases.toml");
+    let spec: Releases = crate::tomlfile::read(&spec_path, "release list")?;
+    let index_path = dir.join("index.toml");
+    let sequence = match spec.sequence {
+        Some(s) => s,
+        None => previous_sequence(&index_path).map_or(1, |s| s + 1),
+    };
+    let mut packages = 0;
+    let mut artifacts = |paths: &[String]| -> Result<Vec<Artifact>> {
+        packages += paths.len();
+        paths.iter().map(|p| artifact(dir, p)).collect()
+    };
+    let upgrader = match &spec.upgrader {
+        Some(u) => Some(UpgraderEntry {
+            version: toml::Spanned::new(0..0, u.version.clone()),
+            packages: artifacts(&u.packages)?,
+        }),
+        None => None,
+    };
+    let mut releases = Vec::with_capacity(spec.releases.len());
+    for r in &spec.releases {
+        releases.push(ReleaseEntry {
+            version: toml::Spanned::new(0..0, r.version.clone()),
+            stop: r.stop,
+            requires_upgrader: r.requires_upgrader.clone(),
+            packages: artifacts(&r.packages)?,
+        });
+    }
+    let index = Index {
+        format: FORMAT,
+        product: spec.product,
+        sequence,
+        expires: spec.expires,
+        upgrader,
+        releases,
+    };
+    let text = toml::to_string(&index).context("failed to serialise the index")?;
+    crate::fsutil::write_atomic(&index_path, text.as_bytes())?;
+    Ok(Published {
+        index: index_path.display().to_string(),
+        sequence,
+        releases: index.releases.len(),
+        packages,
+    })
+}
+
+fn previous_sequence(index_path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(index_path).ok()?;
+    let value: toml::Table = toml::from_str(&text).ok()?;
+    value
+        .get("sequence")?
+        .as_integer()
+        .and_then(|s| u64::try_from(s).ok())
+}
+
+fn artifact(dir: &Path, relative: &str) -> Result<Artifact> {
+    let path = dir.join(relative);
+    let meta = rpm::PackageMetadata::open(&path).map_err(|e| {
+        UpgradeError::input(format!(
+            "`{}` is not a readable RPM package: {e}",
+            path.display()
+        ))
+    })?;
+    let field = |r: Result<&str, rpm::Error>| -> Result<String> {
+        r.map(str::to_string).map_err(|e| {
+            UpgradeError::input(format!("RPM package `{}`: {e}", path.display())).into()
+        })
+    };
+    let name = field(meta.get_name())?;
+    let version = field(meta.get_version())?;
+    let release = field(meta.get_release())?;
+    let arch = field(meta.get_arch())?;
+    let evr = match meta.get_epoch() {
+        Ok(epoch) if epoch > 0 => format!("{epoch}:{version}-{release}"),
+        _ => format!("{version}-{release}"),
+    };
+    let (sha256, size) = digest_file(&path)?;
+    Ok(Artifact {
+        name,
+        evr,
+        arch,
+        path: relative.to_string(),
+        sha256,
+        size,
+    })
+}

@@ -1,0 +1,55 @@
+//! One run per root: an exclusive `flock` on `/var/lib/upgrade/lock`, holding the owner's PID.
+//!
+//! The kernel drops the lock when its holder dies, so a killed run never blocks the next one.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use crate::error::UpgradeError;
+
+/// Held for the life of a run; released when dropped or when the process dies.
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    pub fn acquire(path: &Path) -> Result<RunLock> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create `{}`", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("failed to open lock file `{}`", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                let pid = if pid.is_empty() {
+                    "unknown".to_string()
+                } else {
+                    pid.to_string()
+                };
+                return Err(UpgradeError::Locked { pid }.into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .and_then(|()| file.flush())
+            .with_context(|| format!("failed to write the lock file `{}`", path.display()))?;
+        Ok(RunLock { _file: file })
+    }
+}

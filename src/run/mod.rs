@@ -1,0 +1,398 @@
+//! Executes a [`Plan`] step by step under the lock and the journal (SPEC §5).
+//!
+//! `upgrade()` either resumes the open run of this root (its stored plan, skipping what the journal
+//! says is done) or plans a new one, shows it through the [`Ui`], asks, and executes. A step is
+//! journaled as done only after its effect is durable; a failure leaves the run open so the next
+//! invocation continues at the failed step.
+
+pub mod lock;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::{Config, PackageBackend};
+use crate::context::{Context, Paths};
+use crate::error::UpgradeError;
+use crate::plan::{Hop, PackageOp, Plan, PlanInput, PlannedHooks, Step};
+use crate::repo::Repository;
+use crate::repo::fetch;
+use crate::repo::index::{Artifact, Catalog};
+use crate::state::{RunRecord, State};
+use crate::steps::hooks::{self, HookEnv, HookOutcome, Phase};
+use crate::steps::packages::{self, RpmDb};
+
+/// How the caller talks to a person: the run never prints, it reports through this.
+pub trait Ui {
+    /// Shows the plan; `done` holds the journal keys already done when resuming.
+    fn plan(&self, view: &PlanView<'_>);
+    /// Asks a yes/no question; only called when a person is at a terminal.
+    fn confirm(&self, question: &str) -> Result<bool>;
+    fn event(&self, event: Event<'_>);
+}
+
+pub struct PlanView<'a> {
+    pub plan: &'a Plan,
+    pub done: &'a HashSet<String>,
+    pub resumed: Option<&'a RunRecord>,
+}
+
+#[derive(Debug)]
+pub enum Event<'a> {
+    StepStarted { step: Step, hop: Option<&'a Hop> },
+    StepAlreadyDone { step: Step, hop: Option<&'a Hop> },
+    Fetched { artifact: &'a Artifact },
+    HookStarted { phase: Phase, name: &'a str },
+    HookAlreadyDone { phase: Phase, name: &'a str },
+    HookLine { name: &'a str, line: &'a str },
+    HookRebootRequested { name: &'a str },
+    PackagesAlreadyInstalled { names: Vec<String> },
+    Transaction { files: usize },
+    ConfigFileKept { path: &'a str },
+    Recorded { version: &'a str },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Ask no question (`--yes`).
+    pub assume_yes: bool,
+    pub to: Option<String>,
+    pub dry_run: bool,
+    pub download_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunResult {
+    UpToDate,
+    Planned,
+    Downloaded,
+    Upgraded,
+}
+
+/// What a run did, for the renderer and `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub result: RunResult,
+    pub product: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub run_id: Option<i64>,
+    pub resumed: bool,
+    /// `.rpmnew` / `.rpmsave` files the package transactions created.
+    pub config_files: Vec<String>,
+    pub plan: Plan,
+}
+
+/// Plans an upgrade of the root in `ctx` from its installed state; changes nothing.
+pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
+    let paths = ctx.paths();
+    let installed = match State::open_existing(&paths.state_db)? {
+        Some(state) => state.installed()?,
+        None => None,
+    };
+    let scheme = config.version_scheme;
+    let installed = installed.map(|v| scheme.parse(&v)).transpose()?;
+    let target = to.map(|v| scheme.parse(v)).transpose()?;
+    let catalog = load_catalog(config, &ctx.config_path)?;
+    let rpmdb = RpmDb::load(&ctx.root)?;
+    let mut hooks = PlannedHooks::default();
+    for (phase, names) in [(Phase::Pre, &mut hooks.pre), (Phase::Post, &mut hooks.post)] {
+        let set = hooks::discover(&paths, phase, ctx.superuser)?;
+        set.ensure_safe()?;
+        *names = set.run.into_iter().map(|h| h.name).collect();
+    }
+    Ok(Plan::build(PlanInput {
+        installed: installed.as_ref(),
+        target: target.as_ref(),
+        catalog: &catalog,
+        rpmdb: &rpmdb,
+        hooks,
+    })?)
+}
+
+pub fn load_catalog(config: &Config, config_path: &std::path::Path) -> Result<Catalog> {
+    let repo = Repository::open(config.repository_url(config_path)?)?;
+    Ok(Catalog::load(
+        &repo.index_path(),
+        &config.product,
+        config.version_scheme,
+    )?)
+}
+
+/// The default command: plan or resume, show, confirm, execute.
+pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome> {
+    let config = crate::config::Config::load(&ctx.config_path)?;
+    if config.packages.backend == PackageBackend::Dnf {
+        return Err(UpgradeError::input_hint(
+            "the dnf package backend is not available yet",
+            format!(
+                "set `backend = \"rpm\"` under `[packages]` in `{}`",
+                ctx.config_path.display()
+            ),
+        )
+        .into());
+    }
+    let paths = ctx.paths();
+    let _lock = match opts.dry_run {
+        true => None,
+        false => Some(lock::RunLock::acquire(&paths.lock)?),
+    };
+    let existing = State::open_existing(&paths.state_db)?;
+    let open = match &existing {
+        Some(state) => state.open_run()?,
+        None => None,
+    };
+    let (plan, done, record) = match open {
+        Some(open) => (open.plan, open.done, Some(open.record)),
+        None => (
+            plan(ctx, &config, opts.to.as_deref())?,
+            HashSet::new(),
+            None,
+        ),
+    };
+    let mut outcome = Outcome {
+        result: RunResult::UpToDate,
+        product: plan.product.clone(),
+        from: plan.from.clone(),
+        to: plan.to.clone(),
+        run_id: record.as_ref().map(|r| r.id),
+        resumed: record.is_some(),
+        config_files: Vec::new(),
+        plan: plan.clone(),
+    };
+    if plan.is_up_to_date() {
+        return Ok(outcome);
+    }
+    ui.plan(&PlanView {
+        plan: &plan,
+        done: &done,
+        resumed: record.as_ref(),
+    });
+    if opts.dry_run {
+        outcome.result = RunResult::Planned;
+        return Ok(outcome);
+    }
+    let repo = Repository::open(config.repository_url(&ctx.config_path)?)?;
+    if opts.download_only {
+        for artifact in plan.artifacts() {
+            fetch::fetch(&repo, artifact, &paths.cache)?;
+            ui.event(Event::Fetched { artifact });
+        }
+        outcome.result = RunResult::Downloaded;
+        return Ok(outcome);
+    }
+    confirm(ctx, opts, ui, &plan, record.is_some())?;
+    let mut state = match existing {
+        Some(state) => state,
+        None => State::open(&paths.state_db)?,
+    };
+    let run_id = match &record {
+        Some(r) => {
+            state.resume_run(r.id)?;
+            r.id
+        }
+        None => state.begin_run(&plan)?,
+    };
+    outcome.run_id = Some(run_id);
+    tracing::info!(run = run_id, from = ?plan.from, to = %plan.to, resumed = record.is_some(), "run started");
+    let mut exec = Executor {
+        ctx,
+        config: &config,
+        paths: &paths,
+        repo: &repo,
+        state: &mut state,
+        run_id,
+        done,
+        resumed: record.is_some(),
+        ui,
+        config_files: Vec::new(),
+    };
+    let result = exec.execute(&plan);
+    let config_files = std::mem::take(&mut exec.config_files);
+    match result {
+        Ok(()) => {
+            state.set_status(run_id, "succeeded", None)?;
+            tracing::info!(run = run_id, to = %plan.to, "run succeeded");
+            outcome.result = RunResult::Upgraded;
+            outcome.config_files = config_files;
+            Ok(outcome)
+        }
+        Err(err) => {
+            let reboot = matches!(
+                crate::error::find(&err),
+                Some(UpgradeError::RebootRequired { .. })
+            );
+            let status = if reboot { "reboot" } else { "failed" };
+            let message = format!("{err:#}");
+            tracing::error!(run = run_id, status, "{message}");
+            if let Err(e) = state.set_status(run_id, status, Some(&message)) {
+                tracing::error!("failed to record the run's status: {e:#}");
+            }
+            Err(err)
+        }
+    }
+}
+
+fn confirm(
+    ctx: &Context,
+    opts: &RunOptions,
+    ui: &dyn Ui,
+    plan: &Plan,
+    resuming: bool,
+) -> Result<()> {
+    if opts.assume_yes {
+        return Ok(());
+    }
+    if !ctx.interactive {
+        return Err(UpgradeError::input_hint(
+            "no terminal to ask for confirmation on",
+            "run `upgrade --yes` to upgrade unattended, or `upgrade --dry-run` to see the plan",
+        )
+        .into());
+    }
+    let from = plan.from.as_deref().unwrap_or("nothing installed");
+    let verb = if resuming {
+        "Resume the upgrade"
+    } else {
+        "Upgrade"
+    };
+    let question = format!("{verb} {} from {from} to {}?", plan.product, plan.to);
+    if ui.confirm(&question)? {
+        Ok(())
+    } else {
+        Err(UpgradeError::Declined.into())
+    }
+}
+
+struct Executor<'a> {
+    ctx: &'a Context,
+    config: &'a Config,
+    paths: &'a Paths,
+    repo: &'a Repository,
+    state: &'a mut State,
+    run_id: i64,
+    done: HashSet<String>,
+    resumed: bool,
+    ui: &'a dyn Ui,
+    config_files: Vec<String>,
+}
+
+impl Executor<'_> {
+    fn execute(&mut self, plan: &Plan) -> Result<()> {
+        for step in plan.steps() {
+            let hop = match step {
+                Step::Download => None,
+                Step::PreHooks(h) | Step::Packages(h) | Step::PostHooks(h) | Step::Record(h) => {
+                    Some(&plan.hops[h])
+                }
+            };
+            let key = step.key();
+            if self.done.contains(&key) {
+                self.ui.event(Event::StepAlreadyDone { step, hop });
+                continue;
+            }
+            self.ui.event(Event::StepStarted { step, hop });
+            tracing::info!(run = self.run_id, step = %key, "step started");
+            match (step, hop) {
+                (Step::Download, _) => {
+                    for artifact in plan.artifacts() {
+                        fetch::fetch(self.repo, artifact, &self.paths.cache)?;
+                        self.ui.event(Event::Fetched { artifact });
+                    }
+                    self.state.mark_done(self.run_id, &key, None)?;
+                }
+                (Step::PreHooks(h), Some(hop)) => self.hooks(h, hop, Phase::Pre, &key)?,
+                (Step::PostHooks(h), Some(hop)) => self.hooks(h, hop, Phase::Post, &key)?,
+                (Step::Packages(_), Some(hop)) => self.packages(hop, &key)?,
+                (Step::Record(_), Some(hop)) => {
+                    self.state.record_installed(self.run_id, &key, &hop.to)?;
+                    self.ui.event(Event::Recorded { version: &hop.to });
+                }
+                _ => unreachable!("every hop step has a hop"),
+            }
+            tracing::info!(run = self.run_id, step = %key, "step done");
+        }
+        Ok(())
+    }
+
+    fn hooks(&mut self, index: usize, hop: &Hop, phase: Phase, key: &str) -> Result<()> {
+        let set = hooks::discover(self.paths, phase, self.ctx.superuser)?;
+        set.ensure_safe()?;
+        let env = HookEnv {
+            phase,
+            from: hop.from.clone(),
+            to: hop.to.clone(),
+            resumed: self.resumed,
+            root: self.ctx.root.clone(),
+            run_id: self.run_id,
+        };
+        for hook in &set.run {
+            let hook_key = format!("hop{index}:{}:{}", phase.as_str(), hook.name);
+            if self.done.contains(&hook_key) {
+                self.ui.event(Event::HookAlreadyDone {
+                    phase,
+                    name: &hook.name,
+                });
+                continue;
+            }
+            self.ui.event(Event::HookStarted {
+                phase,
+                name: &hook.name,
+            });
+            let ui = self.ui;
+            let name = hook.name.as_str();
+            let outcome = hooks::run(hook, &env, self.config.hooks.timeout, &mut |line| {
+                tracing::info!(hook = name, "{line}");
+                ui.event(Event::HookLine { name, line });
+            })?;
+            self.state.mark_done(self.run_id, &hook_key, None)?;
+            if outcome == HookOutcome::RebootRequested {
+                self.ui.event(Event::HookRebootRequested { name });
+                return Err(UpgradeError::RebootRequired {
+                    hook: hook.name.clone(),
+                }
+                .into());
+            }
+        }
+        self.state.mark_done(self.run_id, key, None)?;
+        Ok(())
+    }
+
+    fn packages(&mut self, hop: &Hop, key: &str) -> Result<()> {
+        let db = RpmDb::load(&self.ctx.root)?;
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut already = Vec::new();
+        for change in hop.packages.iter().filter(|c| c.op != PackageOp::Keep) {
+            let a = &change.artifact;
+            // NB: a run killed inside `rpm -U` may have committed the transaction already.
+            let present = db
+                .newest(&a.name)
+                .is_some_and(|p| crate::version::compare_evr(&p.evr, &a.evr).is_ge());
+            if present {
+                already.push(a.nevra());
+                continue;
+            }
+            files.push(fetch::fetch(self.repo, a, &self.paths.cache)?);
+        }
+        if !already.is_empty() {
+            self.ui
+                .event(Event::PackagesAlreadyInstalled { names: already });
+        }
+        let mut detail = None;
+        if !files.is_empty() {
+            self.ui.event(Event::Transaction { files: files.len() });
+            let report = packages::install(&self.ctx.root, &files)?;
+            for path in &report.config_files {
+                tracing::warn!(path = %path, "config file kept beside the packaged one");
+                self.ui.event(Event::ConfigFileKept { path });
+            }
+            detail = Some(serde_json::to_string(&report.config_files)?);
+            self.config_files.extend(report.config_files);
+        }
+        self.state.mark_done(self.run_id, key, detail.as_deref())?;
+        Ok(())
+    }
+}

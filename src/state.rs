@@ -1,0 +1,251 @@
+//! `state.db` (SQLite): the installed version, the history of runs, and the journal of the open
+//! run with its stored plan.
+//!
+//! A run stays open (status `running`, `failed` or `reboot`) until it succeeds; the next
+//! invocation resumes it. Every write is a transaction with `synchronous=FULL`, so what the journal
+//! says is done survives a power cut.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::plan::Plan;
+
+pub struct State {
+    conn: Connection,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub from: Option<String>,
+    pub to: String,
+    pub status: String,
+    pub attempts: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JournalEntry {
+    pub step: String,
+    pub done_at: String,
+    pub detail: Option<String>,
+}
+
+/// An unfinished run: its stored plan and what is already done.
+pub struct OpenRun {
+    pub record: RunRecord,
+    pub plan: Plan,
+    pub done: HashSet<String>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS installed (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    from_version TEXT,
+    to_version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    plan TEXT NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS journal (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step TEXT NOT NULL,
+    done_at TEXT NOT NULL,
+    detail TEXT,
+    PRIMARY KEY (run_id, step)
+);
+";
+
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl State {
+    /// Opens (creating when missing) the state database at `path`.
+    pub fn open(path: &Path) -> Result<State> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create `{}`", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("failed to open state database `{}`", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )
+        .and_then(|()| conn.execute_batch(SCHEMA))
+        .with_context(|| format!("failed to prepare state database `{}`", path.display()))?;
+        Ok(State { conn })
+    }
+
+    /// Opens the state database when it exists; a host that never ran has none (and gets none).
+    pub fn open_existing(path: &Path) -> Result<Option<State>> {
+        if path.exists() {
+            State::open(path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub fn installed(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT version FROM installed WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .context("failed to read the installed version from state.db")
+    }
+
+    pub fn open_run(&self) -> Result<Option<OpenRun>> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("{RUN_COLUMNS}, plan FROM runs WHERE status != 'succeeded' ORDER BY id DESC LIMIT 1"),
+                [],
+                |r| Ok((run_record(r)?, r.get::<_, String>(8)?)),
+            )
+            .optional()
+            .context("failed to read the journal from state.db")?;
+        let Some((record, plan)) = row else {
+            return Ok(None);
+        };
+        let plan: Plan = serde_json::from_str(&plan)
+            .with_context(|| format!("the stored plan of run {} is unreadable", record.id))?;
+        let done = self
+            .journal(record.id)?
+            .into_iter()
+            .map(|e| e.step)
+            .collect();
+        Ok(Some(OpenRun { record, plan, done }))
+    }
+
+    pub fn begin_run(&mut self, plan: &Plan) -> Result<i64> {
+        let json = serde_json::to_string(plan).context("failed to serialise the plan")?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (started_at, from_version, to_version, status, plan) VALUES (?1, ?2, ?3, 'running', ?4)",
+                params![now(), plan.from, plan.to, json],
+            )
+            .context("failed to record the run in state.db")?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks an open run as being attempted again.
+    pub fn resume_run(&self, id: i64) -> Result<()> {
+        self.conn
+            .execute("UPDATE runs SET status = 'running', attempts = attempts + 1, error = NULL WHERE id = ?1", [id])
+            .context("failed to update the run in state.db")?;
+        Ok(())
+    }
+
+    pub fn mark_done(&self, run: i64, step: &str, detail: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO journal (run_id, step, done_at, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![run, step, now(), detail],
+            )
+            .with_context(|| format!("failed to journal step `{step}`"))?;
+        Ok(())
+    }
+
+    /// Records `version` as installed and the step as done, in one transaction.
+    pub fn record_installed(&mut self, run: i64, step: &str, version: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction()
+            .context("failed to begin a transaction on state.db")?;
+        tx.execute(
+            "INSERT INTO installed (id, version, updated_at) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+            params![version, now()],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO journal (run_id, step, done_at) VALUES (?1, ?2, ?3)",
+            params![run, step, now()],
+        )?;
+        tx.commit()
+            .context("failed to record the installed version")?;
+        Ok(())
+    }
+
+    /// Closes or leaves open a run: `succeeded` closes it; `failed` and `reboot` keep it open.
+    pub fn set_status(&self, run: i64, status: &str, error: Option<&str>) -> Result<()> {
+        let finished = (status == "succeeded").then(now);
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+                params![run, status, error, finished],
+            )
+            .context("failed to update the run in state.db")?;
+        Ok(())
+    }
+
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("{RUN_COLUMNS} FROM runs ORDER BY id"))?;
+        let rows = stmt.query_map([], run_record)?;
+        rows.collect::<Result<_, _>>()
+            .context("failed to read the history from state.db")
+    }
+
+    pub fn run(&self, id: i64) -> Result<Option<(RunRecord, Plan)>> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("{RUN_COLUMNS}, plan FROM runs WHERE id = ?1"),
+                [id],
+                |r| Ok((run_record(r)?, r.get::<_, String>(8)?)),
+            )
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((rec, plan)) => Ok(Some((rec, serde_json::from_str(&plan)?))),
+        }
+    }
+
+    pub fn journal(&self, run: i64) -> Result<Vec<JournalEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT step, done_at, detail FROM journal WHERE run_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([run], |r| {
+            Ok(JournalEntry {
+                step: r.get(0)?,
+                done_at: r.get(1)?,
+                detail: r.get(2)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .context("failed to read the journal from state.db")
+    }
+}
+
+const RUN_COLUMNS: &str =
+    "SELECT id, started_at, finished_at, from_version, to_version, status, attempts, error";
+
+fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: r.get(0)?,
+        started_at: r.get(1)?,
+        finished_at: r.get(2)?,
+        from: r.get(3)?,
+        to: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        error: r.get(7)?,
+    })
+}

@@ -1,0 +1,394 @@
+//! Hooks (SPEC §6): the vendor's and the administrator's executables for a phase, merged, filtered
+//! and ordered the way run-parts does, and run one at a time with a clean environment, a timeout
+//! that kills the whole process group, and their output streamed line by line.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::context::Paths;
+use crate::error::{HookStatus, UpgradeError};
+
+/// Exit code by which a hook asks for a reboot.
+pub const REBOOT_EXIT_CODE: i32 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Pre,
+    Post,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pre => "pre",
+            Phase::Post => "post",
+        }
+    }
+
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Phase::Pre => "pre-upgrade.d",
+            Phase::Post => "post-upgrade.d",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hook {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub name: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What a phase's directories hold: the hooks that run, in order, and the rest with the reason.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HookSet {
+    pub run: Vec<Hook>,
+    pub skipped: Vec<Skipped>,
+    /// Hooks that are refused for their ownership or mode (running as root).
+    pub refused: Vec<Skipped>,
+}
+
+impl HookSet {
+    /// Fails when any hook is refused; the message names each file and its mode.
+    pub fn ensure_safe(&self) -> Result<(), UpgradeError> {
+        if self.refused.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = self
+            .refused
+            .iter()
+            .map(|r| format!("`{}`: {}", r.path.display(), r.reason))
+            .collect();
+        Err(UpgradeError::step(
+            format!("refusing to run unsafe hooks: {}", list.join("; ")),
+            "a hook and its directory must be owned by root and not writable by group or others \
+             (chown root:root, chmod go-w), then run `upgrade` again",
+        ))
+    }
+}
+
+/// Lists the hooks of `phase` under `paths`, vendor and admin merged (SPEC §6).
+pub fn discover(paths: &Paths, phase: Phase, superuser: bool) -> Result<HookSet> {
+    let vendor = paths.vendor_share.join(phase.dir_name());
+    let admin = paths.admin_etc.join(phase.dir_name());
+    // NB: BTreeMap<String> iterates in byte order, which is run-parts' order (LC_ALL=C).
+    let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in [&vendor, &admin] {
+        for (name, path) in read_dir(dir)? {
+            entries.insert(name, path); // the admin's file replaces the vendor's
+        }
+    }
+    let mut set = HookSet::default();
+    for (name, path) in entries {
+        let skip = |reason: &str| Skipped {
+            name: name.clone(),
+            path: path.clone(),
+            reason: reason.into(),
+        };
+        if !valid_name(&name) {
+            set.skipped.push(skip(
+                "name is not a run-parts name ([A-Za-z0-9_-]+); leftovers never run",
+            ));
+            continue;
+        }
+        if fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null")) {
+            set.skipped.push(skip("masked (symlink to /dev/null)"));
+            continue;
+        }
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                set.skipped.push(skip(&format!("cannot be read: {e}")));
+                continue;
+            }
+        };
+        if !meta.is_file() {
+            set.skipped.push(skip("not a regular file"));
+            continue;
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            set.skipped.push(skip("not executable"));
+            continue;
+        }
+        if superuser {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            if let Some(reason) = unsafe_owner(&path, &meta)
+                .or_else(|| fs::metadata(dir).ok().and_then(|m| unsafe_owner(dir, &m)))
+            {
+                set.refused.push(skip(&reason));
+                continue;
+            }
+        }
+        set.run.push(Hook { name, path });
+    }
+    Ok(set)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let iter = match fs::read_dir(dir) {
+        Ok(iter) => iter,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in iter {
+        let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        out.push((name, entry.path()));
+    }
+    Ok(out)
+}
+
+/// run-parts' default name filter: `^[A-Za-z0-9_-]+$`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn unsafe_owner(path: &Path, meta: &fs::Metadata) -> Option<String> {
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.uid() != 0 {
+        Some(format!(
+            "`{}` is owned by uid {}, not root (mode {mode:04o})",
+            path.display(),
+            meta.uid()
+        ))
+    } else if mode & 0o022 != 0 {
+        Some(format!(
+            "`{}` is writable by group or others (mode {mode:04o})",
+            path.display()
+        ))
+    } else {
+        None
+    }
+}
+
+/// The environment every hook of a run gets (SPEC §6).
+#[derive(Debug, Clone)]
+pub struct HookEnv {
+    pub phase: Phase,
+    pub from: Option<String>,
+    pub to: String,
+    pub resumed: bool,
+    pub root: PathBuf,
+    pub run_id: i64,
+}
+
+impl HookEnv {
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        let flag = |b: bool| if b { "1" } else { "0" }.to_string();
+        vec![
+            ("UPGRADE_PHASE", self.phase.as_str().into()),
+            (
+                "UPGRADE_FROM_VERSION",
+                self.from.clone().unwrap_or_default(),
+            ),
+            ("UPGRADE_TO_VERSION", self.to.clone()),
+            ("UPGRADE_FRESH_INSTALL", flag(self.from.is_none())),
+            ("UPGRADE_RESUMED", flag(self.resumed)),
+            ("UPGRADE_ROOT", self.root.display().to_string()),
+            ("UPGRADE_RUN_ID", self.run_id.to_string()),
+        ]
+    }
+}
+
+/// How a hook that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookOutcome {
+    Succeeded,
+    RebootRequested,
+}
+
+const LAST_LINES: usize = 10;
+
+/// Runs one hook to completion; `on_line` receives every line it prints (stdout and stderr).
+pub fn run(
+    hook: &Hook,
+    env: &HookEnv,
+    timeout: Duration,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<HookOutcome> {
+    let (reader, writer) = io::pipe().context("failed to create a pipe for hook output")?;
+    let mut command = Command::new(&hook.path);
+    command
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().context("failed to duplicate a pipe")?)
+        .stderr(writer)
+        .envs(env.vars())
+        .current_dir(&env.root)
+        .process_group(0);
+    // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("failed to start hook `{}`", hook.path.display()))?;
+    drop(command); // NB: the Command holds the pipe's write end; keep it open and EOF never comes.
+    let pid = child.id() as i32;
+    let pidfd = pidfd_open(pid);
+    let mut output = LineSplitter::default();
+    let deadline = Instant::now() + timeout;
+    let mut reader = reader;
+    set_nonblocking(&reader)?;
+    let mut pipe_open = true;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("failed to wait for a hook")? {
+            if pipe_open {
+                drain(&mut reader, &mut output, on_line);
+            }
+            break Some(status);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break None;
+        }
+        let slice = if pidfd.is_some() {
+            deadline - now
+        } else {
+            Duration::from_millis(20)
+        };
+        let wait = PollTimeout::try_from(slice.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = Vec::with_capacity(2);
+        if pipe_open {
+            fds.push(PollFd::new(reader.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = &pidfd {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        match poll(&mut fds, wait) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("failed to poll hook output"),
+        }
+        if pipe_open && !drain(&mut reader, &mut output, on_line) {
+            pipe_open = false;
+        }
+    };
+    let status = match status {
+        Some(status) => status,
+        None => {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = child.wait();
+            drain(&mut reader, &mut output, on_line);
+            output.flush(on_line);
+            return Err(failure(hook, HookStatus::TimedOut(timeout), output));
+        }
+    };
+    output.flush(on_line);
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(HookOutcome::Succeeded),
+        (Some(REBOOT_EXIT_CODE), _) => Ok(HookOutcome::RebootRequested),
+        (Some(code), _) => Err(failure(hook, HookStatus::Exited(code), output)),
+        (None, Some(sig)) => Err(failure(hook, HookStatus::Signalled(sig), output)),
+        (None, None) => Err(failure(hook, HookStatus::Exited(-1), output)),
+    }
+}
+
+fn failure(hook: &Hook, status: HookStatus, output: LineSplitter) -> anyhow::Error {
+    UpgradeError::HookFailed {
+        name: hook.name.clone(),
+        status,
+        last_lines: output.last.into_iter().collect(),
+    }
+    .into()
+}
+
+/// Reads what is available; false once the pipe is at end of file.
+fn drain(
+    reader: &mut io::PipeReader,
+    out: &mut LineSplitter,
+    on_line: &mut dyn FnMut(&str),
+) -> bool {
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => out.push(&buf[..n], on_line),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+    last: VecDeque<String>,
+}
+
+impl LineSplitter {
+    fn push(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            self.emit(&line[..line.len() - 1], on_line);
+        }
+    }
+
+    fn flush(&mut self, on_line: &mut dyn FnMut(&str)) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.emit(&line, on_line);
+        }
+    }
+
+    fn emit(&mut self, line: &[u8], on_line: &mut dyn FnMut(&str)) {
+        let line = String::from_utf8_lossy(line);
+        on_line(&line);
+        if self.last.len() == LAST_LINES {
+            self.last.pop_front();
+        }
+        self.last.push_back(line.into_owned());
+    }
+}
+
+fn set_nonblocking(reader: &io::PipeReader) -> Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(reader, FcntlArg::F_GETFL).context("fcntl(F_GETFL) on a pipe")?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(reader, FcntlArg::F_SETFL(flags)).context("fcntl(F_SETFL) on a pipe")?;
+    Ok(())
+}
+
+/// A descriptor that becomes readable when `pid` exits (Linux ≥ 5.3); `None` where unsupported.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

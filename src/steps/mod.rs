@@ -1,0 +1,7 @@
+//! One module per kind of step the run executes. Steps act; they never plan.
+//!
+//! - [`hooks`]: discovering and running `pre-upgrade.d` / `post-upgrade.d` executables.
+//! - [`packages`]: the root's rpm database and the one `rpm -U` transaction per hop.
+
+pub mod hooks;
+pub mod packages;

@@ -1,0 +1,177 @@
+//! The rpm backend: what the root's rpm database holds, and one `rpm -U` transaction per hop.
+//!
+//! NB: rpm exits 0 when a `%post` scriptlet fails, so its output is read for `scriptlet failed`;
+//! it also reports the config files it did not overwrite (`.rpmnew`) or moved aside
+//! (`.rpmsave`), which the run passes on to the operator.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::UpgradeError;
+
+/// The rpm database lives here inside the root (`rpm --root R --dbpath /var/lib/rpm`).
+pub const DBPATH: &str = "/var/lib/rpm";
+
+/// Installed packages by name; several entries when multilib builds are installed side by side.
+#[derive(Debug, Clone, Default)]
+pub struct RpmDb {
+    pub packages: HashMap<String, Vec<InstalledPackage>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledPackage {
+    pub evr: String,
+    pub arch: String,
+}
+
+impl RpmDb {
+    /// Queries the rpm database of `root`; a root without one has nothing installed.
+    pub fn load(root: &Path) -> Result<RpmDb> {
+        let db = root.join(DBPATH.trim_start_matches('/'));
+        let empty = std::fs::read_dir(&db).map_or(true, |mut d| d.next().is_none());
+        if empty {
+            return Ok(RpmDb::default());
+        }
+        let output = rpm(root)
+            .args([
+                "-qa",
+                "--qf",
+                "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n",
+            ])
+            .output()
+            .context("failed to run `rpm -qa`; is rpm installed?")?;
+        if !output.status.success() {
+            return Err(UpgradeError::step(
+                format!(
+                    "`rpm -qa` on root `{}` failed: {}",
+                    root.display(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+                "check the rpm database with `rpm --root ROOT --dbpath /var/lib/rpm -qa`",
+            )
+            .into());
+        }
+        let mut db = RpmDb::default();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let mut fields = line.split('\t');
+            let (Some(name), Some(evr), Some(arch)) = (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let evr = evr.strip_prefix("0:").unwrap_or(evr).to_string();
+            db.packages
+                .entry(name.to_string())
+                .or_default()
+                .push(InstalledPackage {
+                    evr,
+                    arch: arch.to_string(),
+                });
+        }
+        Ok(db)
+    }
+
+    /// The newest installed EVR of `name`.
+    pub fn newest(&self, name: &str) -> Option<&InstalledPackage> {
+        self.packages
+            .get(name)?
+            .iter()
+            .max_by(|a, b| crate::version::compare_evr(&a.evr, &b.evr))
+    }
+}
+
+/// A `rpm` command aimed at `root`.
+fn rpm(root: &Path) -> Command {
+    let mut cmd = Command::new("rpm");
+    cmd.arg("--root").arg(root).args(["--dbpath", DBPATH]);
+    // NB: Debian's rpm refuses to touch a database unless told it knows what it is doing.
+    if Path::new("/etc/debian_version").exists() {
+        cmd.arg("--force-debian");
+    }
+    cmd
+}
+
+/// What one transaction did besides installing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TransactionReport {
+    /// Config files rpm left beside the operator's edited ones (`.rpmnew`) or moved aside
+    /// (`.rpmsave`), as the paths rpm printed.
+    pub config_files: Vec<String>,
+    pub output: Vec<String>,
+}
+
+/// Installs or upgrades `files` into `root` in one `rpm -U` transaction.
+pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
+    let mut cmd = rpm(root);
+    cmd.arg("-U")
+        .args(files.iter().map(|f| OsString::from(f.as_os_str())));
+    let output = cmd
+        .output()
+        .context("failed to run `rpm -U`; is rpm installed?")?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let report = TransactionReport {
+        config_files: lines.iter().filter_map(|l| config_file(l)).collect(),
+        output: lines.clone(),
+    };
+    let tail = || {
+        lines
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    };
+    if !output.status.success() {
+        return Err(UpgradeError::step(
+            format!(
+                "the rpm transaction failed ({}):\n  {}",
+                output.status,
+                tail()
+            ),
+            "fix the cause rpm names, then run `upgrade` again to resume at this step",
+        )
+        .into());
+    }
+    if let Some(line) = lines.iter().find(|l| l.contains("scriptlet failed")) {
+        return Err(UpgradeError::step(
+            format!("a package scriptlet failed although rpm exited 0: {line}"),
+            "the packages are installed but their scriptlet did not finish; repair what it \
+             reports, then run `upgrade` again",
+        )
+        .into());
+    }
+    Ok(report)
+}
+
+/// `warning: /etc/x created as /etc/x.rpmnew` / `warning: /etc/x saved as /etc/x.rpmsave`.
+fn config_file(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("warning: ")?;
+    let (_, new) = rest
+        .split_once(" created as ")
+        .or_else(|| rest.split_once(" saved as "))?;
+    Some(new.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn config_file_lines() {
+        assert_eq!(
+            super::config_file("warning: /etc/demo/a.conf created as /etc/demo/a.conf.rpmnew"),
+            Some("/etc/demo/a.conf.rpmnew".into())
+        );
+        assert_eq!(
+            super::config_file("warning: /etc/b saved as /etc/b.rpmsave"),
+            Some("/etc/b.rpmsave".into())
+        );
+        assert_eq!(super::config_file("Preparing..."), None);
+    }
+}

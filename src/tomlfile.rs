@@ -1,0 +1,34 @@
+//! Reading a TOML file into a typed value, with errors that name the file, line, column and key.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::UpgradeError;
+
+/// Reads and parses `path`; every failure is an [`UpgradeError::Input`] (exit 2).
+pub fn read<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T, UpgradeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UpgradeError::input(format!("failed to read {what} `{}`: {e}", path.display()))
+    })?;
+    parse(&text, path, what)
+}
+
+/// Parses `text`, which was read from `path`.
+pub fn parse<T: DeserializeOwned>(text: &str, path: &Path, what: &str) -> Result<T, UpgradeError> {
+    toml::from_str(text).map_err(|e| {
+        let location = match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("{}:{line}:{column}", path.display())
+            }
+            None => path.display().to_string(),
+        };
+        UpgradeError::input(format!(
+            "invalid {what} `{location}`: {}",
+            e.message().trim_end()
+        ))
+    })
+}
