@@ -268,7 +268,8 @@ size = 1
             hops(&p),
             [(Some("1.0.0"), "2.0.0"), (Some("2.0.0"), "3.0.0")]
         );
-        assert_eq!(p.hops[1].packages[0].op, PackageOp::Install); // rpm db is empty here
+        assert_eq!(p.hops[0].packages[0].op, PackageOp::Install); // the rpm db is empty here
+        assert_eq!(p.hops[1].packages[0].op, PackageOp::Upgrade);
         let fresh = plan(None, Some("1.0.0")).unwrap();
         assert_eq!(hops(&fresh), [(None, "1.0.0")]);
         let fresh_all = plan(None, None).unwrap();

@@ -175,6 +175,7 @@ impl Ui for Human {
                 self.say(&format!("    already installed: {}", names.join(", ")))
             }
             Event::Transaction { files } => self.say(&format!("    rpm -U: {files} package(s) in one transaction")),
+            Event::PackageOutput { line } => self.say(&format!("    [rpm] {line}")),
             Event::ConfigFileKept { path } => self.warn(&format!(
                 "rpm kept an edited configuration file and wrote `{path}` beside it; compare and merge it"
             )),

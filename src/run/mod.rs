@@ -50,6 +50,8 @@ pub enum Event<'a> {
     HookRebootRequested { name: &'a str },
     PackagesAlreadyInstalled { names: Vec<String> },
     Transaction { files: usize },
+    /// A line rpm printed during the transaction (scriptlet output, warnings).
+    PackageOutput { line: &'a str },
     ConfigFileKept { path: &'a str },
     Recorded { version: &'a str },
 }
@@ -385,6 +387,10 @@ impl Executor<'_> {
         if !files.is_empty() {
             self.ui.event(Event::Transaction { files: files.len() });
             let report = packages::install(&self.ctx.root, &files)?;
+            for line in &report.output {
+                tracing::info!(step = key, "rpm: {line}");
+                self.ui.event(Event::PackageOutput { line });
+            }
             for path in &report.config_files {
                 tracing::warn!(path = %path, "config file kept beside the packaged one");
                 self.ui.event(Event::ConfigFileKept { path });

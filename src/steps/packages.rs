@@ -140,7 +140,7 @@ pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
         )
         .into());
     }
-    if let Some(line) = lines.iter().find(|l| l.contains("scriptlet failed")) {
+    if let Some(line) = lines.iter().find(|l| scriptlet_failed(l)) {
         return Err(UpgradeError::step(
             format!("a package scriptlet failed although rpm exited 0: {line}"),
             "the packages are installed but their scriptlet did not finish; repair what it \
@@ -149,6 +149,12 @@ pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
         .into());
     }
     Ok(report)
+}
+
+/// `warning: %post(p-1-1.x86_64) scriptlet failed, exit status 1` (shell scriptlets) or
+/// `error: lua script failed: …` (rpm's embedded Lua).
+fn scriptlet_failed(line: &str) -> bool {
+    line.contains("scriptlet failed") || line.starts_with("error: lua script failed")
 }
 
 /// `warning: /etc/x created as /etc/x.rpmnew` / `warning: /etc/x saved as /etc/x.rpmsave`.
@@ -173,5 +179,13 @@ mod tests {
             Some("/etc/b.rpmsave".into())
         );
         assert_eq!(super::config_file("Preparing..."), None);
+    }
+
+    #[test]
+    fn scriptlet_failure_lines() {
+        assert!(super::scriptlet_failed("warning: %post(demo-1-1.x86_64) scriptlet failed, exit status 1"));
+        assert!(super::scriptlet_failed("error: %prein(demo-1-1.x86_64) scriptlet failed, exit status 2"));
+        assert!(super::scriptlet_failed("error: lua script failed: [string \"%post(x)\"]:1: boom"));
+        assert!(!super::scriptlet_failed("warning: /etc/a created as /etc/a.rpmnew"));
     }
 }

@@ -1,1 +1,8 @@
+//! Integration tests: the real `real-upgrade` and `upgrade` binaries, real rpm, sandbox roots.
 
+mod support;
+
+mod docs;
+mod hooks;
+mod input;
+mod run;

@@ -1,0 +1,194 @@
+//! A sandbox root with its own repository, and helpers to drive the real binaries against it.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+#[path = "../../examples/common/rpmbuild.rs"]
+mod rpmbuild;
+pub use rpmbuild::RpmSpec;
+
+pub const REAL_UPGRADE: &str = env!("CARGO_BIN_EXE_real-upgrade");
+pub const UPGRADE: &str = env!("CARGO_BIN_EXE_upgrade");
+
+pub struct Sandbox {
+    _dir: tempfile::TempDir,
+    pub base: PathBuf,
+    pub root: PathBuf,
+    pub repo: PathBuf,
+}
+
+/// A release to publish: version, required stop, packages.
+pub struct Rel {
+    pub version: &'static str,
+    pub stop: bool,
+    pub packages: Vec<RpmSpec>,
+}
+
+pub fn rel(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
+    Rel { version, stop: false, packages }
+}
+
+pub fn stop(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
+    Rel { version, stop: true, packages }
+}
+
+/// A package of the test product with one versioned file.
+pub fn pkg(name: &str, version: &str) -> RpmSpec {
+    RpmSpec::new(name, version).file(&format!("/usr/lib/{name}/version"), format!("{version}\n"), 0o644)
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new().prefix("upgrade-test-").tempdir().expect("tempdir");
+        let base = dir.path().to_path_buf();
+        let root = base.join("root");
+        let repo = base.join("repo");
+        std::fs::create_dir_all(root.join("etc/upgrade")).unwrap();
+        std::fs::create_dir_all(&repo).unwrap();
+        let sandbox = Sandbox { _dir: dir, base, root, repo };
+        sandbox.write_config("");
+        sandbox
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("etc/upgrade/upgrade.toml")
+    }
+
+    /// Writes the configuration: the product `demo` on this sandbox's repository, plus `extra`.
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "product = \"demo\"\n{extra}\n[repository]\nurl = \"{}\"\n",
+            self.repo.display()
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Builds the packages, writes `releases.toml` and runs `real-upgrade repo index`.
+    pub fn publish(&self, releases: Vec<Rel>) {
+        let mut toml = String::from("product = \"demo\"\n");
+        for r in &releases {
+            let files: Vec<String> = r
+                .packages
+                .iter()
+                .map(|p| {
+                    let path = p.build(&self.repo.join("packages"));
+                    path.strip_prefix(&self.repo).unwrap().display().to_string()
+                })
+                .collect();
+            toml += &format!("\n[[releases]]\nversion = {:?}\nstop = {}\npackages = {files:?}\n", r.version, r.stop);
+        }
+        std::fs::write(self.repo.join("releases.toml"), toml).unwrap();
+        let out = Command::new(REAL_UPGRADE).arg("repo").arg("index").arg(&self.repo).output().unwrap();
+        assert!(out.status.success(), "repo index failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Writes an executable hook; `admin` puts it in /etc/upgrade, else in /usr/share/upgrade.
+    pub fn hook(&self, phase: &str, admin: bool, name: &str, body: &str) -> PathBuf {
+        let dir = if admin { "etc/upgrade" } else { "usr/share/upgrade" };
+        let dir = self.root.join(dir).join(format!("{phase}-upgrade.d"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A hook that appends `phase name FROM TO FRESH RESUMED` to the sandbox's hook log.
+    pub fn logging_hook(&self, phase: &str, admin: bool, name: &str) -> PathBuf {
+        let log = self.hook_log_path();
+        self.hook(
+            phase,
+            admin,
+            name,
+            &format!(
+                "echo \"$UPGRADE_PHASE {name} from=$UPGRADE_FROM_VERSION to=$UPGRADE_TO_VERSION fresh=$UPGRADE_FRESH_INSTALL resumed=$UPGRADE_RESUMED\" >> {}",
+                log.display()
+            ),
+        )
+    }
+
+    pub fn hook_log_path(&self) -> PathBuf {
+        self.base.join("hooks.log")
+    }
+
+    pub fn hook_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.hook_log_path())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `real-upgrade --root ROOT ARGS…`, with no terminal.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(REAL_UPGRADE);
+        cmd.arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run real-upgrade"))
+    }
+
+    /// `NAME-EVR.ARCH` of every package in the root's rpm database, sorted.
+    pub fn rpm_qa(&self) -> Vec<String> {
+        if !self.root.join("var/lib/rpm").exists() {
+            return Vec::new();
+        }
+        let mut cmd = Command::new("rpm");
+        cmd.arg("--root").arg(&self.root).args(["--dbpath", "/var/lib/rpm"]);
+        if Path::new("/etc/debian_version").exists() {
+            cmd.arg("--force-debian");
+        }
+        let out = cmd.args(["-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\n"]).output().unwrap();
+        let mut list: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        list.sort();
+        list
+    }
+
+    /// The installed version `status --json` reports.
+    pub fn installed(&self) -> Option<String> {
+        let run = self.run(&["status", "--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()["installed"].as_str().map(str::to_string)
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "exit code\n--- stderr:\n{}\n--- stdout:\n{}", self.stderr, self.stdout);
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_stderr(&self, needle: &str) -> &Run {
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        self
+    }
+}
