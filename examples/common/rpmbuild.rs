@@ -1,4 +1,6 @@
 //! Building real RPM packages with the `rpm` crate, for the demo repository and the tests.
+//! Each user (the demo, the benchmarks, the tests) uses a different part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 

@@ -41,19 +41,48 @@ pub struct PlanView<'a> {
 
 #[derive(Debug)]
 pub enum Event<'a> {
-    StepStarted { step: Step, hop: Option<&'a Hop> },
-    StepAlreadyDone { step: Step, hop: Option<&'a Hop> },
-    Fetched { artifact: &'a Artifact },
-    HookStarted { phase: Phase, name: &'a str },
-    HookAlreadyDone { phase: Phase, name: &'a str },
-    HookLine { name: &'a str, line: &'a str },
-    HookRebootRequested { name: &'a str },
-    PackagesAlreadyInstalled { names: Vec<String> },
-    Transaction { files: usize },
+    StepStarted {
+        step: Step,
+        hop: Option<&'a Hop>,
+    },
+    StepAlreadyDone {
+        step: Step,
+        hop: Option<&'a Hop>,
+    },
+    Fetched {
+        artifact: &'a Artifact,
+    },
+    HookStarted {
+        phase: Phase,
+        name: &'a str,
+    },
+    HookAlreadyDone {
+        phase: Phase,
+        name: &'a str,
+    },
+    HookLine {
+        name: &'a str,
+        line: &'a str,
+    },
+    HookRebootRequested {
+        name: &'a str,
+    },
+    PackagesAlreadyInstalled {
+        names: Vec<String>,
+    },
+    Transaction {
+        files: usize,
+    },
     /// A line rpm printed during the transaction (scriptlet output, warnings).
-    PackageOutput { line: &'a str },
-    ConfigFileKept { path: &'a str },
-    Recorded { version: &'a str },
+    PackageOutput {
+        line: &'a str,
+    },
+    ConfigFileKept {
+        path: &'a str,
+    },
+    Recorded {
+        version: &'a str,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -350,7 +379,7 @@ impl Executor<'_> {
                 tracing::info!(hook = name, "{line}");
                 ui.event(Event::HookLine { name, line });
             })?;
-            self.state.mark_done(self.run_id, &hook_key, None)?;
+            self.state.mark_hook_done(self.run_id, &hook_key)?;
             if outcome == HookOutcome::RebootRequested {
                 self.ui.event(Event::HookRebootRequested { name });
                 return Err(UpgradeError::RebootRequired {

@@ -93,14 +93,32 @@ pub fn discover(paths: &Paths, phase: Phase, superuser: bool) -> Result<HookSet>
     let vendor = paths.vendor_share.join(phase.dir_name());
     let admin = paths.admin_etc.join(phase.dir_name());
     // NB: BTreeMap<String> iterates in byte order, which is run-parts' order (LC_ALL=C).
-    let mut entries: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
     for dir in [&vendor, &admin] {
-        for (name, path) in read_dir(dir)? {
-            entries.insert(name, path); // the admin's file replaces the vendor's
+        // NB: the directory is checked once, not once per hook: a phase may hold a thousand.
+        let dir_problem = match superuser {
+            true => fs::metadata(dir).ok().and_then(|m| unsafe_owner(dir, &m)),
+            false => None,
+        };
+        for (name, path, is_symlink) in read_dir(dir)? {
+            // the admin's file replaces the vendor's
+            entries.insert(
+                name,
+                Entry {
+                    path,
+                    is_symlink,
+                    dir_problem: dir_problem.clone(),
+                },
+            );
         }
     }
     let mut set = HookSet::default();
-    for (name, path) in entries {
+    for (name, entry) in entries {
+        let Entry {
+            path,
+            is_symlink,
+            dir_problem,
+        } = entry;
         let skip = |reason: &str| Skipped {
             name: name.clone(),
             path: path.clone(),
@@ -112,7 +130,7 @@ pub fn discover(paths: &Paths, phase: Phase, superuser: bool) -> Result<HookSet>
             ));
             continue;
         }
-        if fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null")) {
+        if is_symlink && fs::read_link(&path).is_ok_and(|t| t == Path::new("/dev/null")) {
             set.skipped.push(skip("masked (symlink to /dev/null)"));
             continue;
         }
@@ -131,21 +149,23 @@ pub fn discover(paths: &Paths, phase: Phase, superuser: bool) -> Result<HookSet>
             set.skipped.push(skip("not executable"));
             continue;
         }
-        if superuser {
-            let dir = path.parent().unwrap_or(Path::new("/"));
-            if let Some(reason) = unsafe_owner(&path, &meta)
-                .or_else(|| fs::metadata(dir).ok().and_then(|m| unsafe_owner(dir, &m)))
-            {
-                set.refused.push(skip(&reason));
-                continue;
-            }
+        if superuser && let Some(reason) = unsafe_owner(&path, &meta).or(dir_problem) {
+            set.refused.push(skip(&reason));
+            continue;
         }
         set.run.push(Hook { name, path });
     }
     Ok(set)
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+struct Entry {
+    path: PathBuf,
+    is_symlink: bool,
+    dir_problem: Option<String>,
+}
+
+/// (name, path, is a symlink) of every entry; the type comes from the directory itself.
+fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
     let iter = match fs::read_dir(dir) {
         Ok(iter) => iter,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -155,7 +175,8 @@ fn read_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     for entry in iter {
         let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        out.push((name, entry.path()));
+        let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
+        out.push((name, entry.path(), is_symlink));
     }
     Ok(out)
 }
@@ -240,13 +261,10 @@ pub fn run(
         .envs(env.vars())
         .current_dir(&env.root)
         .process_group(0);
-    // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-            Ok(())
-        });
-    }
+    // NB: the umask is set in this process, not in a pre_exec closure: without a closure std
+    // spawns with posix_spawn (vfork semantics) instead of fork, several times cheaper for a
+    // large parent, and hooks inherit the umask all the same.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let mut child = command
         .spawn()
         .with_context(|| format!("failed to start hook `{}`", hook.path.display()))?;

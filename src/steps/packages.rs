@@ -183,9 +183,17 @@ mod tests {
 
     #[test]
     fn scriptlet_failure_lines() {
-        assert!(super::scriptlet_failed("warning: %post(demo-1-1.x86_64) scriptlet failed, exit status 1"));
-        assert!(super::scriptlet_failed("error: %prein(demo-1-1.x86_64) scriptlet failed, exit status 2"));
-        assert!(super::scriptlet_failed("error: lua script failed: [string \"%post(x)\"]:1: boom"));
-        assert!(!super::scriptlet_failed("warning: /etc/a created as /etc/a.rpmnew"));
+        assert!(super::scriptlet_failed(
+            "warning: %post(demo-1-1.x86_64) scriptlet failed, exit status 1"
+        ));
+        assert!(super::scriptlet_failed(
+            "error: %prein(demo-1-1.x86_64) scriptlet failed, exit status 2"
+        ));
+        assert!(super::scriptlet_failed(
+            "error: lua script failed: [string \"%post(x)\"]:1: boom"
+        ));
+        assert!(!super::scriptlet_failed(
+            "warning: /etc/a created as /etc/a.rpmnew"
+        ));
     }
 }

@@ -18,7 +18,11 @@ fn man_pages_are_current() {
             "`man/{name}` is stale: run `UPDATE_MAN=1 cargo test --test integration man_pages` and commit it"
         );
         let text = String::from_utf8_lossy(&page);
-        for code in ["another run holds the lock", "a hook requested a reboot", "declined at the prompt"] {
+        for code in [
+            "another run holds the lock",
+            "a hook requested a reboot",
+            "declined at the prompt",
+        ] {
             assert!(text.contains(code), "`{name}` does not document `{code}`");
         }
     }
@@ -26,15 +30,24 @@ fn man_pages_are_current() {
 
 #[test]
 fn help_and_completions() {
-    let help = std::process::Command::new(REAL_UPGRADE).arg("--help").output().unwrap();
+    let help = std::process::Command::new(REAL_UPGRADE)
+        .arg("--help")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(help.status.success());
     for needle in ["--yes", "--dry-run", "--root", "Exit status:", "hooks"] {
         assert!(text.contains(needle), "--help lacks {needle}");
     }
-    let shim = std::process::Command::new(UPGRADE).arg("--help").output().unwrap();
+    let shim = std::process::Command::new(UPGRADE)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&shim.stdout).contains("--no-self-update"));
-    let bash = std::process::Command::new(REAL_UPGRADE).args(["completions", "bash"]).output().unwrap();
+    let bash = std::process::Command::new(REAL_UPGRADE)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert!(bash.status.success());
     assert!(String::from_utf8_lossy(&bash.stdout).contains("real-upgrade"));
 }

@@ -20,33 +20,72 @@ fn hooks_merge_filter_and_run_in_byte_order() {
     sb.logging_hook("pre", false, "_under");
     sb.logging_hook("pre", false, "a-lower");
     // the admin's file of the same name replaces the vendor's
-    sb.hook("pre", false, "30-replaced", "echo vendor-30 >> /dev/null; exit 1");
+    sb.hook(
+        "pre",
+        false,
+        "30-replaced",
+        "echo vendor-30 >> /dev/null; exit 1",
+    );
     sb.logging_hook("pre", true, "30-replaced");
     // leftovers and non-executables never run
-    for name in ["40-x.rpmnew", "40-x.rpmsave", "40-x~", ".hidden", "40-x.dpkg-old", "40-x.swp"] {
+    for name in [
+        "40-x.rpmnew",
+        "40-x.rpmsave",
+        "40-x~",
+        ".hidden",
+        "40-x.dpkg-old",
+        "40-x.swp",
+    ] {
         sb.hook("pre", false, name, "exit 1");
     }
     let plain = sb.hook("pre", false, "50-not-executable", "exit 1");
     std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
     // an admin symlink to /dev/null masks the vendor's hook
     sb.hook("pre", false, "60-masked", "exit 1");
-    std::os::unix::fs::symlink("/dev/null", sb.root.join("etc/upgrade/pre-upgrade.d/60-masked")).unwrap();
+    std::os::unix::fs::symlink(
+        "/dev/null",
+        sb.root.join("etc/upgrade/pre-upgrade.d/60-masked"),
+    )
+    .unwrap();
 
     let list = sb.run(&["hooks", "list", "--json"]);
     list.assert_code(0);
     let doc = list.json();
-    let names: Vec<&str> =
-        doc["pre-upgrade.d"]["run"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["10-admin", "20-vendor", "30-replaced", "B-upper", "_under", "a-lower"]);
+    let names: Vec<&str> = doc["pre-upgrade.d"]["run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "10-admin",
+            "20-vendor",
+            "30-replaced",
+            "B-upper",
+            "_under",
+            "a-lower"
+        ]
+    );
     let skipped = doc["pre-upgrade.d"]["skipped"].to_string();
     for needle in ["40-x.rpmnew", ".hidden", "not executable", "masked"] {
-        assert!(skipped.contains(needle), "{needle} not listed as skipped: {skipped}");
+        assert!(
+            skipped.contains(needle),
+            "{needle} not listed as skipped: {skipped}"
+        );
     }
     let human = sb.run(&["hooks", "list"]);
-    human.assert_stderr("skipped").assert_stderr("not executable");
+    human
+        .assert_stderr("skipped")
+        .assert_stderr("not executable");
 
     sb.run(&["--yes"]).assert_code(0);
-    let ran: Vec<String> = sb.hook_log().iter().map(|l| l.split(' ').nth(1).unwrap().to_string()).collect();
+    let ran: Vec<String> = sb
+        .hook_log()
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap().to_string())
+        .collect();
     assert_eq!(ran, names);
 }
 
@@ -90,7 +129,10 @@ fn a_failing_hook_stops_the_run_and_the_next_run_resumes_at_it() {
         "pre",
         false,
         "20-check",
-        &format!("echo checking disk\necho 'disk is full' >&2\n[ -e {} ] || exit 3", gate.display()),
+        &format!(
+            "echo checking disk\necho 'disk is full' >&2\n[ -e {} ] || exit 3",
+            gate.display()
+        ),
     );
     sb.logging_hook("pre", false, "30-after");
     let run = sb.run(&["--yes"]);
@@ -98,13 +140,22 @@ fn a_failing_hook_stops_the_run_and_the_next_run_resumes_at_it() {
         .assert_stderr("hook `20-check` exited with 3")
         .assert_stderr("| disk is full")
         .assert_stderr("run `upgrade` again");
-    assert_eq!(sb.hook_log().len(), 1, "fail-fast: nothing after the failed hook");
+    assert_eq!(
+        sb.hook_log().len(),
+        1,
+        "fail-fast: nothing after the failed hook"
+    );
     assert!(sb.rpm_qa().is_empty());
     std::fs::write(&gate, "").unwrap();
-    sb.run(&["--yes"]).assert_code(0).assert_stderr("already done");
+    sb.run(&["--yes"])
+        .assert_code(0)
+        .assert_stderr("already done");
     let log = sb.hook_log();
     assert_eq!(log.len(), 2, "10-ok is not run again: {log:?}");
-    assert!(log[1].starts_with("pre 30-after") && log[1].ends_with("resumed=1"), "{log:?}");
+    assert!(
+        log[1].starts_with("pre 30-after") && log[1].ends_with("resumed=1"),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -113,11 +164,22 @@ fn a_hook_that_times_out_is_killed_with_its_process_group() {
     one_release(&sb);
     sb.write_config("[hooks]\ntimeout = \"1s\"\n");
     let pidfile = sb.base.join("grandchild.pid");
-    sb.hook("pre", false, "10-slow", &format!("sleep 300 &\necho $! > {}\nwait", pidfile.display()));
+    sb.hook(
+        "pre",
+        false,
+        "10-slow",
+        &format!("sleep 300 &\necho $! > {}\nwait", pidfile.display()),
+    );
     let started = Instant::now();
-    sb.run(&["--yes"]).assert_code(1).assert_stderr("hook `10-slow` timed out after 1s");
+    sb.run(&["--yes"])
+        .assert_code(1)
+        .assert_stderr("hook `10-slow` timed out after 1s");
     assert!(started.elapsed() < Duration::from_secs(30));
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         // the killed grandchild may linger as a zombie of init for a moment
@@ -126,7 +188,10 @@ fn a_hook_that_times_out_is_killed_with_its_process_group() {
         if gone {
             break;
         }
-        assert!(Instant::now() < deadline, "the hook's background child {pid} survived the timeout");
+        assert!(
+            Instant::now() < deadline,
+            "the hook's background child {pid} survived the timeout"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(sb.rpm_qa().is_empty());
@@ -140,10 +205,14 @@ fn unsafe_hooks_are_refused_naming_file_and_mode() {
     let writable = sb.hook("pre", true, "20-writable", "exit 0");
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).unwrap();
     let run = sb.run(&["--yes"]);
-    run.assert_code(1).assert_stderr("20-writable").assert_stderr("mode 0777");
+    run.assert_code(1)
+        .assert_stderr("20-writable")
+        .assert_stderr("mode 0777");
     assert!(sb.hook_log().is_empty(), "no hook runs when one is unsafe");
     assert!(sb.rpm_qa().is_empty());
-    sb.run(&["hooks", "list"]).assert_code(0).assert_stderr("refused");
+    sb.run(&["hooks", "list"])
+        .assert_code(0)
+        .assert_stderr("refused");
     // a group-writable directory is refused as well
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = sb.root.join("etc/upgrade/pre-upgrade.d");
@@ -162,12 +231,20 @@ fn a_reboot_request_stops_with_10_and_resumes_at_the_next_hook() {
         "pre",
         false,
         "20-reboot",
-        &format!("echo \"pre 20-reboot resumed=$UPGRADE_RESUMED\" >> {}\nexit 100", sb.hook_log_path().display()),
+        &format!(
+            "echo \"pre 20-reboot resumed=$UPGRADE_RESUMED\" >> {}\nexit 100",
+            sb.hook_log_path().display()
+        ),
     );
     sb.logging_hook("pre", false, "30-after");
-    sb.run(&["--yes"]).assert_code(10).assert_stderr("requested a reboot");
+    sb.run(&["--yes"])
+        .assert_code(10)
+        .assert_stderr("requested a reboot");
     assert!(sb.rpm_qa().is_empty(), "packages wait for the reboot");
-    assert_eq!(sb.run(&["status", "--json"]).json()["open_run"]["status"], "reboot");
+    assert_eq!(
+        sb.run(&["status", "--json"]).json()["open_run"]["status"],
+        "reboot"
+    );
     sb.run(&["--yes"]).assert_code(0);
     assert_eq!(
         sb.hook_log(),

@@ -7,13 +7,19 @@ fn malformed_config_names_file_line_and_key() {
     let sb = Sandbox::new();
     sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
     let config = sb.config_path();
-    std::fs::write(&config, "product = \"demo\"\n[hooks]\ntimeout = \"1m\"\ncolour = true\n").unwrap();
+    std::fs::write(
+        &config,
+        "product = \"demo\"\n[hooks]\ntimeout = \"1m\"\ncolour = true\n",
+    )
+    .unwrap();
     sb.run(&["--yes"])
         .assert_code(2)
         .assert_stderr(&format!("{}:4:1", config.display()))
         .assert_stderr("unknown field `colour`");
     std::fs::write(&config, "product = \"demo\"\n[repository\n").unwrap();
-    sb.run(&["status"]).assert_code(2).assert_stderr(&format!("{}:2:", config.display()));
+    sb.run(&["status"])
+        .assert_code(2)
+        .assert_stderr(&format!("{}:2:", config.display()));
     let other = sb.base.join("other.toml");
     std::fs::write(&other, "version_scheme = \"calendar\"\n").unwrap();
     sb.run(&["--config", other.to_str().unwrap(), "plan"])
@@ -28,20 +34,40 @@ fn malformed_index_names_file_and_line() {
     sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
     let index = sb.repo.join("index.toml");
     let good = std::fs::read_to_string(&index).unwrap();
-    std::fs::write(&index, good.replace("version = \"1.0.0\"", "version = \"one\"")).unwrap();
-    let line = good.lines().position(|l| l == "version = \"1.0.0\"").unwrap() + 1;
+    std::fs::write(
+        &index,
+        good.replace("version = \"1.0.0\"", "version = \"one\""),
+    )
+    .unwrap();
+    let line = good
+        .lines()
+        .position(|l| l == "version = \"1.0.0\"")
+        .unwrap()
+        + 1;
     sb.run(&["--yes"])
         .assert_code(2)
         .assert_stderr(&format!("{}:{line}", index.display()))
         .assert_stderr("invalid version `one`");
     std::fs::write(&index, good.replace("sha256 =", "sha265 =")).unwrap();
-    sb.run(&["plan"]).assert_code(2).assert_stderr("unknown field `sha265`");
-    std::fs::write(&index, good.replace("product = \"demo\"", "product = \"other\"")).unwrap();
-    sb.run(&["plan"]).assert_code(2).assert_stderr("is for product `other`");
+    sb.run(&["plan"])
+        .assert_code(2)
+        .assert_stderr("unknown field `sha265`");
+    std::fs::write(
+        &index,
+        good.replace("product = \"demo\"", "product = \"other\""),
+    )
+    .unwrap();
+    sb.run(&["plan"])
+        .assert_code(2)
+        .assert_stderr("is for product `other`");
     std::fs::write(&index, "format = 1\nproduct = \"demo\"\n[[releases]\n").unwrap();
-    sb.run(&["plan"]).assert_code(2).assert_stderr(&format!("{}:3:", index.display()));
+    sb.run(&["plan"])
+        .assert_code(2)
+        .assert_stderr(&format!("{}:3:", index.display()));
     std::fs::remove_file(&index).unwrap();
-    sb.run(&["plan"]).assert_code(2).assert_stderr("failed to read repository index");
+    sb.run(&["plan"])
+        .assert_code(2)
+        .assert_stderr("failed to read repository index");
     assert!(sb.rpm_qa().is_empty());
     assert!(!sb.root.join("var/lib/upgrade/state.db").exists());
 }
@@ -50,12 +76,29 @@ fn malformed_index_names_file_and_line() {
 fn repo_index_rejects_missing_and_invalid_packages() {
     let sb = Sandbox::new();
     std::fs::write(sb.repo.join("releases.toml"), "product = \"demo\"\n[[releases]]\nversion = \"1.0.0\"\npackages = [\"packages/missing.rpm\"]\n").unwrap();
-    let out = Run::from(std::process::Command::new(REAL_UPGRADE).args(["repo", "index"]).arg(&sb.repo).output().unwrap());
+    let out = Run::from(
+        std::process::Command::new(REAL_UPGRADE)
+            .args(["repo", "index"])
+            .arg(&sb.repo)
+            .output()
+            .unwrap(),
+    );
     out.assert_code(2).assert_stderr("missing.rpm");
     std::fs::write(sb.repo.join("junk.rpm"), "not an rpm").unwrap();
-    std::fs::write(sb.repo.join("releases.toml"), "product = \"demo\"\n[[releases]]\nversion = \"1.0.0\"\npackages = [\"junk.rpm\"]\n").unwrap();
-    let out = Run::from(std::process::Command::new(REAL_UPGRADE).args(["repo", "index"]).arg(&sb.repo).output().unwrap());
-    out.assert_code(2).assert_stderr("is not a readable RPM package");
+    std::fs::write(
+        sb.repo.join("releases.toml"),
+        "product = \"demo\"\n[[releases]]\nversion = \"1.0.0\"\npackages = [\"junk.rpm\"]\n",
+    )
+    .unwrap();
+    let out = Run::from(
+        std::process::Command::new(REAL_UPGRADE)
+            .args(["repo", "index"])
+            .arg(&sb.repo)
+            .output()
+            .unwrap(),
+    );
+    out.assert_code(2)
+        .assert_stderr("is not a readable RPM package");
     assert!(!sb.repo.join("index.toml").exists());
 }
 
@@ -64,6 +107,10 @@ fn bad_usage_is_exit_2() {
     let sb = Sandbox::new();
     sb.run(&["--frobnicate"]).assert_code(2);
     sb.run(&["history", "not-a-number"]).assert_code(2);
-    sb.run(&["history", "7"]).assert_code(0).assert_stderr("no runs yet");
-    sb.run(&["--yes"]).assert_code(2).assert_stderr("failed to read repository index");
+    sb.run(&["history", "7"])
+        .assert_code(0)
+        .assert_stderr("no runs yet");
+    sb.run(&["--yes"])
+        .assert_code(2)
+        .assert_stderr("failed to read repository index");
 }

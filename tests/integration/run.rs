@@ -7,9 +7,26 @@ use crate::support::*;
 
 fn three_releases(sb: &Sandbox) {
     sb.publish(vec![
-        rel("1.0.0", vec![pkg("demo-server", "1.0.0"), pkg("demo-cli", "1.0.0")]),
-        stop("2.0.0", vec![pkg("demo-server", "2.0.0"), pkg("demo-cli", "1.0.0"), pkg("demo-web", "2.0.0")]),
-        rel("3.0.0", vec![pkg("demo-server", "3.0.0"), pkg("demo-cli", "1.0.0"), pkg("demo-web", "3.0.0")]),
+        rel(
+            "1.0.0",
+            vec![pkg("demo-server", "1.0.0"), pkg("demo-cli", "1.0.0")],
+        ),
+        stop(
+            "2.0.0",
+            vec![
+                pkg("demo-server", "2.0.0"),
+                pkg("demo-cli", "1.0.0"),
+                pkg("demo-web", "2.0.0"),
+            ],
+        ),
+        rel(
+            "3.0.0",
+            vec![
+                pkg("demo-server", "3.0.0"),
+                pkg("demo-cli", "1.0.0"),
+                pkg("demo-web", "3.0.0"),
+            ],
+        ),
     ]);
 }
 
@@ -25,7 +42,10 @@ fn fresh_install_is_an_upgrade_from_nothing() {
     assert_eq!(doc["result"], "upgraded");
     assert_eq!(doc["from"], serde_json::Value::Null);
     assert_eq!(doc["to"], "1.0.0");
-    assert_eq!(sb.rpm_qa(), ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]);
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
     assert_eq!(
         sb.hook_log(),
         [
@@ -58,11 +78,17 @@ fn upgrade_passes_through_the_required_stop() {
     );
     assert_eq!(
         sb.rpm_qa(),
-        ["demo-cli-1.0.0-1.x86_64", "demo-server-3.0.0-1.x86_64", "demo-web-3.0.0-1.x86_64"]
+        [
+            "demo-cli-1.0.0-1.x86_64",
+            "demo-server-3.0.0-1.x86_64",
+            "demo-web-3.0.0-1.x86_64"
+        ]
     );
     assert_eq!(sb.installed().as_deref(), Some("3.0.0"));
     // up to date now: nothing to do, exit 0
-    sb.run(&["--yes"]).assert_code(0).assert_stderr("up to date");
+    sb.run(&["--yes"])
+        .assert_code(0)
+        .assert_stderr("up to date");
     let history = sb.run(&["history", "--json"]).json();
     assert_eq!(history.as_array().unwrap().len(), 2);
     assert_eq!(history[1]["status"], "succeeded");
@@ -77,13 +103,22 @@ fn to_picks_the_target_and_plan_changes_nothing() {
     let doc = plan.json();
     assert_eq!(doc["hops"].as_array().unwrap().len(), 1);
     assert_eq!(doc["hops"][0]["packages"][2]["op"], "install");
-    sb.run(&["--dry-run"]).assert_code(0).assert_stderr("nothing installed → 3.0.0");
+    sb.run(&["--dry-run"])
+        .assert_code(0)
+        .assert_stderr("nothing installed → 3.0.0");
     assert!(sb.rpm_qa().is_empty());
-    assert!(!sb.root.join("var/lib/upgrade/state.db").exists(), "plan and --dry-run must not create state");
+    assert!(
+        !sb.root.join("var/lib/upgrade/state.db").exists(),
+        "plan and --dry-run must not create state"
+    );
     sb.run(&["--yes", "--to", "2.0.0"]).assert_code(0);
     assert_eq!(sb.installed().as_deref(), Some("2.0.0"));
-    sb.run(&["--yes", "--to", "9.9.9"]).assert_code(2).assert_stderr("`9.9.9` is not in the repository");
-    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(2).assert_stderr("older than the installed");
+    sb.run(&["--yes", "--to", "9.9.9"])
+        .assert_code(2)
+        .assert_stderr("`9.9.9` is not in the repository");
+    sb.run(&["--yes", "--to", "1.0.0"])
+        .assert_code(2)
+        .assert_stderr("older than the installed");
 }
 
 #[test]
@@ -91,7 +126,10 @@ fn no_terminal_and_no_yes_is_refused_without_waiting() {
     let sb = Sandbox::new();
     three_releases(&sb);
     let started = Instant::now();
-    sb.run(&[]).assert_code(2).assert_stderr("no terminal").assert_stderr("--yes");
+    sb.run(&[])
+        .assert_code(2)
+        .assert_stderr("no terminal")
+        .assert_stderr("--yes");
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(sb.rpm_qa().is_empty());
     assert_eq!(sb.installed(), None);
@@ -104,7 +142,8 @@ fn declining_at_the_prompt_changes_nothing() {
     let mut cmd = std::process::Command::new(REAL_UPGRADE);
     cmd.arg("--root").arg(&sb.root).env("NO_COLOR", "1");
     let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn on a pty");
-    p.exp_string("Upgrade demo from nothing installed to 3.0.0?").expect("the prompt");
+    p.exp_string("Upgrade demo from nothing installed to 3.0.0?")
+        .expect("the prompt");
     p.send("n").unwrap();
     p.flush().unwrap();
     p.exp_eof().expect("exit after declining");
@@ -121,12 +160,16 @@ fn accepting_at_the_prompt_upgrades() {
     let sb = Sandbox::new();
     three_releases(&sb);
     let mut cmd = std::process::Command::new(REAL_UPGRADE);
-    cmd.arg("--root").arg(&sb.root).args(["--to", "1.0.0"]).env("NO_COLOR", "1");
+    cmd.arg("--root")
+        .arg(&sb.root)
+        .args(["--to", "1.0.0"])
+        .env("NO_COLOR", "1");
     let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn on a pty");
     p.exp_string("to 1.0.0?").expect("the prompt");
     p.send("y").unwrap();
     p.flush().unwrap();
-    p.exp_string("demo 1.0.0 is installed").expect("the upgrade finishes");
+    p.exp_string("demo 1.0.0 is installed")
+        .expect("the upgrade finishes");
     p.exp_eof().unwrap();
     assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
 }
@@ -154,7 +197,11 @@ fn kill_during_a_hop_resumes_without_redoing_steps() {
         ),
     );
     sb.logging_hook("post", false, "90-last");
-    let mut child = sb.cmd(&["--yes"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = sb
+        .cmd(&["--yes"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < deadline, "the hook never started");
@@ -162,7 +209,11 @@ fn kill_during_a_hop_resumes_without_redoing_steps() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert_eq!(sb.installed(), None, "the killed run must not be recorded as done");
+    assert_eq!(
+        sb.installed(),
+        None,
+        "the killed run must not be recorded as done"
+    );
     let run = sb.run(&["--yes"]);
     run.assert_code(0).assert_stderr("resuming run 1");
     assert_eq!(
@@ -187,15 +238,29 @@ fn a_second_run_exits_5_naming_the_holder() {
     let sb = Sandbox::new();
     sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
     let marker = sb.base.join("holding");
-    sb.hook("pre", false, "10-hold", &format!("touch {}\nsleep 30", marker.display()));
-    let mut first = sb.cmd(&["--yes"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    sb.hook(
+        "pre",
+        false,
+        "10-hold",
+        &format!("touch {}\nsleep 30", marker.display()),
+    );
+    let mut first = sb
+        .cmd(&["--yes"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
-        assert!(Instant::now() < deadline, "the first run never reached its hook");
+        assert!(
+            Instant::now() < deadline,
+            "the first run never reached its hook"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = sb.run(&["--yes"]);
-    second.assert_code(5).assert_stderr(&format!("pid {}", first.id()));
+    second
+        .assert_code(5)
+        .assert_stderr(&format!("pid {}", first.id()));
     first.kill().unwrap();
     first.wait().unwrap();
 }
@@ -210,20 +275,39 @@ fn a_tampered_artifact_is_refused_before_anything_changes() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
-    sb.run(&["--yes"]).assert_code(1).assert_stderr("demo-server-1.0.0-1.x86_64").assert_stderr("sha256");
-    assert!(sb.hook_log().is_empty(), "no hook may run before verification");
+    sb.run(&["--yes"])
+        .assert_code(1)
+        .assert_stderr("demo-server-1.0.0-1.x86_64")
+        .assert_stderr("sha256");
+    assert!(
+        sb.hook_log().is_empty(),
+        "no hook may run before verification"
+    );
     assert!(sb.rpm_qa().is_empty());
     assert_eq!(sb.installed(), None);
-    assert!(!sb.root.join("var/lib/upgrade/cache/demo-server-1.0.0-1.x86_64.rpm").exists());
+    assert!(
+        !sb.root
+            .join("var/lib/upgrade/cache/demo-server-1.0.0-1.x86_64.rpm")
+            .exists()
+    );
 }
 
 #[test]
 fn a_failing_scriptlet_fails_the_step_although_rpm_exits_0() {
     let sb = Sandbox::new();
-    sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0").post_lua("error('configuration broke')")])]);
+    sb.publish(vec![rel(
+        "1.0.0",
+        vec![pkg("demo-server", "1.0.0").post_lua("error('configuration broke')")],
+    )]);
     sb.logging_hook("post", false, "90-post");
-    sb.run(&["--yes"]).assert_code(1).assert_stderr("scriptlet failed").assert_stderr("configuration broke");
-    assert!(sb.hook_log().is_empty(), "post hooks must not run after a failed package step");
+    sb.run(&["--yes"])
+        .assert_code(1)
+        .assert_stderr("scriptlet failed")
+        .assert_stderr("configuration broke");
+    assert!(
+        sb.hook_log().is_empty(),
+        "post hooks must not run after a failed package step"
+    );
     assert_eq!(sb.installed(), None);
     let status = sb.run(&["status", "--json"]).json();
     assert_eq!(status["open_run"]["status"], "failed");
@@ -233,17 +317,29 @@ fn a_failing_scriptlet_fails_the_step_although_rpm_exits_0() {
 fn an_edited_config_file_is_kept_and_the_rpmnew_reported() {
     let sb = Sandbox::new();
     sb.publish(vec![
-        rel("1.0.0", vec![pkg("demo-server", "1.0.0").config_file("/etc/demo/server.conf", "workers = 1\n")]),
-        rel("2.0.0", vec![pkg("demo-server", "2.0.0").config_file("/etc/demo/server.conf", "workers = 2\n")]),
+        rel(
+            "1.0.0",
+            vec![pkg("demo-server", "1.0.0").config_file("/etc/demo/server.conf", "workers = 1\n")],
+        ),
+        rel(
+            "2.0.0",
+            vec![pkg("demo-server", "2.0.0").config_file("/etc/demo/server.conf", "workers = 2\n")],
+        ),
     ]);
     sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
     let conf = sb.root.join("etc/demo/server.conf");
     std::fs::write(&conf, "workers = 42\n").unwrap();
     let run = sb.run(&["--yes", "--json"]);
     run.assert_code(0).assert_stderr("server.conf.rpmnew");
-    assert_eq!(run.json()["config_files"][0], "/etc/demo/server.conf.rpmnew");
+    assert_eq!(
+        run.json()["config_files"][0],
+        "/etc/demo/server.conf.rpmnew"
+    );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "workers = 42\n");
-    assert_eq!(std::fs::read_to_string(sb.root.join("etc/demo/server.conf.rpmnew")).unwrap(), "workers = 2\n");
+    assert_eq!(
+        std::fs::read_to_string(sb.root.join("etc/demo/server.conf.rpmnew")).unwrap(),
+        "workers = 2\n"
+    );
 }
 
 #[test]

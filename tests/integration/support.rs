@@ -28,27 +28,47 @@ pub struct Rel {
 }
 
 pub fn rel(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
-    Rel { version, stop: false, packages }
+    Rel {
+        version,
+        stop: false,
+        packages,
+    }
 }
 
 pub fn stop(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
-    Rel { version, stop: true, packages }
+    Rel {
+        version,
+        stop: true,
+        packages,
+    }
 }
 
 /// A package of the test product with one versioned file.
 pub fn pkg(name: &str, version: &str) -> RpmSpec {
-    RpmSpec::new(name, version).file(&format!("/usr/lib/{name}/version"), format!("{version}\n"), 0o644)
+    RpmSpec::new(name, version).file(
+        &format!("/usr/lib/{name}/version"),
+        format!("{version}\n"),
+        0o644,
+    )
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        let dir = tempfile::Builder::new().prefix("upgrade-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("upgrade-test-")
+            .tempdir()
+            .expect("tempdir");
         let base = dir.path().to_path_buf();
         let root = base.join("root");
         let repo = base.join("repo");
         std::fs::create_dir_all(root.join("etc/upgrade")).unwrap();
         std::fs::create_dir_all(&repo).unwrap();
-        let sandbox = Sandbox { _dir: dir, base, root, repo };
+        let sandbox = Sandbox {
+            _dir: dir,
+            base,
+            root,
+            repo,
+        };
         sandbox.write_config("");
         sandbox
     }
@@ -78,16 +98,32 @@ impl Sandbox {
                     path.strip_prefix(&self.repo).unwrap().display().to_string()
                 })
                 .collect();
-            toml += &format!("\n[[releases]]\nversion = {:?}\nstop = {}\npackages = {files:?}\n", r.version, r.stop);
+            toml += &format!(
+                "\n[[releases]]\nversion = {:?}\nstop = {}\npackages = {files:?}\n",
+                r.version, r.stop
+            );
         }
         std::fs::write(self.repo.join("releases.toml"), toml).unwrap();
-        let out = Command::new(REAL_UPGRADE).arg("repo").arg("index").arg(&self.repo).output().unwrap();
-        assert!(out.status.success(), "repo index failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(REAL_UPGRADE)
+            .arg("repo")
+            .arg("index")
+            .arg(&self.repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "repo index failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Writes an executable hook; `admin` puts it in /etc/upgrade, else in /usr/share/upgrade.
     pub fn hook(&self, phase: &str, admin: bool, name: &str, body: &str) -> PathBuf {
-        let dir = if admin { "etc/upgrade" } else { "usr/share/upgrade" };
+        let dir = if admin {
+            "etc/upgrade"
+        } else {
+            "usr/share/upgrade"
+        };
         let dir = self.root.join(dir).join(format!("{phase}-upgrade.d"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -126,7 +162,10 @@ impl Sandbox {
     /// `real-upgrade --root ROOT ARGS…`, with no terminal.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(REAL_UPGRADE);
-        cmd.arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null());
         cmd.env("NO_COLOR", "1");
         cmd
     }
@@ -141,12 +180,20 @@ impl Sandbox {
             return Vec::new();
         }
         let mut cmd = Command::new("rpm");
-        cmd.arg("--root").arg(&self.root).args(["--dbpath", "/var/lib/rpm"]);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(["--dbpath", "/var/lib/rpm"]);
         if Path::new("/etc/debian_version").exists() {
             cmd.arg("--force-debian");
         }
-        let out = cmd.args(["-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\n"]).output().unwrap();
-        let mut list: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        let out = cmd
+            .args(["-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\n"])
+            .output()
+            .unwrap();
+        let mut list: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
         list.sort();
         list
     }
@@ -177,18 +224,27 @@ impl From<Output> for Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, code, "exit code\n--- stderr:\n{}\n--- stdout:\n{}", self.stderr, self.stdout);
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stderr:\n{}\n--- stdout:\n{}",
+            self.stderr, self.stdout
+        );
         self
     }
 
     #[track_caller]
     pub fn assert_stderr(&self, needle: &str) -> &Run {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
         self
     }
 }

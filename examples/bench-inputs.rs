@@ -1,0 +1,90 @@
+//! Generates the inputs of `bench/run`: a root with N trivial hooks, a repository with one
+//! N-package release, and an index with N packages.
+//!
+//! Usage: `bench-inputs hooks DIR N` | `bench-inputs packages DIR N` | `bench-inputs index DIR N`
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::rpmbuild::RpmSpec;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [kind, dir, n] = args.as_slice() else {
+        eprintln!("usage: bench-inputs hooks|packages|index DIR N");
+        std::process::exit(2);
+    };
+    let n: usize = n.parse().expect("N is a number");
+    let dir = Path::new(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    match kind.as_str() {
+        "hooks" => hooks(dir, n),
+        "packages" => packages(dir, n),
+        "index" => index(dir, n),
+        other => panic!("unknown input kind `{other}`"),
+    }
+}
+
+/// `DIR/hooks/` with N trivial hooks, and `DIR/repo` with one release without packages.
+fn hooks(dir: &Path, n: usize) {
+    let hooks = dir.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    for i in 0..n {
+        let path = hooks.join(format!("{i:05}-hook"));
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("index.toml"),
+        "format = 1\nproduct = \"bench\"\nsequence = 1\n\n[[releases]]\nversion = \"1.0.0\"\npackages = []\n",
+    )
+    .unwrap();
+}
+
+/// `DIR/repo` with `releases.toml` naming N small packages in release 1.0.0.
+fn packages(dir: &Path, n: usize) {
+    let repo = dir.join("repo");
+    let mut files = Vec::new();
+    for i in 0..n {
+        let name = format!("bench-pkg-{i:04}");
+        let spec = RpmSpec::new(&name, "1.0.0")
+            .file(
+                &format!("/usr/lib/bench/{name}/data"),
+                format!("package {i}\n").repeat(64),
+                0o644,
+            )
+            .file(
+                &format!("/usr/lib/bench/{name}/README"),
+                "a benchmark package\n",
+                0o644,
+            );
+        let path = spec.build(&repo.join("packages"));
+        files.push(path.strip_prefix(&repo).unwrap().display().to_string());
+    }
+    let toml =
+        format!("product = \"bench\"\n\n[[releases]]\nversion = \"1.0.0\"\npackages = {files:?}\n");
+    std::fs::write(repo.join("releases.toml"), toml).unwrap();
+}
+
+/// `DIR/repo/index.toml` with 10 releases sharing N package entries (not backed by files: the
+/// index is all `status` reads).
+fn index(dir: &Path, n: usize) {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let mut text = String::from("format = 1\nproduct = \"bench\"\nsequence = 1\n");
+    let releases = 10;
+    for r in 0..releases {
+        text += &format!("\n[[releases]]\nversion = \"1.{r}.0\"\n");
+        for i in 0..n / releases {
+            text += &format!(
+                "\n[[releases.packages]]\nname = \"bench-pkg-{i:05}\"\nevr = \"1.{r}.0-1\"\narch = \"x86_64\"\npath = \"packages/bench-pkg-{i:05}-1.{r}.0-1.x86_64.rpm\"\nsha256 = \"{:064x}\"\nsize = 4096\n",
+                i
+            );
+        }
+    }
+    std::fs::write(repo.join("index.toml"), text).unwrap();
+}
