@@ -4,9 +4,18 @@
 //! A run stays open (status `running`, `failed` or `reboot`) until it succeeds; the next
 //! invocation resumes it. Every write is a transaction with `synchronous=FULL`, so what the journal
 //! says is done survives a power cut.
+//!
+//! NB: hooks are the exception. A phase may run a thousand trivial hooks, and a SQLite commit per
+//! hook costs as much as the hook itself; each finished hook is appended as one line to
+//! `hooks.journal` beside the database instead (one `write`, durable against a crash at once),
+//! and the phase's end moves those marks into the database in its own durable transaction. After
+//! a power cut in the middle of a phase, the hooks since its start may run again (with
+//! `UPGRADE_RESUMED=1`), as a hook cut off half-way always does.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
@@ -17,6 +26,8 @@ use crate::plan::Plan;
 
 pub struct State {
     conn: Connection,
+    hooks_journal: PathBuf,
+    hooks_file: Option<File>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +100,12 @@ impl State {
         )
         .and_then(|()| conn.execute_batch(SCHEMA))
         .with_context(|| format!("failed to prepare state database `{}`", path.display()))?;
-        Ok(State { conn })
+        let hooks_journal = path.with_file_name("hooks.journal");
+        Ok(State {
+            conn,
+            hooks_journal,
+            hooks_file: None,
+        })
     }
 
     /// Opens the state database when it exists; a host that never ran has none (and gets none).
@@ -125,11 +141,12 @@ impl State {
         };
         let plan: Plan = serde_json::from_str(&plan)
             .with_context(|| format!("the stored plan of run {} is unreadable", record.id))?;
-        let done = self
+        let mut done: HashSet<String> = self
             .journal(record.id)?
             .into_iter()
             .map(|e| e.step)
             .collect();
+        done.extend(self.hook_marks(record.id)?);
         Ok(Some(OpenRun { record, plan, done }))
     }
 
@@ -152,20 +169,74 @@ impl State {
         Ok(())
     }
 
-    /// Journals a hook as done. NB: durable against a crash at once, but against a power cut
-    /// only with the next [`State::mark_done`]: a thousand fsyncs would double the cost of a
-    /// phase of trivial hooks, and a hook interrupted by a power cut is run again anyway.
-    pub fn mark_hook_done(&self, run: i64, key: &str) -> Result<()> {
-        self.conn
-            .execute_batch("PRAGMA synchronous=NORMAL")
-            .and_then(|()| {
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO journal (run_id, step, done_at) VALUES (?1, ?2, ?3)",
-                    params![run, key, now()],
-                )
-            })
-            .and_then(|_| self.conn.execute_batch("PRAGMA synchronous=FULL"))
-            .with_context(|| format!("failed to journal hook `{key}`"))?;
+    /// Journals a hook as done: one appended line, durable against a crash at once.
+    pub fn mark_hook_done(&mut self, run: i64, key: &str) -> Result<()> {
+        let path = &self.hooks_journal;
+        if self.hooks_file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("failed to open `{}`", path.display()))?;
+            self.hooks_file = Some(file);
+        }
+        let file = self.hooks_file.as_mut().expect("opened above");
+        // NB: one write of one whole line; a line torn by a power cut lacks its newline and is
+        // ignored when read back.
+        file.write_all(format!("{run}\t{key}\n").as_bytes())
+            .with_context(|| format!("failed to journal hook `{key}` in `{}`", path.display()))
+    }
+
+    /// Makes the hook journal durable (before a reboot a hook asked for).
+    pub fn sync_hook_marks(&self) -> Result<()> {
+        if let Some(file) = &self.hooks_file {
+            file.sync_all()
+                .with_context(|| format!("failed to sync `{}`", self.hooks_journal.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Hook keys of `run` in the hook journal.
+    fn hook_marks(&self, run: i64) -> Result<Vec<String>> {
+        let text = match std::fs::read_to_string(&self.hooks_journal) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("failed to read `{}`", self.hooks_journal.display()));
+            }
+        };
+        let run = run.to_string();
+        Ok(text
+            .split_inclusive('\n')
+            .filter_map(|line| line.strip_suffix('\n')?.split_once('\t'))
+            .filter(|(id, _)| *id == run)
+            .map(|(_, key)| key.to_string())
+            .collect())
+    }
+
+    /// Journals a hook phase as done with all its hooks, durably, and empties the hook journal.
+    pub fn mark_phase_done(&mut self, run: i64, step: &str, hooks: &[String]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction()
+            .context("failed to begin a transaction on state.db")?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR REPLACE INTO journal (run_id, step, done_at) VALUES (?1, ?2, ?3)",
+            )?;
+            let at = now();
+            for key in hooks.iter().map(String::as_str).chain([step]) {
+                insert.execute(params![run, key, at])?;
+            }
+        }
+        tx.commit()
+            .with_context(|| format!("failed to journal step `{step}`"))?;
+        self.hooks_file = None;
+        if let Err(e) = File::create(&self.hooks_journal) {
+            // harmless: its lines are in the database now
+            tracing::warn!("failed to empty `{}`: {e}", self.hooks_journal.display());
+        }
         Ok(())
     }
 

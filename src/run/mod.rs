@@ -381,6 +381,7 @@ impl Executor<'_> {
             })?;
             self.state.mark_hook_done(self.run_id, &hook_key)?;
             if outcome == HookOutcome::RebootRequested {
+                self.state.sync_hook_marks()?;
                 self.ui.event(Event::HookRebootRequested { name });
                 return Err(UpgradeError::RebootRequired {
                     hook: hook.name.clone(),
@@ -388,7 +389,12 @@ impl Executor<'_> {
                 .into());
             }
         }
-        self.state.mark_done(self.run_id, key, None)?;
+        let keys: Vec<String> = set
+            .run
+            .iter()
+            .map(|h| format!("hop{index}:{}:{}", phase.as_str(), h.name))
+            .collect();
+        self.state.mark_phase_done(self.run_id, key, &keys)?;
         Ok(())
     }
 

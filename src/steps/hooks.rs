@@ -270,47 +270,49 @@ pub fn run(
         .with_context(|| format!("failed to start hook `{}`", hook.path.display()))?;
     drop(command); // NB: the Command holds the pipe's write end; keep it open and EOF never comes.
     let pid = child.id() as i32;
-    let pidfd = pidfd_open(pid);
     let mut output = LineSplitter::default();
     let deadline = Instant::now() + timeout;
     let mut reader = reader;
     set_nonblocking(&reader)?;
+    // While the pipe is open it tells us everything: it closes when the hook exits. Only a hook
+    // that closes its output and runs on needs a pidfd (or, without one, a polled wait).
     let mut pipe_open = true;
+    let mut pidfd: Option<OwnedFd> = None;
     let status = loop {
-        if let Some(status) = child.try_wait().context("failed to wait for a hook")? {
-            if pipe_open {
-                drain(&mut reader, &mut output, on_line);
-            }
-            break Some(status);
-        }
         let now = Instant::now();
         if now >= deadline {
             break None;
         }
-        let slice = if pidfd.is_some() {
-            deadline - now
-        } else {
-            Duration::from_millis(20)
-        };
-        let wait = PollTimeout::try_from(slice.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX);
-        let mut fds = Vec::with_capacity(2);
+        let remaining =
+            PollTimeout::try_from((deadline - now).as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX);
         if pipe_open {
-            fds.push(PollFd::new(reader.as_fd(), PollFlags::POLLIN));
-        }
-        if let Some(fd) = &pidfd {
-            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-        }
-        if fds.is_empty() {
-            std::thread::sleep(Duration::from_millis(20));
+            let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, remaining) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("failed to poll hook output"),
+            }
+            pipe_open = drain(&mut reader, &mut output, on_line);
+            if !pipe_open {
+                if let Some(status) = child.try_wait().context("failed to wait for a hook")? {
+                    break Some(status);
+                }
+                pidfd = pidfd_open(pid);
+            }
             continue;
         }
-        match poll(&mut fds, wait) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(e).context("failed to poll hook output"),
+        if let Some(status) = child.try_wait().context("failed to wait for a hook")? {
+            break Some(status);
         }
-        if pipe_open && !drain(&mut reader, &mut output, on_line) {
-            pipe_open = false;
+        match &pidfd {
+            Some(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, remaining) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e).context("failed to wait for a hook"),
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(10).min(deadline - now)),
         }
     };
     let status = match status {

@@ -184,6 +184,7 @@ fn kill_during_a_hop_resumes_without_redoing_steps() {
         )],
     )]);
     sb.logging_hook("pre", false, "10-first");
+    sb.logging_hook("post", false, "40-before");
     let marker = sb.base.join("hanging");
     // the post hook hangs the first time only, so the run can be killed there
     sb.hook(
@@ -220,6 +221,7 @@ fn kill_during_a_hop_resumes_without_redoing_steps() {
         sb.hook_log(),
         [
             "pre 10-first from= to=1.0.0 fresh=1 resumed=0",
+            "post 40-before from= to=1.0.0 fresh=1 resumed=0",
             "post 50-hang resumed=0",
             "post 50-hang resumed=1",
             "post 90-last from= to=1.0.0 fresh=1 resumed=1",
@@ -358,4 +360,29 @@ fn the_shim_execs_real_upgrade_with_the_same_arguments() {
     run.assert_code(0);
     assert_eq!(run.json()["to"], "1.0.0");
     assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn download_only_fetches_and_verifies_then_stops() {
+    let sb = Sandbox::new();
+    three_releases(&sb);
+    sb.logging_hook("pre", false, "10-pre");
+    let run = sb.run(&["--download-only", "--json"]);
+    run.assert_code(0);
+    assert_eq!(run.json()["result"], "downloaded");
+    let cache = sb.root.join("var/lib/upgrade/cache");
+    for file in [
+        "demo-server-2.0.0-1.x86_64.rpm",
+        "demo-web-3.0.0-1.x86_64.rpm",
+        "demo-cli-1.0.0-1.x86_64.rpm",
+    ] {
+        assert!(cache.join(file).exists(), "{file} not in the cache");
+    }
+    assert!(sb.hook_log().is_empty());
+    assert!(sb.rpm_qa().is_empty());
+    assert_eq!(sb.installed(), None);
+    // the repository may go away now: the run installs from the verified cache
+    std::fs::remove_dir_all(sb.repo.join("packages")).unwrap();
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.installed().as_deref(), Some("3.0.0"));
 }
