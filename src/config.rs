@@ -53,10 +53,23 @@ pub enum PackageBackend {
     Dnf,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
+    /// `sqlite:///PATH` (under the root), `postgres://…` or `mysql://…` / `mariadb://…`.
     pub url: Option<String>,
+    /// How long to wait for another host's migrations to finish.
+    #[serde(deserialize_with = "duration")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: None,
+            lock_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -131,6 +144,14 @@ impl Config {
                 format!("set `url` under `[repository]` in `{}`", path.display()),
             )
         })
+    }
+
+    /// The product's database; by default an embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:///var/lib/{0}/{0}.db", self.product))
     }
 
     /// The package that carries `real-upgrade` and the vendor's assets.

@@ -47,6 +47,7 @@ pub struct Paths {
     pub cache: PathBuf,
     pub log: PathBuf,
     pub sbin: PathBuf,
+    pub migrations: PathBuf,
 }
 
 impl Paths {
@@ -63,6 +64,7 @@ impl Paths {
             cache: under("var/lib/upgrade/cache"),
             log: under("var/log/upgrade/upgrade.log"),
             sbin: under("usr/sbin"),
+            migrations: under("usr/share/upgrade/migrations"),
         }
     }
 

@@ -119,7 +119,10 @@ impl UpgradeError {
 
 /// The first [`UpgradeError`] in the chain of `err`, if any.
 pub fn find(err: &anyhow::Error) -> Option<&UpgradeError> {
-    err.chain().find_map(|e| e.downcast_ref::<UpgradeError>())
+    // NB: `downcast_ref` sees through anyhow's context layers (an UpgradeError given as
+    // context), `chain` through std sources.
+    err.downcast_ref::<UpgradeError>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<UpgradeError>()))
 }
 
 /// The exit code for a failure (SPEC §10).

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::UpgradeError;
 use crate::repo::index::{Artifact, Catalog};
+use crate::steps::migrations::{self, Migration};
 use crate::steps::packages::RpmDb;
 use crate::version::{Version, compare_evr};
 
@@ -27,6 +28,9 @@ pub struct Hop {
     /// This hop ends on a release that upgrades must pass through.
     pub stop: bool,
     pub packages: Vec<PackageChange>,
+    /// Schema migrations in (from, to], as `VERSION/FILE`.
+    #[serde(default)]
+    pub migrations: Vec<String>,
     pub hooks: PlannedHooks,
 }
 
@@ -59,6 +63,7 @@ pub enum Step {
     Download,
     PreHooks(usize),
     Packages(usize),
+    Migrate(usize),
     PostHooks(usize),
     Record(usize),
 }
@@ -70,6 +75,7 @@ impl Step {
             Step::Download => "download".into(),
             Step::PreHooks(h) => format!("hop{h}:pre-hooks"),
             Step::Packages(h) => format!("hop{h}:packages"),
+            Step::Migrate(h) => format!("hop{h}:migrate"),
             Step::PostHooks(h) => format!("hop{h}:post-hooks"),
             Step::Record(h) => format!("hop{h}:record"),
         }
@@ -82,6 +88,7 @@ pub struct PlanInput<'a> {
     pub catalog: &'a Catalog,
     pub rpmdb: &'a RpmDb,
     pub hooks: PlannedHooks,
+    pub migrations: &'a [Migration],
 }
 
 impl Plan {
@@ -156,11 +163,16 @@ impl Plan {
                     }
                 })
                 .collect();
+            let migrations = migrations::in_hop(input.migrations, from.as_ref(), &release.version)
+                .into_iter()
+                .map(Migration::label)
+                .collect();
             hops.push(Hop {
                 from: from.as_ref().map(|v| v.to_string()),
                 to: release.version.to_string(),
                 stop: release.stop,
                 packages,
+                migrations,
                 hooks: input.hooks.clone(),
             });
             from = Some(release.version.clone());
@@ -183,6 +195,7 @@ impl Plan {
             steps.extend([
                 Step::PreHooks(h),
                 Step::Packages(h),
+                Step::Migrate(h),
                 Step::PostHooks(h),
                 Step::Record(h),
             ]);
@@ -251,6 +264,7 @@ size = 1
             catalog: &catalog,
             rpmdb: &RpmDb::default(),
             hooks: PlannedHooks::default(),
+            migrations: &[],
         })
     }
 

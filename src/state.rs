@@ -130,7 +130,7 @@ impl State {
         let row = self
             .conn
             .query_row(
-                &format!("{RUN_COLUMNS}, plan FROM runs WHERE status != 'succeeded' ORDER BY id DESC LIMIT 1"),
+                &format!("{RUN_COLUMNS}, plan FROM runs WHERE status IN ('running', 'failed', 'reboot') ORDER BY id DESC LIMIT 1"),
                 [],
                 |r| Ok((run_record(r)?, r.get::<_, String>(8)?)),
             )
@@ -269,6 +269,30 @@ impl State {
         tx.commit()
             .context("failed to record the installed version")?;
         Ok(())
+    }
+
+    /// Records an installation that predates this tool: its version, and a closed `adopted` run
+    /// in the history.
+    pub fn record_adoption(&mut self, plan: &Plan) -> Result<i64> {
+        let json = serde_json::to_string(plan).context("failed to serialise the plan")?;
+        let tx = self
+            .conn
+            .transaction()
+            .context("failed to begin a transaction on state.db")?;
+        tx.execute(
+            "INSERT INTO runs (started_at, finished_at, from_version, to_version, status, plan)
+             VALUES (?1, ?1, NULL, ?2, 'adopted', ?3)",
+            params![now(), plan.to, json],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO installed (id, version, updated_at) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+            params![plan.to, now()],
+        )?;
+        tx.commit()
+            .context("failed to record the adoption in state.db")?;
+        Ok(id)
     }
 
     /// Closes or leaves open a run: `succeeded` closes it; `failed` and `reboot` keep it open.

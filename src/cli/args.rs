@@ -83,6 +83,17 @@ pub enum Command {
     /// Inspect the hook directories
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// Inspect or repair the schema migration ledger of the product's database
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
+    /// Record an installation that predates this tool as release VERSION
+    ///
+    /// Checks that the root's rpm database holds the packages of VERSION, records VERSION as
+    /// installed and every migration up to VERSION as applied (a baseline), without running any.
+    Adopt {
+        /// The release that is installed
+        version: String,
+    },
     /// Vendor tools for publishing a repository
     #[command(subcommand)]
     Repo(RepoCommand),
@@ -97,6 +108,14 @@ pub enum Command {
 pub enum HooksCommand {
     /// List the hooks each phase would run, in order, and what is skipped and why
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrationsCommand {
+    /// List applied, pending, failed, drifted and missing migrations
+    Status,
+    /// Clear failed migrations from the ledger after the database was repaired by hand
+    Repair,
 }
 
 #[derive(Debug, Subcommand)]

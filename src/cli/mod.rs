@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use serde_json::json;
 
-use self::args::{Cli, Command, HooksCommand, RepoCommand};
+use self::args::{Cli, Command, HooksCommand, MigrationsCommand, RepoCommand};
 use self::render::Human;
 use crate::config::Config;
 use crate::context::Context;
@@ -76,6 +76,29 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
         Some(Command::Status) => status(&ctx, json_out, human),
         Some(Command::History { id }) => history(&ctx, id, json_out, human),
         Some(Command::Hooks(HooksCommand::List)) => hooks_list(&ctx, json_out, human),
+        Some(Command::Migrations(MigrationsCommand::Status)) => {
+            migrations_status(&ctx, json_out, human)
+        }
+        Some(Command::Migrations(MigrationsCommand::Repair)) => {
+            migrations_repair(&ctx, json_out, human)
+        }
+        Some(Command::Adopt { version }) => {
+            let adopted = run::adopt::adopt(&ctx, &version)?;
+            if json_out {
+                render::json(&adopted);
+            }
+            human.say(&format!(
+                "adopted {} {} (run {})",
+                adopted.product, adopted.version, adopted.run_id
+            ));
+            if let Some(db) = &adopted.database {
+                human.say(&format!(
+                    "recorded {} migration(s) as applied in `{db}`",
+                    adopted.baseline.len()
+                ));
+            }
+            Ok(exit::OK)
+        }
         Some(Command::Repo(RepoCommand::Index { dir })) => {
             let published = crate::repo::publish::write_index(&dir)?;
             if json_out {
@@ -270,6 +293,74 @@ fn hooks_list(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
     }
     if json_out {
         render::json(&doc);
+    }
+    Ok(exit::OK)
+}
+
+fn migrations_status(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
+    use crate::steps::migrations::{self, db};
+    let config = Config::load(&ctx.config_path)?;
+    let all = migrations::discover(&ctx.paths().migrations, config.version_scheme)?;
+    let url = config.database_url();
+    let status = match db::connect_existing(&url, &ctx.root)? {
+        Some(mut database) => migrations::status(database.as_mut(), &all)?,
+        None => migrations::Status {
+            database: db::redact(&url),
+            pending: all.iter().map(|m| m.label()).collect(),
+            ..Default::default()
+        },
+    };
+    if json_out {
+        render::json(&status);
+    }
+    human.say(&format!("database: {}", status.database));
+    for row in &status.applied {
+        human.say(&format!(
+            "  applied  {}/{}  {} ({} ms)",
+            row.version, row.name, row.applied_at, row.duration_ms
+        ));
+    }
+    for label in &status.pending {
+        human.say(&format!("  pending  {label}"));
+    }
+    for row in &status.failed {
+        human.warn(&format!("failed   {}/{} at {}: run `real-upgrade migrations repair` once the database is repaired", row.version, row.name, row.applied_at));
+    }
+    for d in &status.drifted {
+        human.warn(&format!(
+            "drifted  {}: applied with sha256 {}, the file now has {}",
+            d.migration, d.applied_sha256, d.file_sha256
+        ));
+    }
+    for row in &status.missing {
+        human.say(&format!(
+            "  missing  {}/{} (applied; its file is gone)",
+            row.version, row.name
+        ));
+    }
+    Ok(exit::OK)
+}
+
+fn migrations_repair(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
+    use crate::steps::migrations::db;
+    let config = Config::load(&ctx.config_path)?;
+    let mut database = db::connect(&config.database_url(), &ctx.root)?;
+    database.prepare_ledger()?;
+    database.lock(config.database.lock_timeout)?;
+    let removed = database.repair();
+    database.unlock();
+    let removed = removed?;
+    if json_out {
+        render::json(&json!({ "database": database.describe(), "cleared": removed }));
+    }
+    if removed.is_empty() {
+        human.say(&format!("`{}`: no failed migrations", database.describe()));
+    }
+    for row in &removed {
+        human.say(&format!(
+            "cleared failed migration {}/{}; the next run applies it again",
+            row.version, row.name
+        ));
     }
     Ok(exit::OK)
 }

@@ -123,6 +123,12 @@ impl Human {
                 };
                 out += &format!("      {line}\n");
             }
+            if !hop.migrations.is_empty() {
+                out += &format!("    migrations:{}\n", mark(Step::Migrate(i)));
+                for m in &hop.migrations {
+                    out += &format!("      {m}\n");
+                }
+            }
             out += &format!(
                 "    post-upgrade hooks: {}{}\n",
                 list(&hop.hooks.post),
@@ -170,6 +176,13 @@ impl Ui for Human {
                 self.say(&format!("    {} hook `{name}` already done", phase_name(phase)))
             }
             Event::HookLine { name, line } => self.say(&format!("    [{name}] {line}")),
+            Event::MigrationApplied { label, took } => self.say(&format!(
+                "    applied migration `{label}` ({} ms)",
+                took.as_millis()
+            )),
+            Event::MigrationsUpToDate { database } => {
+                self.say(&format!("    `{database}`: every migration of this hop is already applied"))
+            }
             Event::HookRebootRequested { name } => self.warn(&format!("hook `{name}` requested a reboot")),
             Event::PackagesAlreadyInstalled { names } => {
                 self.say(&format!("    already installed: {}", names.join(", ")))
@@ -188,6 +201,7 @@ fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Pre => "pre-upgrade",
         Phase::Post => "post-upgrade",
+        Phase::Migrate => "migration",
     }
 }
 
@@ -196,6 +210,7 @@ fn step_title(step: Step, hop: &str) -> String {
         Step::Download => "download and verify packages".into(),
         Step::PreHooks(_) => format!("{hop}: pre-upgrade hooks"),
         Step::Packages(_) => format!("{hop}: install packages"),
+        Step::Migrate(_) => format!("{hop}: migrate the schema"),
         Step::PostHooks(_) => format!("{hop}: post-upgrade hooks"),
         Step::Record(_) => format!("{hop}: record the installed version"),
     }

@@ -5,6 +5,7 @@
 //! journaled as done only after its effect is durable; a failure leaves the run open so the next
 //! invocation continues at the failed step.
 
+pub mod adopt;
 pub mod lock;
 
 use std::collections::HashSet;
@@ -22,6 +23,7 @@ use crate::repo::fetch;
 use crate::repo::index::{Artifact, Catalog};
 use crate::state::{RunRecord, State};
 use crate::steps::hooks::{self, HookEnv, HookOutcome, Phase};
+use crate::steps::migrations::{self, db as migration_db};
 use crate::steps::packages::{self, RpmDb};
 
 /// How the caller talks to a person: the run never prints, it reports through this.
@@ -63,6 +65,13 @@ pub enum Event<'a> {
     HookLine {
         name: &'a str,
         line: &'a str,
+    },
+    MigrationApplied {
+        label: &'a str,
+        took: std::time::Duration,
+    },
+    MigrationsUpToDate {
+        database: &'a str,
     },
     HookRebootRequested {
         name: &'a str,
@@ -129,6 +138,7 @@ pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
     let target = to.map(|v| scheme.parse(v)).transpose()?;
     let catalog = load_catalog(config, &ctx.config_path)?;
     let rpmdb = RpmDb::load(&ctx.root)?;
+    let migrations = migrations::discover(&paths.migrations, scheme)?;
     let mut hooks = PlannedHooks::default();
     for (phase, names) in [(Phase::Pre, &mut hooks.pre), (Phase::Post, &mut hooks.post)] {
         let set = hooks::discover(&paths, phase, ctx.superuser)?;
@@ -141,6 +151,7 @@ pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
         catalog: &catalog,
         rpmdb: &rpmdb,
         hooks,
+        migrations: &migrations,
     })?)
 }
 
@@ -216,6 +227,15 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         return Ok(outcome);
     }
     confirm(ctx, opts, ui, &plan, record.is_some())?;
+    // NB: an unreachable database is found before anything changes, not after the packages.
+    let migrating = plan
+        .hops
+        .iter()
+        .enumerate()
+        .any(|(h, hop)| !hop.migrations.is_empty() && !done.contains(&Step::Migrate(h).key()));
+    if migrating {
+        migration_db::connect(&config.database_url(), &ctx.root)?;
+    }
     let mut state = match existing {
         Some(state) => state,
         None => State::open(&paths.state_db)?,
@@ -316,9 +336,11 @@ impl Executor<'_> {
         for step in plan.steps() {
             let hop = match step {
                 Step::Download => None,
-                Step::PreHooks(h) | Step::Packages(h) | Step::PostHooks(h) | Step::Record(h) => {
-                    Some(&plan.hops[h])
-                }
+                Step::PreHooks(h)
+                | Step::Packages(h)
+                | Step::Migrate(h)
+                | Step::PostHooks(h)
+                | Step::Record(h) => Some(&plan.hops[h]),
             };
             let key = step.key();
             if self.done.contains(&key) {
@@ -338,6 +360,7 @@ impl Executor<'_> {
                 (Step::PreHooks(h), Some(hop)) => self.hooks(h, hop, Phase::Pre, &key)?,
                 (Step::PostHooks(h), Some(hop)) => self.hooks(h, hop, Phase::Post, &key)?,
                 (Step::Packages(_), Some(hop)) => self.packages(hop, &key)?,
+                (Step::Migrate(_), Some(hop)) => self.migrate(hop, &key)?,
                 (Step::Record(_), Some(hop)) => {
                     self.state.record_installed(self.run_id, &key, &hop.to)?;
                     self.ui.event(Event::Recorded { version: &hop.to });
@@ -359,6 +382,7 @@ impl Executor<'_> {
             resumed: self.resumed,
             root: self.ctx.root.clone(),
             run_id: self.run_id,
+            extra: Vec::new(),
         };
         for hook in &set.run {
             let hook_key = format!("hop{index}:{}:{}", phase.as_str(), hook.name);
@@ -395,6 +419,65 @@ impl Executor<'_> {
             .map(|h| format!("hop{index}:{}:{}", phase.as_str(), h.name))
             .collect();
         self.state.mark_phase_done(self.run_id, key, &keys)?;
+        Ok(())
+    }
+
+    fn migrate(&mut self, hop: &Hop, key: &str) -> Result<()> {
+        let scheme = self.config.version_scheme;
+        let all = migrations::discover(&self.paths.migrations, scheme)?;
+        let to = scheme.parse(&hop.to)?;
+        let from = hop.from.as_deref().map(|v| scheme.parse(v)).transpose()?;
+        let pending = migrations::in_hop(&all, from.as_ref(), &to);
+        if !pending.is_empty() {
+            let url = self.config.database_url();
+            let mut db = migration_db::connect(&url, &self.ctx.root)?;
+            let env = HookEnv {
+                phase: Phase::Migrate,
+                from: hop.from.clone(),
+                to: hop.to.clone(),
+                resumed: self.resumed,
+                root: self.ctx.root.clone(),
+                run_id: self.run_id,
+                extra: vec![(
+                    "UPGRADE_DATABASE_URL",
+                    migration_db::url_for_programs(&url, &self.ctx.root)?,
+                )],
+            };
+            let ui = self.ui;
+            let timeout = self.config.hooks.timeout;
+            let applied = migrations::apply(
+                db.as_mut(),
+                &all,
+                &pending,
+                self.config.database.lock_timeout,
+                &mut |m| {
+                    let hook = hooks::Hook {
+                        name: m.label(),
+                        path: m.path.clone(),
+                    };
+                    let name = hook.name.clone();
+                    hooks::run(&hook, &env, timeout, &mut |line| {
+                        tracing::info!(migration = %name, "{line}");
+                        ui.event(Event::HookLine { name: &name, line });
+                    })?;
+                    Ok(())
+                },
+                &mut |m, took| {
+                    let label = m.label();
+                    tracing::info!(migration = %label, took_ms = took.as_millis() as u64, "migration applied");
+                    ui.event(Event::MigrationApplied {
+                        label: &label,
+                        took,
+                    });
+                },
+            )?;
+            if applied.is_empty() {
+                self.ui.event(Event::MigrationsUpToDate {
+                    database: &db.describe(),
+                });
+            }
+        }
+        self.state.mark_done(self.run_id, key, None)?;
         Ok(())
     }
 

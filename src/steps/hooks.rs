@@ -29,6 +29,8 @@ pub const REBOOT_EXIT_CODE: i32 = 100;
 pub enum Phase {
     Pre,
     Post,
+    /// Executable data migrations run with the hook environment too.
+    Migrate,
 }
 
 impl Phase {
@@ -36,6 +38,7 @@ impl Phase {
         match self {
             Phase::Pre => "pre",
             Phase::Post => "post",
+            Phase::Migrate => "migrate",
         }
     }
 
@@ -43,6 +46,7 @@ impl Phase {
         match self {
             Phase::Pre => "pre-upgrade.d",
             Phase::Post => "post-upgrade.d",
+            Phase::Migrate => "migrations",
         }
     }
 }
@@ -216,12 +220,14 @@ pub struct HookEnv {
     pub resumed: bool,
     pub root: PathBuf,
     pub run_id: i64,
+    /// More variables (`UPGRADE_DATABASE_URL` for data migrations).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 impl HookEnv {
     pub fn vars(&self) -> Vec<(&'static str, String)> {
         let flag = |b: bool| if b { "1" } else { "0" }.to_string();
-        vec![
+        let mut vars = vec![
             ("UPGRADE_PHASE", self.phase.as_str().into()),
             (
                 "UPGRADE_FROM_VERSION",
@@ -232,7 +238,9 @@ impl HookEnv {
             ("UPGRADE_RESUMED", flag(self.resumed)),
             ("UPGRADE_ROOT", self.root.display().to_string()),
             ("UPGRADE_RUN_ID", self.run_id.to_string()),
-        ]
+        ];
+        vars.extend(self.extra.iter().cloned());
+        vars
     }
 }
 

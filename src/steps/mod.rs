@@ -4,4 +4,5 @@
 //! - [`packages`]: the root's rpm database and the one `rpm -U` transaction per hop.
 
 pub mod hooks;
+pub mod migrations;
 pub mod packages;

@@ -1,0 +1,1 @@
+CREATE INDEX calls_by_caller ON calls (caller, started_at);

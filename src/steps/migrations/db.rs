@@ -1,0 +1,679 @@
+//! The three databases migrations run against, behind one [`Database`] trait: SQLite (embedded,
+//! `rusqlite`), PostgreSQL (`postgres`) and MariaDB/MySQL (`mysql`), chosen by `[database] url`.
+//!
+//! Each owns its ledger table, its lock (a `flock` beside the SQLite file, a PostgreSQL advisory
+//! lock, MariaDB `GET_LOCK`, each with a bounded wait) and how a batch of SQL migrations commits.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::Migration;
+use crate::error::UpgradeError;
+
+/// A row of `upgrade_migrations`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerRow {
+    pub version: String,
+    pub sequence: u32,
+    pub name: String,
+    pub sha256: String,
+    pub applied_at: String,
+    pub duration_ms: i64,
+    pub success: bool,
+}
+
+/// What a batch of SQL migrations did: the durations of those applied, in order, then the error
+/// that stopped it, if any.
+pub struct BatchOutcome {
+    pub applied: Vec<Duration>,
+    pub error: Option<anyhow::Error>,
+}
+
+pub trait Database {
+    /// The database as messages name it (no password).
+    fn describe(&self) -> String;
+    fn prepare_ledger(&mut self) -> Result<()>;
+    /// Takes the migration lock, waiting at most `timeout`.
+    fn lock(&mut self, timeout: Duration) -> Result<()>;
+    fn unlock(&mut self);
+    fn ledger(&mut self) -> Result<Vec<LedgerRow>>;
+    /// Applies SQL migrations in order, each with its ledger row, stopping at the first failure.
+    fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome;
+    /// Writes (or replaces) the ledger row of `m`.
+    fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()>;
+    /// Deletes the failed rows; returns them.
+    fn repair(&mut self) -> Result<Vec<LedgerRow>>;
+    /// What to do after a failed migration on this database.
+    fn failure_hint(&self) -> String;
+}
+
+const LOCK_NAME: &str = "upgrade_migrations";
+/// `pg_advisory_lock` key: "upgrade!" as a big-endian i64.
+const PG_LOCK_KEY: i64 = 0x7570_6772_6164_6521;
+
+/// Opens the database of `url`; SQLite paths are resolved under `root`.
+pub fn connect(url: &str, root: &Path) -> Result<Box<dyn Database>> {
+    match Url::parse(url, root)? {
+        Url::Sqlite(path) => Ok(Box::new(Sqlite::open(url, path)?)),
+        Url::Postgres => Ok(Box::new(Postgres::connect(url)?)),
+        Url::Mysql(url) => Ok(Box::new(Mysql::connect(&url)?)),
+    }
+}
+
+/// Like [`connect`], but `None` for a SQLite database that does not exist yet (nothing to read,
+/// and reading must not create it).
+pub fn connect_existing(url: &str, root: &Path) -> Result<Option<Box<dyn Database>>> {
+    if let Url::Sqlite(path) = Url::parse(url, root)?
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    connect(url, root).map(Some)
+}
+
+/// The URL handed to executable migrations: a SQLite path is made absolute on this host.
+pub fn url_for_programs(url: &str, root: &Path) -> Result<String> {
+    Ok(match Url::parse(url, root)? {
+        Url::Sqlite(path) => format!("sqlite://{}", path.display()),
+        _ => url.to_string(),
+    })
+}
+
+enum Url {
+    Sqlite(PathBuf),
+    Postgres,
+    Mysql(String),
+}
+
+impl Url {
+    fn parse(url: &str, root: &Path) -> Result<Url, UpgradeError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if !path.starts_with('/') {
+                return Err(UpgradeError::input_hint(
+                    format!("database url `{url}`: the SQLite path must be absolute"),
+                    "write `sqlite:///var/lib/PRODUCT/PRODUCT.db` (three slashes)",
+                ));
+            }
+            return Ok(Url::Sqlite(root.join(path.trim_start_matches('/'))));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Url::Postgres);
+        }
+        if url.starts_with("mysql://") {
+            return Ok(Url::Mysql(url.to_string()));
+        }
+        if let Some(rest) = url.strip_prefix("mariadb://") {
+            return Ok(Url::Mysql(format!("mysql://{rest}")));
+        }
+        Err(UpgradeError::input_hint(
+            format!("database url `{}`: unsupported scheme", redact(url)),
+            "use sqlite:///PATH, postgres://USER@HOST:PORT/DB or mysql://USER@HOST:PORT/DB",
+        ))
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://user@host/db`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+fn unreachable_db(url: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    UpgradeError::step(
+        format!("cannot connect to database `{}`: {e}", redact(url)),
+        "check that the database server is running and `[database] url` is right, then run `upgrade` again",
+    )
+    .into()
+}
+
+fn lock_timed_out(db: &str, timeout: Duration) -> anyhow::Error {
+    UpgradeError::step(
+        format!(
+            "timed out after {} waiting for the migration lock on `{db}`",
+            humantime::format_duration(timeout)
+        ),
+        "another host is applying migrations to this database; wait for it, or raise `[database] lock_timeout`",
+    )
+    .into()
+}
+
+fn sql_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Sqlite {
+    url: String,
+    path: PathBuf,
+    conn: rusqlite::Connection,
+    lock: Option<std::fs::File>,
+}
+
+impl Sqlite {
+    fn open(url: &str, path: PathBuf) -> Result<Sqlite> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create `{}`", dir.display()))?;
+        }
+        let conn = rusqlite::Connection::open(&path)
+            .map_err(|e| unreachable_db(&format!("sqlite://{}", path.display()), e))?;
+        conn.busy_timeout(Duration::from_secs(60))?;
+        Ok(Sqlite {
+            url: url.to_string(),
+            path,
+            conn,
+            lock: None,
+        })
+    }
+
+    fn insert_row(
+        conn: &rusqlite::Connection,
+        m: &Migration,
+        success: bool,
+        took: Duration,
+    ) -> rusqlite::Result<usize> {
+        conn.execute(
+            "INSERT OR REPLACE INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![
+                m.version.to_string(),
+                m.sequence,
+                m.name,
+                m.sha256,
+                crate::state::now(),
+                took.as_millis() as i64,
+                success
+            ],
+        )
+    }
+}
+
+impl Database for Sqlite {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn prepare_ledger(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS upgrade_migrations (
+                    version TEXT NOT NULL, sequence INTEGER NOT NULL, name TEXT NOT NULL,
+                    sha256 TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms INTEGER NOT NULL,
+                    success INTEGER NOT NULL, PRIMARY KEY (version, sequence))",
+            )
+            .with_context(|| {
+                format!(
+                    "failed to create the migration ledger in `{}`",
+                    self.path.display()
+                )
+            })
+    }
+
+    fn lock(&mut self, timeout: Duration) -> Result<()> {
+        let path = self.path.with_extension("upgrade-lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open `{}`", path.display()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(lock_timed_out(&self.url, timeout));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
+                }
+            }
+        }
+        self.lock = Some(file);
+        Ok(())
+    }
+
+    fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    fn ledger(&mut self) -> Result<Vec<LedgerRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT version, sequence, name, sha256, applied_at, duration_ms, success
+             FROM upgrade_migrations ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(LedgerRow {
+                version: r.get(0)?,
+                sequence: r.get(1)?,
+                name: r.get(2)?,
+                sha256: r.get(3)?,
+                applied_at: r.get(4)?,
+                duration_ms: r.get(5)?,
+                success: r.get(6)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .with_context(|| format!("failed to read the ledger of `{}`", self.url))
+    }
+
+    fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
+        // NB: one transaction for the batch, a savepoint per migration: a failed migration rolls
+        // back to its savepoint (its ledger row with it) and the ones before it still commit; a
+        // crash rolls back the whole batch, ledger rows included. One fsync instead of one each.
+        let mut applied = Vec::new();
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            return BatchOutcome {
+                applied,
+                error: Some(e.into()),
+            };
+        }
+        let mut error = None;
+        for (m, text) in batch.iter().zip(sql) {
+            let started = Instant::now();
+            let result = self
+                .conn
+                .execute_batch("SAVEPOINT migration")
+                .and_then(|()| self.conn.execute_batch(text))
+                .and_then(|()| Sqlite::insert_row(&self.conn, m, true, started.elapsed()).map(drop))
+                .and_then(|()| self.conn.execute_batch("RELEASE migration"));
+            match result {
+                Ok(()) => applied.push(started.elapsed()),
+                Err(e) => {
+                    let _ = self
+                        .conn
+                        .execute_batch("ROLLBACK TO migration; RELEASE migration");
+                    error = Some(anyhow::Error::from(e));
+                    break;
+                }
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return BatchOutcome {
+                applied: Vec::new(),
+                error: Some(anyhow::Error::from(e).context("commit failed")),
+            };
+        }
+        BatchOutcome { applied, error }
+    }
+
+    fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
+        Sqlite::insert_row(&self.conn, m, success, took)
+            .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))?;
+        Ok(())
+    }
+
+    fn repair(&mut self) -> Result<Vec<LedgerRow>> {
+        let failed: Vec<LedgerRow> = self.ledger()?.into_iter().filter(|r| !r.success).collect();
+        self.conn
+            .execute("DELETE FROM upgrade_migrations WHERE success = 0", [])?;
+        Ok(failed)
+    }
+
+    fn failure_hint(&self) -> String {
+        "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Postgres {
+    url: String,
+    client: postgres::Client,
+    locked: bool,
+}
+
+impl Postgres {
+    fn connect(url: &str) -> Result<Postgres> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| UpgradeError::input(format!("database url `{}`: {e}", redact(url))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let client = config
+            .connect(postgres::NoTls)
+            .map_err(|e| unreachable_db(url, e))?;
+        Ok(Postgres {
+            url: url.to_string(),
+            client,
+            locked: false,
+        })
+    }
+
+    fn row(r: &postgres::Row) -> LedgerRow {
+        LedgerRow {
+            version: r.get(0),
+            sequence: r.get::<_, i32>(1) as u32,
+            name: r.get(2),
+            sha256: r.get(3),
+            applied_at: r.get(4),
+            duration_ms: r.get(5),
+            success: r.get(6),
+        }
+    }
+
+    fn insert_sql(m: &Migration, success: bool, duration: &str) -> String {
+        format!(
+            "INSERT INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success)
+             VALUES ({}, {}, {}, {}, {}, {duration}, {success})
+             ON CONFLICT (version, sequence) DO UPDATE SET name = excluded.name, sha256 = excluded.sha256,
+               applied_at = excluded.applied_at, duration_ms = excluded.duration_ms, success = excluded.success",
+            sql_quote(&m.version.to_string()),
+            m.sequence,
+            sql_quote(&m.name),
+            sql_quote(&m.sha256),
+            sql_quote(&crate::state::now()),
+        )
+    }
+}
+
+impl Database for Postgres {
+    fn describe(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn prepare_ledger(&mut self) -> Result<()> {
+        self.client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS upgrade_migrations (
+                    version TEXT NOT NULL, sequence INTEGER NOT NULL, name TEXT NOT NULL,
+                    sha256 TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms BIGINT NOT NULL,
+                    success BOOLEAN NOT NULL, PRIMARY KEY (version, sequence))",
+            )
+            .or_else(|e| {
+                // NB: two hosts creating the table at once: the loser sees a unique violation
+                // on pg_type; the table exists then, which is all we wanted.
+                if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .with_context(|| {
+                format!(
+                    "failed to create the migration ledger in `{}`",
+                    self.describe()
+                )
+            })
+    }
+
+    fn lock(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let row = self
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&PG_LOCK_KEY])
+                .with_context(|| {
+                    format!("failed to take the migration lock on `{}`", self.describe())
+                })?;
+            if row.get::<_, bool>(0) {
+                self.locked = true;
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(lock_timed_out(&self.describe(), timeout));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn unlock(&mut self) {
+        if self.locked {
+            let _ = self
+                .client
+                .execute("SELECT pg_advisory_unlock($1)", &[&PG_LOCK_KEY]);
+            self.locked = false;
+        }
+    }
+
+    fn ledger(&mut self) -> Result<Vec<LedgerRow>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT version, sequence, name, sha256, applied_at, duration_ms, success
+                 FROM upgrade_migrations ORDER BY applied_at, version, sequence",
+                &[],
+            )
+            .with_context(|| format!("failed to read the ledger of `{}`", self.describe()))?;
+        Ok(rows.iter().map(Postgres::row).collect())
+    }
+
+    fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
+        // NB: one round trip per migration: the transaction, the migration and its ledger row
+        // travel as one simple query; the duration is measured by the server.
+        let mut applied = Vec::new();
+        for (m, text) in batch.iter().zip(sql) {
+            let started = Instant::now();
+            let query = format!(
+                "BEGIN;\n{text}\n;\n{};\nCOMMIT;",
+                Postgres::insert_sql(
+                    m,
+                    true,
+                    "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint"
+                )
+            );
+            if let Err(e) = self.client.batch_execute(&query) {
+                let _ = self.client.batch_execute("ROLLBACK");
+                return BatchOutcome {
+                    applied,
+                    error: Some(e.into()),
+                };
+            }
+            applied.push(started.elapsed());
+        }
+        BatchOutcome {
+            applied,
+            error: None,
+        }
+    }
+
+    fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
+        self.client
+            .batch_execute(&Postgres::insert_sql(
+                m,
+                success,
+                &took.as_millis().to_string(),
+            ))
+            .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))
+    }
+
+    fn repair(&mut self) -> Result<Vec<LedgerRow>> {
+        let rows = self.client.query(
+            "DELETE FROM upgrade_migrations WHERE NOT success
+             RETURNING version, sequence, name, sha256, applied_at, duration_ms, success",
+            &[],
+        )?;
+        Ok(rows.iter().map(Postgres::row).collect())
+    }
+
+    fn failure_hint(&self) -> String {
+        "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Mysql {
+    url: String,
+    conn: mysql::Conn,
+    locked: bool,
+}
+
+impl Mysql {
+    fn connect(url: &str) -> Result<Mysql> {
+        let opts = mysql::Opts::from_url(url)
+            .map_err(|e| UpgradeError::input(format!("database url `{}`: {e}", redact(url))))?;
+        let opts =
+            mysql::OptsBuilder::from_opts(opts).tcp_connect_timeout(Some(Duration::from_secs(10)));
+        let conn = mysql::Conn::new(opts).map_err(|e| unreachable_db(url, e))?;
+        Ok(Mysql {
+            url: url.to_string(),
+            conn,
+            locked: false,
+        })
+    }
+
+    fn insert_sql(m: &Migration, success: bool, took: Duration) -> String {
+        format!(
+            "REPLACE INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success)
+             VALUES ({}, {}, {}, {}, {}, {}, {})",
+            sql_quote(&m.version.to_string()),
+            m.sequence,
+            sql_quote(&m.name),
+            sql_quote(&m.sha256),
+            sql_quote(&crate::state::now()),
+            took.as_millis(),
+            success as u8
+        )
+    }
+}
+
+impl Database for Mysql {
+    fn describe(&self) -> String {
+        redact(&self.url)
+    }
+
+    fn prepare_ledger(&mut self) -> Result<()> {
+        use mysql::prelude::Queryable;
+        self.conn
+            .query_drop(
+                "CREATE TABLE IF NOT EXISTS upgrade_migrations (
+                    version VARCHAR(100) NOT NULL, sequence INT UNSIGNED NOT NULL, name VARCHAR(255) NOT NULL,
+                    sha256 CHAR(64) NOT NULL, applied_at VARCHAR(40) NOT NULL, duration_ms BIGINT NOT NULL,
+                    success BOOLEAN NOT NULL, PRIMARY KEY (version, sequence))",
+            )
+            .with_context(|| format!("failed to create the migration ledger in `{}`", self.describe()))
+    }
+
+    fn lock(&mut self, timeout: Duration) -> Result<()> {
+        use mysql::prelude::Queryable;
+        let got: Option<Option<i64>> = self
+            .conn
+            .exec_first(
+                "SELECT GET_LOCK(?, ?)",
+                (LOCK_NAME, timeout.as_secs_f64().ceil() as u64),
+            )
+            .with_context(|| {
+                format!("failed to take the migration lock on `{}`", self.describe())
+            })?;
+        match got.flatten() {
+            Some(1) => {
+                self.locked = true;
+                Ok(())
+            }
+            _ => Err(lock_timed_out(&self.describe(), timeout)),
+        }
+    }
+
+    fn unlock(&mut self) {
+        use mysql::prelude::Queryable;
+        if self.locked {
+            let _ = self.conn.exec_drop("SELECT RELEASE_LOCK(?)", (LOCK_NAME,));
+            self.locked = false;
+        }
+    }
+
+    fn ledger(&mut self) -> Result<Vec<LedgerRow>> {
+        use mysql::prelude::Queryable;
+        type Row = (String, u32, String, String, String, i64, bool);
+        let rows: Vec<Row> = self
+            .conn
+            .query(
+                "SELECT version, sequence, name, sha256, applied_at, duration_ms, success
+                 FROM upgrade_migrations ORDER BY applied_at, version, sequence",
+            )
+            .with_context(|| format!("failed to read the ledger of `{}`", self.describe()))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(version, sequence, name, sha256, applied_at, duration_ms, success)| LedgerRow {
+                    version,
+                    sequence,
+                    name,
+                    sha256,
+                    applied_at,
+                    duration_ms,
+                    success,
+                },
+            )
+            .collect())
+    }
+
+    fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
+        use mysql::prelude::Queryable;
+        // NB: MariaDB commits DDL implicitly, so the transaction only protects data changes; a
+        // failure is recorded as a failed row so that nobody builds on a half-applied schema.
+        let mut applied = Vec::new();
+        for (m, text) in batch.iter().zip(sql) {
+            let started = Instant::now();
+            let result = self
+                .conn
+                .query_drop("START TRANSACTION")
+                .and_then(|()| self.conn.query_drop(text))
+                .and_then(|()| {
+                    self.conn
+                        .query_drop(Mysql::insert_sql(m, true, started.elapsed()))
+                })
+                .and_then(|()| self.conn.query_drop("COMMIT"));
+            if let Err(e) = result {
+                let _ = self.conn.query_drop("ROLLBACK");
+                let mut error = anyhow::Error::from(e);
+                if let Err(record) =
+                    self.conn
+                        .query_drop(Mysql::insert_sql(m, false, started.elapsed()))
+                {
+                    error =
+                        error.context(format!("and recording the failure failed too: {record}"));
+                }
+                return BatchOutcome {
+                    applied,
+                    error: Some(error),
+                };
+            }
+            applied.push(started.elapsed());
+        }
+        BatchOutcome {
+            applied,
+            error: None,
+        }
+    }
+
+    fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
+        use mysql::prelude::Queryable;
+        self.conn
+            .query_drop(Mysql::insert_sql(m, success, took))
+            .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))
+    }
+
+    fn repair(&mut self) -> Result<Vec<LedgerRow>> {
+        use mysql::prelude::Queryable;
+        let failed: Vec<LedgerRow> = self.ledger()?.into_iter().filter(|r| !r.success).collect();
+        self.conn
+            .query_drop("DELETE FROM upgrade_migrations WHERE NOT success")?;
+        Ok(failed)
+    }
+
+    fn failure_hint(&self) -> String {
+        "MariaDB commits schema changes as it goes: the migration may be half applied and is recorded \
+         as failed; repair the database, run `real-upgrade migrations repair`, then `upgrade` again"
+            .into()
+    }
+}

@@ -1,0 +1,352 @@
+//! Schema migrations (SPEC §7): discovering `migrations/<version>/<NNN>-<name>[.sql]`, and applying
+//! the pending ones of a hop exactly once, recorded in the `upgrade_migrations` ledger of the
+//! product's own database.
+//!
+//! The ledger is the source of truth for what is applied, not the run journal: a run killed in
+//! the middle of its migrations resumes by reading the ledger, so each migration is applied once.
+//! SQL migrations commit together with their ledger row where the database allows it (SQLite,
+//! PostgreSQL); on MariaDB, whose DDL commits implicitly, a failure leaves a `success = false`
+//! row that blocks later runs until `real-upgrade migrations repair`. Runners on several hosts
+//! sharing one database are serialised by a database lock ([`db`]).
+
+pub mod db;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use self::db::{Database, LedgerRow};
+use crate::error::UpgradeError;
+use crate::version::{Version, VersionScheme};
+
+/// One migration file.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub version: Version,
+    pub sequence: u32,
+    /// The file name, e.g. `001-create-users.sql`.
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: Kind,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Sql,
+    /// An executable data migration; gets `UPGRADE_DATABASE_URL` and the hook environment.
+    Executable,
+}
+
+impl Migration {
+    /// `2.0.0/001-create-users.sql`: how messages and the plan name a migration.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.version, self.name)
+    }
+
+    fn key(&self) -> (String, u32) {
+        (self.version.to_string(), self.sequence)
+    }
+}
+
+/// Every migration under `dir`, ordered by version (the product's scheme) then sequence.
+pub fn discover(dir: &Path, scheme: VersionScheme) -> Result<Vec<Migration>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if !path.is_dir() {
+            return Err(UpgradeError::input_hint(
+                format!("`{}` is not a version directory", path.display()),
+                "migrations live in `migrations/<version>/<NNN>-<name>.sql`",
+            )
+            .into());
+        }
+        let version = scheme.parse(&name).map_err(|e| {
+            UpgradeError::input(format!("migration directory `{}`: {e}", path.display()))
+        })?;
+        for file in std::fs::read_dir(&path)
+            .with_context(|| format!("failed to read `{}`", path.display()))?
+        {
+            let file = file.with_context(|| format!("failed to read `{}`", path.display()))?;
+            let file_name = file.file_name().to_string_lossy().into_owned();
+            if file_name.starts_with('.') {
+                continue;
+            }
+            out.push(parse_file(&version, &file_name, file.path())?);
+        }
+    }
+    out.sort_by(|a, b| a.version.cmp(&b.version).then(a.sequence.cmp(&b.sequence)));
+    if let Some(w) = out
+        .windows(2)
+        .find(|w| w[0].version == w[1].version && w[0].sequence == w[1].sequence)
+    {
+        return Err(UpgradeError::input(format!(
+            "migrations `{}` and `{}` have the same number",
+            w[0].path.display(),
+            w[1].path.display()
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migration> {
+    use std::os::unix::fs::PermissionsExt;
+    let bad = |why: &str| -> anyhow::Error {
+        UpgradeError::input_hint(
+            format!("bad migration file name `{}`: {why}", path.display()),
+            "name migrations `<NNN>-<name>.sql`, or `<NNN>-<name>` for an executable, with [A-Za-z0-9_-] in the name",
+        )
+        .into()
+    };
+    let (stem, kind) = match file_name.strip_suffix(".sql") {
+        Some(stem) => (stem, Kind::Sql),
+        None => (file_name, Kind::Executable),
+    };
+    let (number, rest) = stem
+        .split_once('-')
+        .ok_or_else(|| bad("no `-` after the number"))?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("it does not start with a number"));
+    }
+    if rest.is_empty()
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(bad(
+            "the name after the number is empty or has other characters",
+        ));
+    }
+    let sequence: u32 = number.parse().map_err(|_| bad("the number is too large"))?;
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    if kind == Kind::Executable && (!meta.is_file() || meta.permissions().mode() & 0o111 == 0) {
+        return Err(bad("not `.sql` and not an executable file"));
+    }
+    let (sha256, _) = crate::repo::fetch::digest_file(&path)?;
+    Ok(Migration {
+        version: version.clone(),
+        sequence,
+        name: file_name.to_string(),
+        path,
+        kind,
+        sha256,
+    })
+}
+
+/// The migrations a hop from `from` to `to` applies: version in (from, to].
+pub fn in_hop<'a>(
+    all: &'a [Migration],
+    from: Option<&Version>,
+    to: &Version,
+) -> Vec<&'a Migration> {
+    all.iter()
+        .filter(|m| from.is_none_or(|f| m.version > *f) && m.version <= *to)
+        .collect()
+}
+
+/// What the ledger and the files say together (`migrations status`).
+#[derive(Debug, Default, Serialize)]
+pub struct Status {
+    pub database: String,
+    pub applied: Vec<LedgerRow>,
+    pub pending: Vec<String>,
+    pub failed: Vec<LedgerRow>,
+    pub drifted: Vec<Drift>,
+    /// Applied migrations whose file is gone (reported, not blocking).
+    pub missing: Vec<LedgerRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Drift {
+    pub migration: String,
+    pub applied_sha256: String,
+    pub file_sha256: String,
+}
+
+pub fn status(db: &mut dyn Database, all: &[Migration]) -> Result<Status> {
+    db.prepare_ledger()?;
+    let ledger = db.ledger()?;
+    let files: HashMap<(String, u32), &Migration> = all.iter().map(|m| (m.key(), m)).collect();
+    let mut status = Status {
+        database: db.describe(),
+        ..Status::default()
+    };
+    for row in &ledger {
+        match files.get(&(row.version.clone(), row.sequence)) {
+            None => status.missing.push(row.clone()),
+            Some(m) if m.sha256 != row.sha256 => status.drifted.push(Drift {
+                migration: m.label(),
+                applied_sha256: row.sha256.clone(),
+                file_sha256: m.sha256.clone(),
+            }),
+            Some(_) => {}
+        }
+        if row.success {
+            status.applied.push(row.clone());
+        } else {
+            status.failed.push(row.clone());
+        }
+    }
+    let recorded: std::collections::HashSet<(String, u32)> = ledger
+        .iter()
+        .map(|r| (r.version.clone(), r.sequence))
+        .collect();
+    status.pending = all
+        .iter()
+        .filter(|m| !recorded.contains(&m.key()))
+        .map(Migration::label)
+        .collect();
+    Ok(status)
+}
+
+/// Refuses to go on when the ledger holds a failed migration or an applied file changed.
+fn check_ledger(db: &dyn Database, ledger: &[LedgerRow], all: &[Migration]) -> Result<()> {
+    if let Some(row) = ledger.iter().find(|r| !r.success) {
+        return Err(UpgradeError::step(
+            format!(
+                "migration `{}/{}` failed earlier on `{}` and may be half applied",
+                row.version,
+                row.name,
+                db.describe()
+            ),
+            "repair the database by hand, then run `real-upgrade migrations repair` and `upgrade` again",
+        )
+        .into());
+    }
+    let by_key: HashMap<(String, u32), &LedgerRow> = ledger
+        .iter()
+        .map(|r| ((r.version.clone(), r.sequence), r))
+        .collect();
+    for m in all {
+        if let Some(row) = by_key.get(&m.key())
+            && row.sha256 != m.sha256
+        {
+            return Err(UpgradeError::step(
+                format!(
+                    "applied migration `{}` has changed: applied with sha256 {}, the file now has {}",
+                    m.label(),
+                    row.sha256,
+                    m.sha256
+                ),
+                "restore the file as it was applied; a change to the schema needs a new migration",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Runs an executable migration; the caller provides the environment and output handling.
+pub type RunExecutable<'a> = dyn FnMut(&Migration) -> Result<()> + 'a;
+
+/// Applies the pending migrations of a hop under the database lock; returns what it applied.
+pub fn apply(
+    db: &mut dyn Database,
+    all: &[Migration],
+    hop: &[&Migration],
+    lock_timeout: Duration,
+    run_executable: &mut RunExecutable<'_>,
+    on_applied: &mut dyn FnMut(&Migration, Duration),
+) -> Result<Vec<String>> {
+    db.prepare_ledger()?;
+    db.lock(lock_timeout)?;
+    let result = (|| {
+        // NB: read after taking the lock: another host may have applied some meanwhile.
+        let ledger = db.ledger()?;
+        check_ledger(db, &ledger, all)?;
+        let applied: std::collections::HashSet<(String, u32)> = ledger
+            .iter()
+            .map(|r| (r.version.clone(), r.sequence))
+            .collect();
+        let pending: Vec<&Migration> = hop
+            .iter()
+            .copied()
+            .filter(|m| !applied.contains(&m.key()))
+            .collect();
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < pending.len() {
+            if pending[i].kind == Kind::Executable {
+                let m = pending[i];
+                let started = Instant::now();
+                run_executable(m)?;
+                db.record(m, true, started.elapsed())?;
+                on_applied(m, started.elapsed());
+                done.push(m.label());
+                i += 1;
+                continue;
+            }
+            // a run of consecutive SQL migrations goes to the database as one batch
+            let end = pending[i..]
+                .iter()
+                .position(|m| m.kind != Kind::Sql)
+                .map_or(pending.len(), |n| i + n);
+            let batch = &pending[i..end];
+            let mut sql = Vec::with_capacity(batch.len());
+            for m in batch {
+                let text = std::fs::read_to_string(&m.path)
+                    .with_context(|| format!("failed to read migration `{}`", m.path.display()))?;
+                sql.push(text);
+            }
+            let outcome = db.apply_sql(batch, &sql);
+            for (m, took) in batch.iter().zip(&outcome.applied) {
+                on_applied(m, *took);
+                done.push(m.label());
+            }
+            if let Some(err) = outcome.error {
+                let failed = batch[outcome.applied.len()];
+                return Err(err.context(UpgradeError::step(
+                    format!(
+                        "migration `{}` failed on `{}`",
+                        failed.label(),
+                        db.describe()
+                    ),
+                    db.failure_hint(),
+                )));
+            }
+            i = end;
+        }
+        Ok(done)
+    })();
+    db.unlock();
+    result
+}
+
+/// Records every migration up to `version` as applied without running it (`adopt`).
+pub fn baseline(
+    db: &mut dyn Database,
+    all: &[Migration],
+    version: &Version,
+) -> Result<Vec<String>> {
+    db.prepare_ledger()?;
+    let applied: std::collections::HashSet<(String, u32)> = db
+        .ledger()?
+        .iter()
+        .map(|r| (r.version.clone(), r.sequence))
+        .collect();
+    let mut done = Vec::new();
+    for m in all
+        .iter()
+        .filter(|m| m.version <= *version && !applied.contains(&m.key()))
+    {
+        db.record(m, true, Duration::ZERO)?;
+        done.push(m.label());
+    }
+    Ok(done)
+}
