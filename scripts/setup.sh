@@ -34,3 +34,60 @@ ensure_tools() {
     command -v rpm >/dev/null 2>&1 || install_packages rpm
     command -v gcc >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || install_packages gcc
 }
+
+wait_for() { # SECONDS COMMAND...
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -ge "$deadline" ] && return 1
+        sleep 0.5
+    done
+}
+
+postgres_ok() { psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -tAc 'SELECT 1'; }
+mariadb_ok() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1'; }
+
+# PostgreSQL on 127.0.0.1:5432, user postgres without a password (trust on loopback).
+ensure_postgres() {
+    postgres_ok >/dev/null 2>&1 && return 0
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            install_packages postgresql postgresql-client
+        else
+            echo "error: PostgreSQL is not running on 127.0.0.1:5432; start it (trust auth for user postgres on loopback)" >&2
+            exit 2
+        fi
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+    wait_for 30 pg_isready -q -h 127.0.0.1 -p 5432 || { echo "error: PostgreSQL did not start" >&2; exit 2; }
+    if ! postgres_ok >/dev/null 2>&1; then
+        sed -i '1i host all postgres 127.0.0.1/32 trust' "/etc/postgresql/$version/main/pg_hba.conf"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+        wait_for 10 postgres_ok || { echo "error: cannot reach PostgreSQL as postgres on 127.0.0.1" >&2; exit 2; }
+    fi
+}
+
+# MariaDB on 127.0.0.1:3306, user root with an empty password.
+ensure_mariadb() {
+    mariadb_ok >/dev/null 2>&1 && return 0
+    if [ ! -x /usr/sbin/mariadbd ]; then
+        if command -v apt-get >/dev/null 2>&1; then
+            install_packages mariadb-server mariadb-client
+        else
+            echo "error: MariaDB is not running on 127.0.0.1:3306; start it (root, empty password)" >&2
+            exit 2
+        fi
+    fi
+    if ! mariadb -u root -e 'SELECT 1' >/dev/null 2>&1; then
+        install -d -o mysql -g mysql /run/mysqld
+        start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+        wait_for 60 mariadb -u root -e 'SELECT 1' || { echo "error: MariaDB did not start" >&2; exit 2; }
+    fi
+    if ! mariadb_ok >/dev/null 2>&1; then
+        # NB: Debian's root@localhost authenticates by unix socket only; the tests connect by TCP
+        mariadb -u root -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES"
+        wait_for 10 mariadb_ok || { echo "error: cannot reach MariaDB as root on 127.0.0.1" >&2; exit 2; }
+    fi
+}

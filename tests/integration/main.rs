@@ -5,4 +5,5 @@ mod support;
 mod docs;
 mod hooks;
 mod input;
+mod migrations;
 mod run;

@@ -248,3 +248,176 @@ impl Run {
         self
     }
 }
+
+impl Sandbox {
+    /// Writes a vendor migration `usr/share/upgrade/migrations/VERSION/FILE`.
+    pub fn migration(&self, version: &str, file: &str, body: &str) -> PathBuf {
+        let dir = self.root.join("usr/share/upgrade/migrations").join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(file);
+        std::fs::write(&path, body).unwrap();
+        if !file.ends_with(".sql") {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        path
+    }
+}
+
+/// A database of its own for one test, on one of the three backends; dropped afterwards.
+pub enum TestDb {
+    Sqlite { url: String, path: PathBuf },
+    Postgres { url: String, name: String },
+    Mariadb { url: String, name: String },
+}
+
+pub const POSTGRES_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const MARIADB_ADMIN: &str = "mysql://root@127.0.0.1:3306/mysql";
+
+fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "upgrade_t_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestDb {
+    pub fn sqlite(sb: &Sandbox) -> TestDb {
+        TestDb::Sqlite {
+            url: "sqlite:///var/lib/demo/test.db".into(),
+            path: sb.root.join("var/lib/demo/test.db"),
+        }
+    }
+
+    pub fn postgres() -> TestDb {
+        let name = unique_name();
+        let mut admin = postgres::Client::connect(POSTGRES_ADMIN, postgres::NoTls)
+            .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts it)");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        TestDb::Postgres {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+
+    pub fn mariadb() -> TestDb {
+        use mysql::prelude::Queryable;
+        let name = unique_name();
+        let mut admin = mysql::Conn::new(mysql::Opts::from_url(MARIADB_ADMIN).unwrap())
+            .expect("MariaDB on 127.0.0.1:3306 (scripts/test starts it)");
+        admin.query_drop(format!("CREATE DATABASE {name}")).unwrap();
+        TestDb::Mariadb {
+            url: format!("mysql://root@127.0.0.1:3306/{name}"),
+            name,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite { url, .. }
+            | TestDb::Postgres { url, .. }
+            | TestDb::Mariadb { url, .. } => url,
+        }
+    }
+
+    /// `[database] url = …` for the sandbox configuration.
+    pub fn config(&self) -> String {
+        format!("[database]\nurl = \"{}\"\n", self.url())
+    }
+
+    /// The first column of the first row of `sql`, as an integer.
+    pub fn scalar(&self, sql: &str) -> i64 {
+        match self {
+            TestDb::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.query_row(sql, [], |r| r.get(0)).unwrap()
+            }
+            TestDb::Postgres { url, .. } => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                c.query_one(sql, &[]).unwrap().get(0)
+            }
+            TestDb::Mariadb { url, .. } => {
+                use mysql::prelude::Queryable;
+                let mut c = mysql::Conn::new(mysql::Opts::from_url(url).unwrap()).unwrap();
+                c.query_first::<i64, _>(sql).unwrap().unwrap()
+            }
+        }
+    }
+
+    /// Whether a table of that name exists.
+    pub fn has_table(&self, table: &str) -> bool {
+        let sql = match self {
+            TestDb::Sqlite { .. } => format!(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ),
+            TestDb::Postgres { .. } => format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = '{table}'"
+            ),
+            TestDb::Mariadb { name, .. } => format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{name}' AND table_name = '{table}'"
+            ),
+        };
+        self.scalar(&sql) == 1
+    }
+
+    /// Ledger rows as `VERSION/NAME:success`, in the order they were applied.
+    pub fn ledger(&self) -> Vec<String> {
+        let sql = "SELECT version, name, success FROM upgrade_migrations";
+        let mut rows: Vec<(String, String, bool)> = match self {
+            TestDb::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                let mut stmt = conn.prepare(&format!("{sql} ORDER BY rowid")).unwrap();
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+            TestDb::Postgres { url, .. } => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                c.query(
+                    &format!("{sql} ORDER BY applied_at, version, sequence"),
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+            }
+            TestDb::Mariadb { url, .. } => {
+                use mysql::prelude::Queryable;
+                let mut c = mysql::Conn::new(mysql::Opts::from_url(url).unwrap()).unwrap();
+                c.query(format!("{sql} ORDER BY applied_at, version, sequence"))
+                    .unwrap()
+            }
+        };
+        rows.iter_mut()
+            .map(|(v, n, ok)| format!("{v}/{n}:{}", if *ok { "ok" } else { "failed" }))
+            .collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self {
+            TestDb::Sqlite { .. } => {}
+            TestDb::Postgres { name, .. } => {
+                if let Ok(mut admin) = postgres::Client::connect(POSTGRES_ADMIN, postgres::NoTls) {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+            TestDb::Mariadb { name, .. } => {
+                use mysql::prelude::Queryable;
+                if let Ok(mut admin) =
+                    mysql::Conn::new(mysql::Opts::from_url(MARIADB_ADMIN).unwrap())
+                {
+                    let _ = admin.query_drop(format!("DROP DATABASE IF EXISTS {name}"));
+                }
+            }
+        }
+    }
+}

@@ -149,6 +149,11 @@ fn lock_timed_out(db: &str, timeout: Duration) -> anyhow::Error {
     .into()
 }
 
+/// Microseconds, so that the ledger sorts in the order migrations were applied.
+fn applied_at() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
 fn sql_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -193,7 +198,7 @@ impl Sqlite {
                 m.sequence,
                 m.name,
                 m.sha256,
-                crate::state::now(),
+                applied_at(),
                 took.as_millis() as i64,
                 success
             ],
@@ -380,7 +385,7 @@ impl Postgres {
             m.sequence,
             sql_quote(&m.name),
             sql_quote(&m.sha256),
-            sql_quote(&crate::state::now()),
+            sql_quote(&applied_at()),
         )
     }
 }
@@ -539,11 +544,24 @@ impl Mysql {
             m.sequence,
             sql_quote(&m.name),
             sql_quote(&m.sha256),
-            sql_quote(&crate::state::now()),
+            sql_quote(&applied_at()),
             took.as_millis(),
             success as u8
         )
     }
+}
+
+/// Runs every statement of `text`. NB: `query_drop` only sees the first statement's error; a
+/// later one surfaces while stepping through the result sets.
+fn run_all(conn: &mut mysql::Conn, text: &str) -> mysql::Result<()> {
+    use mysql::prelude::Queryable;
+    let mut result = conn.query_iter(text)?;
+    while let Some(set) = result.iter() {
+        for row in set {
+            row?;
+        }
+    }
+    Ok(())
 }
 
 impl Database for Mysql {
@@ -627,7 +645,7 @@ impl Database for Mysql {
             let result = self
                 .conn
                 .query_drop("START TRANSACTION")
-                .and_then(|()| self.conn.query_drop(text))
+                .and_then(|()| run_all(&mut self.conn, text))
                 .and_then(|()| {
                     self.conn
                         .query_drop(Mysql::insert_sql(m, true, started.elapsed()))
