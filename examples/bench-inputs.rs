@@ -1,7 +1,7 @@
 //! Generates the inputs of `bench/run`: a root with N trivial hooks, a repository with one
 //! N-package release, and an index with N packages.
 //!
-//! Usage: `bench-inputs hooks DIR N` | `bench-inputs packages DIR N` | `bench-inputs index DIR N`
+//! Usage: `bench-inputs hooks|packages|index|migrations DIR N`
 
 mod common;
 
@@ -23,6 +23,7 @@ fn main() {
         "hooks" => hooks(dir, n),
         "packages" => packages(dir, n),
         "index" => index(dir, n),
+        "migrations" => migrations(dir, n),
         other => panic!("unknown input kind `{other}`"),
     }
 }
@@ -87,4 +88,31 @@ fn index(dir: &Path, n: usize) {
         }
     }
     std::fs::write(repo.join("index.toml"), text).unwrap();
+}
+
+/// N small migrations three ways: `DIR/root/usr/share/upgrade/migrations/1.0.0/` for us,
+/// `DIR/sqlx/` in sqlx's layout, and `DIR/all.sql` concatenated; plus `DIR/repo` with a release
+/// 1.0.0 without packages.
+fn migrations(dir: &Path, n: usize) {
+    let ours = dir.join("root/usr/share/upgrade/migrations/1.0.0");
+    let sqlx = dir.join("sqlx");
+    std::fs::create_dir_all(&ours).unwrap();
+    std::fs::create_dir_all(&sqlx).unwrap();
+    let mut all = String::new();
+    for i in 1..=n {
+        let sql = format!(
+            "CREATE TABLE t{i:05} (id INTEGER PRIMARY KEY, v TEXT);\nINSERT INTO t{i:05} (id, v) VALUES (1, 'm{i}');\n"
+        );
+        std::fs::write(ours.join(format!("{i:05}-m{i}.sql")), &sql).unwrap();
+        std::fs::write(sqlx.join(format!("{i:05}_m{i}.sql")), &sql).unwrap();
+        all += &sql;
+    }
+    std::fs::write(dir.join("all.sql"), all).unwrap();
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("index.toml"),
+        "format = 1\nproduct = \"bench\"\nsequence = 1\n\n[[releases]]\nversion = \"1.0.0\"\npackages = []\n",
+    )
+    .unwrap();
 }

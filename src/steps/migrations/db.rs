@@ -406,7 +406,9 @@ impl Database for Postgres {
             .or_else(|e| {
                 // NB: two hosts creating the table at once: the loser sees a unique violation
                 // on pg_type; the table exists then, which is all we wanted.
-                if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+                if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+                    || e.code() == Some(&postgres::error::SqlState::DUPLICATE_TABLE)
+                {
                     Ok(())
                 } else {
                     Err(e)
@@ -462,32 +464,45 @@ impl Database for Postgres {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        // NB: one round trip per migration: the transaction, the migration and its ledger row
-        // travel as one simple query; the duration is measured by the server.
+        // NB: as on SQLite, one transaction for the batch with a savepoint per migration (one
+        // commit, so one WAL flush, instead of one each), and one round trip per migration:
+        // savepoint, migration and ledger row travel as one simple query, the duration measured
+        // by the server from a timestamp taken at the savepoint.
         let mut applied = Vec::new();
+        if let Err(e) = self.client.batch_execute("BEGIN") {
+            return BatchOutcome {
+                applied,
+                error: Some(e.into()),
+            };
+        }
+        let mut error = None;
         for (m, text) in batch.iter().zip(sql) {
             let started = Instant::now();
             let query = format!(
-                "BEGIN;\n{text}\n;\n{};\nCOMMIT;",
+                "SAVEPOINT migration;\nSELECT set_config('upgrade.started', clock_timestamp()::text, true);\n{text}\n;\n{};\nRELEASE SAVEPOINT migration;",
                 Postgres::insert_sql(
                     m,
                     true,
-                    "(extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint"
+                    "(extract(epoch FROM clock_timestamp() - current_setting('upgrade.started')::timestamptz) * 1000)::bigint"
                 )
             );
             if let Err(e) = self.client.batch_execute(&query) {
-                let _ = self.client.batch_execute("ROLLBACK");
-                return BatchOutcome {
-                    applied,
-                    error: Some(e.into()),
-                };
+                let _ = self
+                    .client
+                    .batch_execute("ROLLBACK TO SAVEPOINT migration; RELEASE SAVEPOINT migration");
+                error = Some(e.into());
+                break;
             }
             applied.push(started.elapsed());
         }
-        BatchOutcome {
-            applied,
-            error: None,
+        if let Err(e) = self.client.batch_execute("COMMIT") {
+            let _ = self.client.batch_execute("ROLLBACK");
+            return BatchOutcome {
+                applied: Vec::new(),
+                error: Some(anyhow::Error::from(e).context("commit failed")),
+            };
         }
+        BatchOutcome { applied, error }
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {

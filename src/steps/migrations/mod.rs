@@ -264,9 +264,10 @@ pub fn apply(
     run_executable: &mut RunExecutable<'_>,
     on_applied: &mut dyn FnMut(&Migration, Duration),
 ) -> Result<Vec<String>> {
-    db.prepare_ledger()?;
+    // NB: lock first: two hosts creating the ledger table at once collide in the catalog.
     db.lock(lock_timeout)?;
     let result = (|| {
+        db.prepare_ledger()?;
         // NB: read after taking the lock: another host may have applied some meanwhile.
         let ledger = db.ledger()?;
         check_ledger(db, &ledger, all)?;
