@@ -382,16 +382,7 @@ fn killed_during_migrations(db: TestDb, sb: Sandbox) {
         "004-b.sql",
         "INSERT INTO applied_log (what) VALUES ('004');\n",
     );
-    let mut child = sb
-        .cmd(&["--yes"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the migration never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = sb.spawn_until(&["--yes"], &marker);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(db.ledger(), ["1.0.0/001-log.sql:ok", "1.0.0/002-a.sql:ok"]);

@@ -198,16 +198,7 @@ fn kill_during_a_hop_resumes_without_redoing_steps() {
         ),
     );
     sb.logging_hook("post", false, "90-last");
-    let mut child = sb
-        .cmd(&["--yes"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the hook never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = sb.spawn_until(&["--yes"], &marker);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert_eq!(

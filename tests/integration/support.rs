@@ -170,6 +170,21 @@ impl Sandbox {
         cmd
     }
 
+    /// Starts `real-upgrade ARGS…` in the background and waits (at most a minute) until `marker`
+    /// exists, e.g. a hook or migration that touches it and then hangs.
+    pub fn spawn_until(&self, args: &[&str], marker: &Path) -> std::process::Child {
+        let mut child = self.cmd(args).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !marker.exists() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("`{}` never appeared", marker.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.cmd(args).output().expect("run real-upgrade"))
     }

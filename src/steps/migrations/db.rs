@@ -149,6 +149,65 @@ fn lock_timed_out(db: &str, timeout: Duration) -> anyhow::Error {
     .into()
 }
 
+/// Applies SQL migrations in one transaction with a savepoint each (SQLite and PostgreSQL).
+///
+/// A failed migration rolls back to its savepoint, its ledger row with it, and the ones before it
+/// still commit; a crash rolls back the whole batch, ledger rows included, so the ledger never
+/// disagrees with the schema. One commit (one fsync) for the batch instead of one per migration.
+/// `step` composes the query for one migration: savepoint, migration, ledger row, release.
+fn savepoint_batch(
+    exec: &mut dyn FnMut(&str) -> Result<()>,
+    begin: &str,
+    batch: &[&Migration],
+    sql: &[String],
+    step: &dyn Fn(&Migration, &str) -> String,
+) -> BatchOutcome {
+    let mut applied = Vec::new();
+    if let Err(e) = exec(begin) {
+        return BatchOutcome {
+            applied,
+            error: Some(e),
+        };
+    }
+    let mut error = None;
+    for (m, text) in batch.iter().zip(sql) {
+        let started = Instant::now();
+        if let Err(e) = exec(&step(m, text)) {
+            let _ = exec("ROLLBACK TO SAVEPOINT migration; RELEASE SAVEPOINT migration");
+            error = Some(e);
+            break;
+        }
+        applied.push(started.elapsed());
+    }
+    if let Err(e) = exec("COMMIT") {
+        let _ = exec("ROLLBACK");
+        return BatchOutcome {
+            applied: Vec::new(),
+            error: Some(e.context("commit failed")),
+        };
+    }
+    BatchOutcome { applied, error }
+}
+
+const PG_UPSERT: &str = "ON CONFLICT (version, sequence) DO UPDATE SET name = excluded.name, \
+     sha256 = excluded.sha256, applied_at = excluded.applied_at, duration_ms = excluded.duration_ms, \
+     success = excluded.success";
+
+/// The statement that writes the ledger row of `m` (`verb` is the dialect's insert-or-replace,
+/// `suffix` what follows the values; `duration` an SQL expression for milliseconds).
+fn ledger_insert(verb: &str, m: &Migration, success: bool, duration: &str, suffix: &str) -> String {
+    format!(
+        "{verb} INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success) \
+         VALUES ({}, {}, {}, {}, {}, {duration}, {}) {suffix}",
+        sql_quote(&m.version.to_string()),
+        m.sequence,
+        sql_quote(&m.name),
+        sql_quote(&m.sha256),
+        sql_quote(&applied_at()),
+        if success { "TRUE" } else { "FALSE" },
+    )
+}
+
 /// Microseconds, so that the ledger sorts in the order migrations were applied.
 fn applied_at() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
@@ -182,27 +241,6 @@ impl Sqlite {
             conn,
             lock: None,
         })
-    }
-
-    fn insert_row(
-        conn: &rusqlite::Connection,
-        m: &Migration,
-        success: bool,
-        took: Duration,
-    ) -> rusqlite::Result<usize> {
-        conn.execute(
-            "INSERT OR REPLACE INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![
-                m.version.to_string(),
-                m.sequence,
-                m.name,
-                m.sha256,
-                applied_at(),
-                took.as_millis() as i64,
-                success
-            ],
-        )
     }
 }
 
@@ -279,48 +317,38 @@ impl Database for Sqlite {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        // NB: one transaction for the batch, a savepoint per migration: a failed migration rolls
-        // back to its savepoint (its ledger row with it) and the ones before it still commit; a
-        // crash rolls back the whole batch, ledger rows included. One fsync instead of one each.
-        let mut applied = Vec::new();
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            return BatchOutcome {
-                applied,
-                error: Some(e.into()),
-            };
-        }
-        let mut error = None;
-        for (m, text) in batch.iter().zip(sql) {
-            let started = Instant::now();
-            let result = self
-                .conn
-                .execute_batch("SAVEPOINT migration")
-                .and_then(|()| self.conn.execute_batch(text))
-                .and_then(|()| Sqlite::insert_row(&self.conn, m, true, started.elapsed()).map(drop))
-                .and_then(|()| self.conn.execute_batch("RELEASE migration"));
-            match result {
-                Ok(()) => applied.push(started.elapsed()),
-                Err(e) => {
-                    let _ = self
-                        .conn
-                        .execute_batch("ROLLBACK TO migration; RELEASE migration");
-                    error = Some(anyhow::Error::from(e));
-                    break;
-                }
-            }
-        }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return BatchOutcome {
-                applied: Vec::new(),
-                error: Some(anyhow::Error::from(e).context("commit failed")),
-            };
-        }
-        BatchOutcome { applied, error }
+        let conn = &self.conn;
+        savepoint_batch(
+            &mut |q| Ok(conn.execute_batch(q)?),
+            "BEGIN IMMEDIATE",
+            batch,
+            sql,
+            &|m, text| {
+                // NB: the duration is measured by SQLite itself, from the savepoint on.
+                format!(
+                    "SAVEPOINT migration;\nCREATE TEMP TABLE IF NOT EXISTS upgrade_clock (t REAL);\n\
+                 DELETE FROM upgrade_clock; INSERT INTO upgrade_clock VALUES (julianday('now'));\n{text}\n;\n{};\nRELEASE migration;",
+                    ledger_insert(
+                        "INSERT OR REPLACE",
+                        m,
+                        true,
+                        "CAST((julianday('now') - (SELECT t FROM upgrade_clock)) * 86400000 AS INTEGER)",
+                        ""
+                    )
+                )
+            },
+        )
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
-        Sqlite::insert_row(&self.conn, m, success, took)
+        self.conn
+            .execute_batch(&ledger_insert(
+                "INSERT OR REPLACE",
+                m,
+                success,
+                &took.as_millis().to_string(),
+                "",
+            ))
             .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))?;
         Ok(())
     }
@@ -373,20 +401,6 @@ impl Postgres {
             duration_ms: r.get(5),
             success: r.get(6),
         }
-    }
-
-    fn insert_sql(m: &Migration, success: bool, duration: &str) -> String {
-        format!(
-            "INSERT INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success)
-             VALUES ({}, {}, {}, {}, {}, {duration}, {success})
-             ON CONFLICT (version, sequence) DO UPDATE SET name = excluded.name, sha256 = excluded.sha256,
-               applied_at = excluded.applied_at, duration_ms = excluded.duration_ms, success = excluded.success",
-            sql_quote(&m.version.to_string()),
-            m.sequence,
-            sql_quote(&m.name),
-            sql_quote(&m.sha256),
-            sql_quote(&applied_at()),
-        )
     }
 }
 
@@ -464,53 +478,37 @@ impl Database for Postgres {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        // NB: as on SQLite, one transaction for the batch with a savepoint per migration (one
-        // commit, so one WAL flush, instead of one each), and one round trip per migration:
-        // savepoint, migration and ledger row travel as one simple query, the duration measured
-        // by the server from a timestamp taken at the savepoint.
-        let mut applied = Vec::new();
-        if let Err(e) = self.client.batch_execute("BEGIN") {
-            return BatchOutcome {
-                applied,
-                error: Some(e.into()),
-            };
-        }
-        let mut error = None;
-        for (m, text) in batch.iter().zip(sql) {
-            let started = Instant::now();
-            let query = format!(
-                "SAVEPOINT migration;\nSELECT set_config('upgrade.started', clock_timestamp()::text, true);\n{text}\n;\n{};\nRELEASE SAVEPOINT migration;",
-                Postgres::insert_sql(
-                    m,
-                    true,
-                    "(extract(epoch FROM clock_timestamp() - current_setting('upgrade.started')::timestamptz) * 1000)::bigint"
+        let client = &mut self.client;
+        savepoint_batch(
+            &mut |q| Ok(client.batch_execute(q)?),
+            "BEGIN",
+            batch,
+            sql,
+            &|m, text| {
+                // NB: one round trip per migration: savepoint, migration and ledger row travel as one
+                // simple query, the duration measured by the server from the savepoint on.
+                format!(
+                    "SAVEPOINT migration;\nSELECT set_config('upgrade.started', clock_timestamp()::text, true);\n{text}\n;\n{};\nRELEASE SAVEPOINT migration;",
+                    ledger_insert(
+                        "INSERT",
+                        m,
+                        true,
+                        "(extract(epoch FROM clock_timestamp() - current_setting('upgrade.started')::timestamptz) * 1000)::bigint",
+                        PG_UPSERT,
+                    )
                 )
-            );
-            if let Err(e) = self.client.batch_execute(&query) {
-                let _ = self
-                    .client
-                    .batch_execute("ROLLBACK TO SAVEPOINT migration; RELEASE SAVEPOINT migration");
-                error = Some(e.into());
-                break;
-            }
-            applied.push(started.elapsed());
-        }
-        if let Err(e) = self.client.batch_execute("COMMIT") {
-            let _ = self.client.batch_execute("ROLLBACK");
-            return BatchOutcome {
-                applied: Vec::new(),
-                error: Some(anyhow::Error::from(e).context("commit failed")),
-            };
-        }
-        BatchOutcome { applied, error }
+            },
+        )
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
         self.client
-            .batch_execute(&Postgres::insert_sql(
+            .batch_execute(&ledger_insert(
+                "INSERT",
                 m,
                 success,
                 &took.as_millis().to_string(),
+                PG_UPSERT,
             ))
             .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))
     }
@@ -549,20 +547,6 @@ impl Mysql {
             conn,
             locked: false,
         })
-    }
-
-    fn insert_sql(m: &Migration, success: bool, took: Duration) -> String {
-        format!(
-            "REPLACE INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success)
-             VALUES ({}, {}, {}, {}, {}, {}, {})",
-            sql_quote(&m.version.to_string()),
-            m.sequence,
-            sql_quote(&m.name),
-            sql_quote(&m.sha256),
-            sql_quote(&applied_at()),
-            took.as_millis(),
-            success as u8
-        )
     }
 }
 
@@ -662,17 +646,25 @@ impl Database for Mysql {
                 .query_drop("START TRANSACTION")
                 .and_then(|()| run_all(&mut self.conn, text))
                 .and_then(|()| {
-                    self.conn
-                        .query_drop(Mysql::insert_sql(m, true, started.elapsed()))
+                    self.conn.query_drop(ledger_insert(
+                        "REPLACE",
+                        m,
+                        true,
+                        &started.elapsed().as_millis().to_string(),
+                        "",
+                    ))
                 })
                 .and_then(|()| self.conn.query_drop("COMMIT"));
             if let Err(e) = result {
                 let _ = self.conn.query_drop("ROLLBACK");
                 let mut error = anyhow::Error::from(e);
-                if let Err(record) =
-                    self.conn
-                        .query_drop(Mysql::insert_sql(m, false, started.elapsed()))
-                {
+                if let Err(record) = self.conn.query_drop(ledger_insert(
+                    "REPLACE",
+                    m,
+                    false,
+                    &started.elapsed().as_millis().to_string(),
+                    "",
+                )) {
                     error =
                         error.context(format!("and recording the failure failed too: {record}"));
                 }
@@ -692,7 +684,13 @@ impl Database for Mysql {
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
         use mysql::prelude::Queryable;
         self.conn
-            .query_drop(Mysql::insert_sql(m, success, took))
+            .query_drop(ledger_insert(
+                "REPLACE",
+                m,
+                success,
+                &took.as_millis().to_string(),
+                "",
+            ))
             .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))
     }
 
