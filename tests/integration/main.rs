@@ -6,3 +6,4 @@ mod docs;
 mod hooks;
 mod input;
 mod run;
+mod services;
