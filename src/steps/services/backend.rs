@@ -17,8 +17,10 @@ use nix::unistd::Pid;
 use super::graph::{ReadyCheck, Service};
 use crate::config::ServiceBackend;
 
-/// How often a readiness check or a runit state is polled.
-const POLL: Duration = Duration::from_millis(20);
+/// How often a readiness check is polled (a refused connect costs microseconds).
+const POLL: Duration = Duration::from_millis(10);
+/// How often runsv's state file is read while a service changes state.
+const RUNIT_POLL: Duration = Duration::from_millis(2);
 /// The most output kept from one command.
 const OUTPUT_LIMIT: usize = 4096;
 
@@ -135,10 +137,13 @@ impl Backends {
     }
 
     /// Waits until runsv reports `want` in `supervise/stat`.
-    // NB: `sv -w SECS` would wait for us, but its wait loop sleeps 420 ms between checks, which
-    // for a chain of services adds up to more than the services themselves take. We send the
-    // command without `-w` and poll runsv's state file every 20 ms instead. `stat` says `run`,
-    // `down` or `finish` (the finish script runs), with `, want …` appended while changing.
+    // NB: `sv start|stop` and `sv -w SECS …` wait for the state change themselves, but their wait
+    // loop sleeps 420 ms between checks, which for a chain of services adds up to more than the
+    // services themselves take. We send `sv up|down`, which return at once, and poll runsv's
+    // state file every 2 ms instead. `stat` says `run`, `down` or `finish` (the finish script
+    // runs), with `, want …` appended while changing.
+    // NB: runsv starts a `run` script at most once a second, so a service started again within a
+    // second of its last start is ready up to a second later than its own startup takes.
     fn await_runit_state(&self, svc: &Service, want: &str, deadline: Instant) -> Result<()> {
         let stat = self.runit_dir(svc).join("supervise/stat");
         loop {
@@ -155,7 +160,7 @@ impl Backends {
                     now.trim_end()
                 );
             }
-            std::thread::sleep(POLL);
+            std::thread::sleep(RUNIT_POLL);
         }
     }
 
@@ -181,8 +186,13 @@ impl Backends {
             ServiceBackend::Runit => {
                 // NB: sv exits 0 once the command is sent; 1-99 counts services it failed on
                 // (e.g. "fail: …: runsv not running"), 100 and up is a usage or system error.
+                let verb = match verb {
+                    Verb::Start => "up",
+                    Verb::Stop => "down",
+                    Verb::Status => "status",
+                };
                 command = Command::new("sv");
-                command.arg(verb.as_str()).arg(self.runit_dir(svc));
+                command.arg(verb).arg(self.runit_dir(svc));
             }
             ServiceBackend::Command => {
                 let template = match verb {
@@ -209,7 +219,7 @@ pub fn await_ready(check: &ReadyCheck, timeout: Duration, root: &Path) -> Result
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let last = match check {
-            ReadyCheck::Tcp(addr) => match tcp_connect(addr, remaining.min(POLL * 10)) {
+            ReadyCheck::Tcp(addr) => match tcp_connect(addr, remaining.min(POLL * 20)) {
                 Ok(()) => return Ok(started.elapsed()),
                 Err(e) => e,
             },

@@ -67,13 +67,13 @@ pub struct Services<'a> {
 
 impl<'a> Services<'a> {
     pub fn new(graph: &'a ServiceGraph, config: &Config, paths: &Paths) -> Services<'a> {
-        let runit_dir = paths
-            .root
-            .join(config.services.runit_dir.trim_start_matches('/'));
+        // NB: commands run in the root, so a relative `--root` would be resolved twice.
+        let root = std::path::absolute(&paths.root).unwrap_or_else(|_| paths.root.clone());
+        let runit_dir = root.join(config.services.runit_dir.trim_start_matches('/'));
         Services {
             graph,
             backends: Backends {
-                root: paths.root.clone(),
+                root,
                 runit_dir,
                 timeout: config.services.timeout,
             },
@@ -231,7 +231,8 @@ pub fn failure(report: &Report, graph: &ServiceGraph) -> UpgradeError {
         let others = graph.names(report.failed[1..].iter().map(|(i, _)| *i));
         message += &format!("\n(also failed: {})", others.join(", "));
     }
-    let hint = "see the service's status and log above, fix it, then run `upgrade` again to resume"
+    let hint = "see the service's status above and its log, fix it, then run `upgrade` again to \
+                resume (or `real-upgrade services restart`)"
         .to_string();
     UpgradeError::Step {
         message,
