@@ -33,6 +33,22 @@ ensure_tools() {
     fi
     command -v rpm >/dev/null 2>&1 || install_packages rpm
     command -v gcc >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || install_packages gcc
+    ensure_runit
+}
+
+# runit supervises the demo's services and the service tests' daemons.
+ensure_runit() {
+    if command -v sv >/dev/null 2>&1 && command -v runsvdir >/dev/null 2>&1; then
+        return
+    fi
+    if command -v apt-get >/dev/null 2>&1; then
+        install_packages runit
+    else
+        # NB: RHEL, Rocky and Alma ship no runit package (nor does EPEL for every release)
+        echo "error: runit (sv, runsvdir) is missing and this system has no package for it;" >&2
+        echo "       build it from https://smarden.org/runit/ or run the demo and tests on Debian" >&2
+        exit 2
+    fi
 }
 
 wait_for() { # SECONDS COMMAND...

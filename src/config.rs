@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::UpgradeError;
 use crate::version::VersionScheme;
@@ -72,13 +72,32 @@ impl Default for Database {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Services {
+    /// How services are stopped and started, unless a service names its own.
     pub backend: ServiceBackend,
+    /// How many services are stopped or started at the same time.
+    pub jobs: usize,
+    /// runit's service directory, under the root.
+    pub runit_dir: String,
+    /// The bound on one stop or start command of the backend.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+impl Default for Services {
+    fn default() -> Self {
+        Services {
+            backend: ServiceBackend::default(),
+            jobs: 4,
+            runit_dir: "/etc/service".into(),
+            timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceBackend {
     #[default]
@@ -118,7 +137,7 @@ impl Default for Config {
     }
 }
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(

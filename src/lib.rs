@@ -10,8 +10,9 @@
 //! - [`repo`]: the repository index, artifact fetching and verification, and `repo index`.
 //! - [`version`]: product versions (semver or rpm order) and rpm EVR comparison.
 //! - [`plan`]: installed state + index → [`plan::Plan`] (pure).
-//! - [`run`]: executes a plan under the lock and the journal, resuming an open run.
-//! - [`steps`]: one module per kind of step (hooks, packages).
+//! - [`run`]: executes a plan under the lock and the journal, resuming an open run; also
+//!   `services restart`.
+//! - [`steps`]: one module per kind of step (hooks, packages, services).
 //! - [`state`]: `state.db`: installed version, journal, history.
 //! - [`selfupdate`]: the `upgrade` shim.
 //! - [`error`]: the failures code matches on, and their exit codes.

@@ -10,7 +10,9 @@ use crate::error::UpgradeError;
 use crate::repo::index::{Artifact, Catalog};
 use crate::steps::migrations::{self, Migration};
 use crate::steps::packages::RpmDb;
+use crate::steps::services::ServiceGraph;
 use crate::version::{Version, compare_evr};
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -32,6 +34,10 @@ pub struct Hop {
     #[serde(default)]
     pub migrations: Vec<String>,
     pub hooks: PlannedHooks,
+    /// The services this hop stops and starts (SPEC §8), in start order; on a fresh install
+    /// every service, which is only started.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,9 +68,11 @@ pub enum PackageOp {
 pub enum Step {
     Download,
     PreHooks(usize),
+    StopServices(usize),
     Packages(usize),
     Migrate(usize),
     PostHooks(usize),
+    StartServices(usize),
     Record(usize),
 }
 
@@ -74,10 +82,26 @@ impl Step {
         match self {
             Step::Download => "download".into(),
             Step::PreHooks(h) => format!("hop{h}:pre-hooks"),
+            Step::StopServices(h) => format!("hop{h}:stop-services"),
             Step::Packages(h) => format!("hop{h}:packages"),
             Step::Migrate(h) => format!("hop{h}:migrate"),
             Step::PostHooks(h) => format!("hop{h}:post-hooks"),
+            Step::StartServices(h) => format!("hop{h}:start-services"),
             Step::Record(h) => format!("hop{h}:record"),
+        }
+    }
+
+    /// The hop a step belongs to; `None` for the download.
+    pub fn hop(self) -> Option<usize> {
+        match self {
+            Step::Download => None,
+            Step::PreHooks(h)
+            | Step::StopServices(h)
+            | Step::Packages(h)
+            | Step::Migrate(h)
+            | Step::PostHooks(h)
+            | Step::StartServices(h)
+            | Step::Record(h) => Some(h),
         }
     }
 }
@@ -89,6 +113,7 @@ pub struct PlanInput<'a> {
     pub rpmdb: &'a RpmDb,
     pub hooks: PlannedHooks,
     pub migrations: &'a [Migration],
+    pub services: &'a ServiceGraph,
 }
 
 impl Plan {
@@ -143,7 +168,7 @@ impl Plan {
             .collect();
         let is_current = from.as_ref().is_some_and(|f| *f == target.version);
         for release in stops.into_iter().chain((!is_current).then_some(target)) {
-            let packages = release
+            let packages: Vec<PackageChange> = release
                 .packages
                 .iter()
                 .map(|a| {
@@ -167,6 +192,7 @@ impl Plan {
                 .into_iter()
                 .map(Migration::label)
                 .collect();
+            let services = affected_services(input.services, from.is_none(), &packages);
             hops.push(Hop {
                 from: from.as_ref().map(|v| v.to_string()),
                 to: release.version.to_string(),
@@ -174,6 +200,7 @@ impl Plan {
                 packages,
                 migrations,
                 hooks: input.hooks.clone(),
+                services,
             });
             from = Some(release.version.clone());
         }
@@ -194,9 +221,11 @@ impl Plan {
         for h in 0..self.hops.len() {
             steps.extend([
                 Step::PreHooks(h),
+                Step::StopServices(h),
                 Step::Packages(h),
                 Step::Migrate(h),
                 Step::PostHooks(h),
+                Step::StartServices(h),
                 Step::Record(h),
             ]);
         }
@@ -211,6 +240,20 @@ impl Plan {
             .filter(|p| p.op != PackageOp::Keep)
             .map(|p| &p.artifact)
     }
+}
+
+/// The services a hop restarts: every one on a fresh install, else those its package changes
+/// and `restart = "always"` affect (SPEC §8).
+fn affected_services(graph: &ServiceGraph, fresh: bool, packages: &[PackageChange]) -> Vec<String> {
+    if fresh {
+        return graph.names(0..graph.services().len());
+    }
+    let changed: HashSet<&str> = packages
+        .iter()
+        .filter(|p| p.op != PackageOp::Keep)
+        .map(|p| p.artifact.name.as_str())
+        .collect();
+    graph.names(graph.affected(&changed))
 }
 
 #[cfg(test)]
@@ -265,6 +308,7 @@ size = 1
             rpmdb: &RpmDb::default(),
             hooks: PlannedHooks::default(),
             migrations: &[],
+            services: &ServiceGraph::default(),
         })
     }
 

@@ -251,6 +251,17 @@ impl State {
         Ok(())
     }
 
+    /// Journals a step as not done, so that a resumed run does it again.
+    pub fn unmark(&self, run: i64, step: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM journal WHERE run_id = ?1 AND step = ?2",
+                params![run, step],
+            )
+            .with_context(|| format!("failed to reopen step `{step}` in the journal"))?;
+        Ok(())
+    }
+
     /// Records `version` as installed and the step as done, in one transaction.
     pub fn record_installed(&mut self, run: i64, step: &str, version: &str) -> Result<()> {
         let tx = self

@@ -18,12 +18,7 @@ pub fn read<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T, UpgradeEr
 pub fn parse<T: DeserializeOwned>(text: &str, path: &Path, what: &str) -> Result<T, UpgradeError> {
     toml::from_str(text).map_err(|e| {
         let location = match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("{}:{line}:{column}", path.display())
-            }
+            Some(span) => location(text, path, span.start),
             None => path.display().to_string(),
         };
         UpgradeError::input(format!(
@@ -31,4 +26,12 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path, what: &str) -> Result
             e.message().trim_end()
         ))
     })
+}
+
+/// `path:line:column` of byte `offset` in `text`, which was read from `path`.
+pub fn location(text: &str, path: &Path, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{}:{line}:{column}", path.display())
 }

@@ -17,8 +17,8 @@ Exit status:
 /// Upgrade the product installed on this server to the newest release, or install it.
 ///
 /// Compares the installed and available versions, shows the plan, asks for confirmation, then
-/// runs the pre-upgrade.d hooks, installs the packages, runs the post-upgrade.d hooks and records
-/// the new version. Every step is journaled: an interrupted run resumes where it stopped.
+/// runs the pre-upgrade.d hooks, stops the affected services, installs the packages, runs the
+/// post-upgrade.d hooks, starts the services in dependency order and records the new version. Every step is journaled: an interrupted run resumes where it stopped.
 #[derive(Debug, Parser)]
 #[command(name = "real-upgrade", version, after_long_help = EXIT_STATUS, max_term_width = 100)]
 pub struct Cli {
@@ -94,6 +94,9 @@ pub enum Command {
         /// The release that is installed
         version: String,
     },
+    /// Show the service order, or restart services in it
+    #[command(subcommand)]
+    Services(ServicesCommand),
     /// Vendor tools for publishing a repository
     #[command(subcommand)]
     Repo(RepoCommand),
@@ -116,6 +119,21 @@ pub enum MigrationsCommand {
     Status,
     /// Clear failed migrations from the ledger after the database was repaired by hand
     Repair,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServicesCommand {
+    /// Print the services by level: each level starts together, after the levels before it
+    Order,
+    /// Restart services in dependency order, waiting until each is ready
+    ///
+    /// Stops them dependents first and starts them dependencies first, services that do not
+    /// depend on each other at the same time. A service that does not become ready fails the
+    /// command, and the services it stopped are started again.
+    Restart {
+        /// The services to restart, with every service that comes after them (default: all)
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

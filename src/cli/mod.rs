@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{CommandFactory, Parser};
 use serde_json::json;
 
-use self::args::{Cli, Command, HooksCommand, MigrationsCommand, RepoCommand};
+use self::args::{Cli, Command, HooksCommand, MigrationsCommand, RepoCommand, ServicesCommand};
 use self::render::Human;
 use crate::config::Config;
 use crate::context::Context;
@@ -19,6 +19,7 @@ use crate::error::{exit, exit_code, find};
 use crate::run::{self, RunOptions, RunResult};
 use crate::state::State;
 use crate::steps::hooks::{self, Phase};
+use crate::steps::services::{self, ServiceGraph};
 
 /// Entry point of `real-upgrade`.
 pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -97,6 +98,18 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
                     adopted.baseline.len()
                 ));
             }
+            Ok(exit::OK)
+        }
+        Some(Command::Services(ServicesCommand::Order)) => services_order(&ctx, json_out, human),
+        Some(Command::Services(ServicesCommand::Restart { names })) => {
+            if let Err(e) = crate::log::init(&ctx.paths().log) {
+                human.warn(&format!("cannot write the log: {e}"));
+            }
+            let restarted = run::services::restart(&ctx, &names, human)?;
+            if json_out {
+                render::json(&json!({ "result": "restarted", "services": restarted }));
+            }
+            human.say(&format!("restarted {} service(s)", restarted.len()));
             Ok(exit::OK)
         }
         Some(Command::Repo(RepoCommand::Index { dir })) => {
@@ -361,6 +374,56 @@ fn migrations_repair(ctx: &Context, json_out: bool, human: &Human) -> Result<u8>
             "cleared failed migration {}/{}; the next run applies it again",
             row.version, row.name
         ));
+    }
+    Ok(exit::OK)
+}
+
+fn services_order(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
+    let config = Config::load(&ctx.config_path)?;
+    let graph = ServiceGraph::load(&ctx.paths(), config.services.backend)?;
+    let all: Vec<usize> = (0..graph.services().len()).collect();
+    let levels = graph.levels(&all);
+    if json_out {
+        let levels: Vec<Vec<serde_json::Value>> = levels
+            .iter()
+            .map(|level| {
+                level
+                    .iter()
+                    .map(|&i| {
+                        let s = graph.service(i);
+                        json!({
+                            "name": s.name,
+                            "after": graph.names(s.after.iter().copied()),
+                            "packages": s.packages,
+                            "restart": s.restart,
+                            "backend": s.backend,
+                            "unit": s.unit,
+                            "ready": s.ready,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        render::json(&json!({ "source": graph.source, "levels": levels }));
+    }
+    match &graph.source {
+        None => human.say("no service order (`/etc/upgrade/service-order.toml` or `/usr/share/upgrade/service-order.toml`)"),
+        Some(path) => human.say(&format!("service order from `{}`", path.display())),
+    }
+    for (n, level) in levels.iter().enumerate() {
+        let names: Vec<String> = level
+            .iter()
+            .map(|&i| {
+                let s = graph.service(i);
+                format!(
+                    "{} ({} `{}`)",
+                    s.name,
+                    services::backend_name(s.backend),
+                    s.unit
+                )
+            })
+            .collect();
+        human.say(&format!("  level {}: {}", n + 1, names.join(", ")));
     }
     Ok(exit::OK)
 }

@@ -107,6 +107,14 @@ impl Human {
                 list(&hop.hooks.pre),
                 mark(Step::PreHooks(i))
             );
+            let stop = match hop.from {
+                None => "none (fresh install)".to_string(),
+                Some(_) => list(&hop.services),
+            };
+            out += &format!(
+                "    stop services:      {stop}{}\n",
+                mark(Step::StopServices(i))
+            );
             out += &format!("    packages:{}\n", mark(Step::Packages(i)));
             for p in &hop.packages {
                 let a = &p.artifact;
@@ -133,6 +141,11 @@ impl Human {
                 "    post-upgrade hooks: {}{}\n",
                 list(&hop.hooks.post),
                 mark(Step::PostHooks(i))
+            );
+            out += &format!(
+                "    start services:     {}{}\n",
+                list(&hop.services),
+                mark(Step::StartServices(i))
             );
         }
         out
@@ -193,6 +206,25 @@ impl Ui for Human {
                 "rpm kept an edited configuration file and wrote `{path}` beside it; compare and merge it"
             )),
             Event::Recorded { version } => self.say(&format!("    installed version is now {version}")),
+            Event::NoServices => self.say("    no service to stop or start"),
+            Event::ServiceStopping { name } => self.say(&format!("    stopping `{name}`")),
+            Event::ServiceStopped { name, took } => {
+                self.say(&format!("    stopped `{name}` ({})", millis(took)))
+            }
+            Event::ServiceStarting { name } => self.say(&format!("    starting `{name}`")),
+            Event::ServiceStarted { name, ready_after } => {
+                self.say(&format!("    started `{name}`, ready after {}", millis(ready_after)))
+            }
+            Event::ServiceFailed { name, .. } => {
+                self.say(&format!("    `{name}` failed (see the error below)"))
+            }
+            Event::ServicesRestoring { names } => self.warn(&format!(
+                "the run failed; starting the services it stopped again: {}",
+                names.join(", ")
+            )),
+            Event::ServiceRestoreFailed { name, error } => self.warn(&format!(
+                "could not start `{name}` again; start it by hand: {error}"
+            )),
         }
     }
 }
@@ -209,11 +241,17 @@ fn step_title(step: Step, hop: &str) -> String {
     match step {
         Step::Download => "download and verify packages".into(),
         Step::PreHooks(_) => format!("{hop}: pre-upgrade hooks"),
+        Step::StopServices(_) => format!("{hop}: stop services"),
+        Step::StartServices(_) => format!("{hop}: start services"),
         Step::Packages(_) => format!("{hop}: install packages"),
         Step::Migrate(_) => format!("{hop}: migrate the schema"),
         Step::PostHooks(_) => format!("{hop}: post-upgrade hooks"),
         Step::Record(_) => format!("{hop}: record the installed version"),
     }
+}
+
+fn millis(d: std::time::Duration) -> String {
+    format!("{} ms", d.as_millis())
 }
 
 /// Prints `value` as the one JSON document on stdout.

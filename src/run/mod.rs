@@ -7,9 +7,11 @@
 
 pub mod adopt;
 pub mod lock;
+pub mod services;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -25,6 +27,7 @@ use crate::state::{RunRecord, State};
 use crate::steps::hooks::{self, HookEnv, HookOutcome, Phase};
 use crate::steps::migrations::{self, db as migration_db};
 use crate::steps::packages::{self, RpmDb};
+use crate::steps::services::{self as service_steps, Action, Progress, ServiceGraph, Services};
 
 /// How the caller talks to a person: the run never prints, it reports through this.
 pub trait Ui {
@@ -92,6 +95,34 @@ pub enum Event<'a> {
     Recorded {
         version: &'a str,
     },
+    /// The step has no service to stop or start.
+    NoServices,
+    ServiceStopping {
+        name: &'a str,
+    },
+    ServiceStopped {
+        name: &'a str,
+        took: Duration,
+    },
+    ServiceStarting {
+        name: &'a str,
+    },
+    ServiceStarted {
+        name: &'a str,
+        ready_after: Duration,
+    },
+    ServiceFailed {
+        name: &'a str,
+        error: &'a str,
+    },
+    /// A run failed after stopping services: they are started again (best effort).
+    ServicesRestoring {
+        names: Vec<String>,
+    },
+    ServiceRestoreFailed {
+        name: &'a str,
+        error: &'a str,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -139,6 +170,7 @@ pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
     let catalog = load_catalog(config, &ctx.config_path)?;
     let rpmdb = RpmDb::load(&ctx.root)?;
     let migrations = migrations::discover(&paths.migrations, scheme)?;
+    let services = ServiceGraph::load(&paths, config.services.backend)?;
     let mut hooks = PlannedHooks::default();
     for (phase, names) in [(Phase::Pre, &mut hooks.pre), (Phase::Post, &mut hooks.post)] {
         let set = hooks::discover(&paths, phase, ctx.superuser)?;
@@ -152,6 +184,7 @@ pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
         rpmdb: &rpmdb,
         hooks,
         migrations: &migrations,
+        services: &services,
     })?)
 }
 
@@ -236,6 +269,7 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
     if migrating {
         migration_db::connect(&config.database_url(), &ctx.root)?;
     }
+    let graph = ServiceGraph::load(&paths, config.services.backend)?;
     let mut state = match existing {
         Some(state) => state,
         None => State::open(&paths.state_db)?,
@@ -260,6 +294,8 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         resumed: record.is_some(),
         ui,
         config_files: Vec::new(),
+        graph: &graph,
+        down: None,
     };
     let result = exec.execute(&plan);
     let config_files = std::mem::take(&mut exec.config_files);
@@ -329,22 +365,36 @@ struct Executor<'a> {
     resumed: bool,
     ui: &'a dyn Ui,
     config_files: Vec<String>,
+    graph: &'a ServiceGraph,
+    /// Services of hop `.0` this run (or the interrupted one it resumes) stopped and has not
+    /// started again.
+    down: Option<(usize, Vec<usize>)>,
 }
 
 impl Executor<'_> {
     fn execute(&mut self, plan: &Plan) -> Result<()> {
+        let result = self.steps(plan);
+        if result.is_err() {
+            self.restore_services();
+        }
+        result
+    }
+
+    fn steps(&mut self, plan: &Plan) -> Result<()> {
         for step in plan.steps() {
-            let hop = match step {
-                Step::Download => None,
-                Step::PreHooks(h)
-                | Step::Packages(h)
-                | Step::Migrate(h)
-                | Step::PostHooks(h)
-                | Step::Record(h) => Some(&plan.hops[h]),
-            };
+            let hop = step.hop().map(|h| &plan.hops[h]);
             let key = step.key();
             if self.done.contains(&key) {
                 self.ui.event(Event::StepAlreadyDone { step, hop });
+                // NB: a resumed run whose services were stopped must still start them, also
+                // when it fails before its start step.
+                if let (Step::StopServices(h), Some(hop)) = (step, hop)
+                    && hop.from.is_some()
+                    && !self.done.contains(&Step::StartServices(h).key())
+                {
+                    let (set, _) = self.graph.resolve(&hop.services);
+                    self.down = Some((h, set));
+                }
                 continue;
             }
             self.ui.event(Event::StepStarted { step, hop });
@@ -361,6 +411,8 @@ impl Executor<'_> {
                 (Step::PostHooks(h), Some(hop)) => self.hooks(h, hop, Phase::Post, &key)?,
                 (Step::Packages(_), Some(hop)) => self.packages(hop, &key)?,
                 (Step::Migrate(_), Some(hop)) => self.migrate(hop, &key)?,
+                (Step::StopServices(h), Some(hop)) => self.stop_services(h, hop, &key)?,
+                (Step::StartServices(_), Some(hop)) => self.start_services(hop, &key)?,
                 (Step::Record(_), Some(hop)) => {
                     self.state.record_installed(self.run_id, &key, &hop.to)?;
                     self.ui.event(Event::Recorded { version: &hop.to });
@@ -479,6 +531,108 @@ impl Executor<'_> {
         }
         self.state.mark_done(self.run_id, key, None)?;
         Ok(())
+    }
+
+    /// The graph's indices of a hop's services; a name the graph no longer knows is an error.
+    fn hop_services(&self, hop: &Hop) -> Result<Vec<usize>> {
+        let (set, missing) = self.graph.resolve(&hop.services);
+        if !missing.is_empty() {
+            let source = self.graph.source.as_ref().map_or_else(
+                || "service-order.toml".to_string(),
+                |p| p.display().to_string(),
+            );
+            return Err(UpgradeError::step(
+                format!(
+                    "the plan names services that `{source}` no longer declares: {}",
+                    missing.join(", ")
+                ),
+                "restore those services in the service order, then run `upgrade` again to resume",
+            )
+            .into());
+        }
+        Ok(set)
+    }
+
+    fn services(&self) -> Services<'_> {
+        Services::new(self.graph, self.config, self.paths)
+    }
+
+    fn stop_services(&mut self, index: usize, hop: &Hop, key: &str) -> Result<()> {
+        let set = self.hop_services(hop)?;
+        // a fresh install has nothing running to stop
+        if hop.from.is_none() || set.is_empty() {
+            self.ui.event(Event::NoServices);
+            self.state.mark_done(self.run_id, key, None)?;
+            return Ok(());
+        }
+        let ui = self.ui;
+        let graph = self.graph;
+        let mut stopped = Vec::new();
+        let report = self
+            .services()
+            .execute(Action::Stop, &set, false, &mut |p| {
+                if let Progress::Stopped { name, .. } = &p {
+                    stopped.extend(graph.index(name));
+                }
+                services::event(ui, Action::Stop, false, p);
+            });
+        // NB: whatever did stop is restored if the run fails, this step's failure included.
+        self.down = Some((index, stopped));
+        if !report.failed.is_empty() {
+            return Err(service_steps::failure(&report, self.graph).into());
+        }
+        self.state.mark_done(self.run_id, key, None)?;
+        Ok(())
+    }
+
+    fn start_services(&mut self, hop: &Hop, key: &str) -> Result<()> {
+        let set = self.hop_services(hop)?;
+        if set.is_empty() {
+            self.ui.event(Event::NoServices);
+            self.state.mark_done(self.run_id, key, None)?;
+            return Ok(());
+        }
+        let ui = self.ui;
+        let report = self
+            .services()
+            .execute(Action::Start, &set, false, &mut |p| {
+                services::event(ui, Action::Start, false, p)
+            });
+        if let Some((_, down)) = &mut self.down {
+            // the failed ones are named in the error; restoring retries only the rest
+            down.retain(|i| !report.done.contains(i) && !report.failed.iter().any(|(f, _)| f == i));
+        }
+        if !report.failed.is_empty() {
+            return Err(service_steps::failure(&report, self.graph).into());
+        }
+        self.down = None;
+        self.state.mark_done(self.run_id, key, None)?;
+        Ok(())
+    }
+
+    /// After a failure: starts what this run stopped and did not start again (best effort).
+    /// When all of them start, the stop step is journaled as not done, so the resumed run stops
+    /// them again before it goes on.
+    fn restore_services(&mut self) {
+        let Some((hop, down)) = self.down.take() else {
+            return;
+        };
+        if down.is_empty() {
+            return;
+        }
+        let report = services::restore(&self.services(), &down, self.ui);
+        tracing::warn!(
+            run = self.run_id,
+            started = ?self.graph.names(report.done.iter().copied()),
+            failed = ?self.graph.names(report.failed.iter().map(|(i, _)| *i)),
+            "services restored after a failure"
+        );
+        if report.failed.is_empty() && report.skipped.is_empty() {
+            let key = Step::StopServices(hop).key();
+            if let Err(e) = self.state.unmark(self.run_id, &key) {
+                tracing::error!("failed to reopen step `{key}` in the journal: {e:#}");
+            }
+        }
     }
 
     fn packages(&mut self, hop: &Hop, key: &str) -> Result<()> {

@@ -2,7 +2,9 @@
 //!
 //! - [`hooks`]: discovering and running `pre-upgrade.d` / `post-upgrade.d` executables.
 //! - [`packages`]: the root's rpm database and the one `rpm -U` transaction per hop.
+//! - [`services`]: the service graph, stopped and started in dependency order, in parallel.
 
 pub mod hooks;
 pub mod migrations;
 pub mod packages;
+pub mod services;

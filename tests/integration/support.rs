@@ -436,3 +436,114 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released; tests run in parallel threads).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The `demo-service` example binary, built on first use when `cargo test` did not build it.
+pub fn demo_service() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let path = Path::new(REAL_UPGRADE)
+                .parent()
+                .unwrap()
+                .join("examples/demo-service");
+            if !path.exists() {
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "--example", "demo-service"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .unwrap();
+                assert!(
+                    status.success(),
+                    "cargo build --example demo-service failed"
+                );
+            }
+            path
+        })
+        .clone()
+}
+
+/// Polls `f` every 20 ms until it is true or `timeout` passes; false on timeout.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A real runit supervisor (`runsvdir`) on a service directory; dropping it kills `runsvdir`,
+/// every `runsv` and every service they started (one process group).
+pub struct Runit {
+    pub dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Runit {
+    /// Prepares `dir` (e.g. the root's `/etc/service`); add services, then [`Runit::start`].
+    pub fn new(dir: PathBuf) -> Runit {
+        std::fs::create_dir_all(&dir).unwrap();
+        Runit { dir, child: None }
+    }
+
+    /// Adds a service whose `run` script is `body`; it stays down until something starts it.
+    pub fn service(&self, name: &str, body: &str) {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("down"), "").unwrap();
+        let run = dir.join("run");
+        std::fs::write(&run, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Starts `runsvdir` and waits (bounded) until every service's `runsv` is up.
+    pub fn start(&mut self) {
+        use std::os::unix::process::CommandExt;
+        // NB: no `-P`: runsv and the services stay in runsvdir's process group, which Drop kills.
+        let child = Command::new("runsvdir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("runsvdir (install runit)");
+        self.child = Some(child);
+        let names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let ok = wait_until(std::time::Duration::from_secs(10), || {
+            names.iter().all(|d| d.join("supervise/ok").exists())
+        });
+        assert!(ok, "runsv did not come up for every service in 10s");
+    }
+
+    /// runsv's state of a service: `run`, `down`, `finish`…
+    pub fn state(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name).join("supervise/stat"))
+            .unwrap_or_default()
+            .trim_end()
+            .to_string()
+    }
+}
+
+impl Drop for Runit {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
