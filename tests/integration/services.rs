@@ -382,3 +382,110 @@ fn the_systemd_backend_runs_these_systemctl_command_lines() {
          start demo-api@main.service\nstatus demo-api@main.service\nstart nginx.service\n"
     );
 }
+
+/// Kills the daemons a test's init scripts or command templates left behind (their pid files).
+struct Pidfiles(Vec<std::path::PathBuf>);
+
+impl Drop for Pidfiles {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            if let Some(pid) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// A shell fragment that starts `demo-service NAME` in the background, detached, with a pid file;
+/// and one that stops it with SIGTERM and waits (bounded) until it is gone.
+fn daemon_commands(sb: &Sandbox, name: &str, port: u16) -> (String, String, std::path::PathBuf) {
+    let pidfile = sb.base.join(format!("{name}.pid"));
+    let start = format!(
+        "setsid {bin} --name {name} --port {port} --delay 200ms --log {log} </dev/null >/dev/null 2>&1 & echo $! > {pid}",
+        bin = demo_service().display(),
+        log = sb.base.join("services.log").display(),
+        pid = pidfile.display()
+    );
+    let stop = format!(
+        "p=$(cat {pid} 2>/dev/null) || exit 0; kill $p 2>/dev/null; i=0; while kill -0 $p 2>/dev/null && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done; rm -f {pid}",
+        pid = pidfile.display()
+    );
+    (start, stop, pidfile)
+}
+
+fn service_log(sb: &Sandbox) -> Vec<String> {
+    let text = std::fs::read_to_string(sb.base.join("services.log")).unwrap_or_default();
+    let mut lines: Vec<(f64, String)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2].parse().unwrap(), format!("{} {}", f[0], f[1]))
+        })
+        .collect();
+    lines.sort_by(|a, b| a.0.total_cmp(&b.0));
+    lines
+        .into_iter()
+        .map(|(_, l)| l)
+        .filter(|l| !l.starts_with("ready"))
+        .collect()
+}
+
+#[test]
+fn the_sysv_and_command_backends_drive_real_daemons_in_order() {
+    let sb = Sandbox::new();
+    sb.write_config("[services]\nbackend = \"sysv\"\n");
+    let (db_port, api_port) = (free_port(), free_port());
+    // `db` through an init script in the root's /etc/init.d; `api` through command templates
+    let (db_start, db_stop, db_pid) = daemon_commands(&sb, "db", db_port);
+    let (api_start, api_stop, api_pid) = daemon_commands(&sb, "api", api_port);
+    let _guard = Pidfiles(vec![db_pid.clone(), api_pid.clone()]);
+    let init = sb.root.join("etc/init.d");
+    std::fs::create_dir_all(&init).unwrap();
+    std::fs::write(
+        init.join("db"),
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  start) {db_start} ;;\n  stop) {db_stop} ;;\n  status) kill -0 $(cat {pid}) 2>/dev/null && echo running || {{ echo stopped; exit 3; }} ;;\nesac\n",
+            pid = db_pid.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(init.join("db"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = sb.root.join("usr/share/upgrade");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("service-order.toml"),
+        format!(
+            "[service.db]\nready = {{ tcp = \"127.0.0.1:{db_port}\", timeout = \"10s\" }}\n\n\
+             [service.api]\nafter = [\"db\"]\nbackend = \"command\"\nstart = {api_start:?}\nstop = {api_stop:?}\n\
+             status = \"kill -0 $(cat {api_pid_path})\"\n\
+             ready = {{ command = \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{api_port}'\", timeout = \"10s\" }}\n",
+            api_pid_path = api_pid.display()
+        ),
+    )
+    .unwrap();
+    // both start (nothing was running), db first, and answer afterwards
+    sb.run(&["services", "restart"]).assert_code(0);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", db_port)).is_ok());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok());
+    assert_eq!(service_log(&sb), ["start db", "start api"]);
+    // a restart stops api before db, then starts db before api
+    let first_db = std::fs::read_to_string(&db_pid).unwrap();
+    std::fs::remove_file(sb.base.join("services.log")).unwrap();
+    sb.run(&["services", "restart"]).assert_code(0);
+    assert_eq!(
+        service_log(&sb),
+        ["stop api", "stop db", "start db", "start api"]
+    );
+    assert_ne!(
+        std::fs::read_to_string(&db_pid).unwrap(),
+        first_db,
+        "db is a new process"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok());
+}
