@@ -25,8 +25,14 @@ pub enum UpgradeError {
         hint: Option<String>,
     },
     /// Preflight checks found inhibitors; nothing was changed (exit 3).
-    #[error("{} preflight check(s) inhibit the upgrade: {}", keys.len(), keys.join(", "))]
-    Inhibited { keys: Vec<String> },
+    #[error(
+        "{} preflight check(s) inhibit the upgrade: {}",
+        report.inhibitors().count(),
+        report.inhibitors().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+    )]
+    Inhibited {
+        report: Box<crate::steps::preflight::Report>,
+    },
     /// The user said no at the prompt (exit 4).
     #[error("upgrade declined, nothing was changed")]
     Declined,

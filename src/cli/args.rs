@@ -78,7 +78,7 @@ pub enum Command {
     /// Run the preflight checks alone and report every problem; change nothing
     ///
     /// Evaluates the checks of every release the upgrade would pass through, the configuration's
-    /// [checks] and the custom checks in checks.d, and the prerequisite packages. Exits 3 when any
+    /// `[checks]` and the custom checks in checks.d, and the prerequisite packages. Exits 3 when any
     /// check inhibits the upgrade.
     Check {
         /// Check the upgrade to VERSION instead of the newest release

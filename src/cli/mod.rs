@@ -42,12 +42,16 @@ pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             let code = exit_code(&err);
             human.error(&err);
             if json_out {
-                render::json(&json!({
+                let mut doc = json!({
                     "result": "failed",
                     "exit_code": code,
                     "error": format!("{err:#}"),
                     "hint": find(&err).and_then(|e| e.hint()),
-                }));
+                });
+                if let Some(crate::error::UpgradeError::Inhibited { report }) = find(&err) {
+                    doc["results"] = json!(report.results);
+                }
+                render::json(&doc);
             }
             ExitCode::from(code)
         }

@@ -6,6 +6,33 @@
 //! directories merged like hooks). [`evaluate`] turns them, with the plan's prerequisite packages,
 //! into a [`Report`]: one [`CheckResult`] per stable key, with its status, the measured and the
 //! required value and a hint. Any inhibitor stops the upgrade with exit 3; warnings are shown.
+//!
+//! ```toml
+//! [checks]                               # upgrade.toml; [releases.checks] in releases.toml
+//! arch = ["x86_64"]                      # key `arch`
+//! os_id = ["rhel", "rocky"]              # key `os-id` (ID, or a word of ID_LIKE)
+//! os_version = ">= 8, < 10"              # key `os-version` (VERSION_ID, rpm ordering)
+//! free_space = { "/var" = "2GiB", "/opt/demo" = "500MiB" }   # keys `free-space:PATH`
+//! memory = "2GiB"                        # key `memory`
+//! swap_ratio = 0.5                       # key `swap`, a warning by default
+//! packages_required = ["openssl"]        # keys `package-required:NAME`
+//! packages_forbidden = ["demo-legacy"]   # keys `package-forbidden:NAME`
+//! ports_free = ["127.0.0.1:8080"]        # keys `port-free:ADDR`
+//! ports_reachable = ["127.0.0.1:5432"]   # keys `port-reachable:ADDR`
+//! warnings = ["free-space:/tmp", "custom:"]   # re-grade keys (or `prefix:`) as warnings…
+//! inhibitors = ["swap"]                  # …or as inhibitors
+//! ```
+//!
+//! Custom checks (`/usr/share/upgrade/checks.d/`, `/etc/upgrade/checks.d/`) print one line and
+//! exit 0 (pass), 1 (warning) or 2 (inhibitor); key `custom:NAME`. Prerequisites (key
+//! `prerequisite:NAME`, and `prerequisite-arch:NAME` for a 32-bit build) are declared per release:
+//! `prerequisites = [{ name = "libfoo", version = ">= 1.1, < 3", package = "packages/….rpm" }]`.
+//!
+//! `real-upgrade check --json` prints `{ product, from, to, inhibited, inhibitors, warnings,
+//! results }`; each result is `{ key, status: passed|warning|inhibitor, severity:
+//! warning|inhibitor, measured, required, hint (null when passed), source: config|release
+//! VERSION|checks.d, note? }`, inhibitors first, then warnings, then passed, each by key. An
+//! inhibited upgrade with `--json` prints the failure document with the same `results`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -295,11 +322,12 @@ impl Report {
 
     /// The error that stops the run, when any check inhibits it.
     pub fn ensure_passed(&self) -> Result<(), UpgradeError> {
-        let keys: Vec<String> = self.inhibitors().map(|r| r.key.clone()).collect();
-        if keys.is_empty() {
+        if !self.is_inhibited() {
             return Ok(());
         }
-        Err(UpgradeError::Inhibited { keys })
+        Err(UpgradeError::Inhibited {
+            report: Box::new(self.clone()),
+        })
     }
 
     /// Keeps the worst result of each key, then sorts worst first and by key.

@@ -292,6 +292,14 @@ packages_forbidden = ["demo-legacy"]
         .assert_stderr("real-upgrade check");
     assert_eq!(sb.rpm_qa(), before);
     assert!(!sb.root.join("var/lib/upgrade/state.db").exists());
+    let run = sb.run(&["--yes", "--json"]);
+    run.assert_code(3);
+    let doc = run.json();
+    assert_eq!(doc["result"], "failed");
+    assert_eq!(doc["exit_code"], 3);
+    assert_eq!(doc["results"].as_array().unwrap().len(), want.len());
+    assert_eq!(sb.rpm_qa(), before);
+    assert!(!sb.root.join("var/lib/upgrade/state.db").exists());
     drop(listener);
 }
 
