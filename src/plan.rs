@@ -10,7 +10,7 @@ use crate::error::UpgradeError;
 use crate::repo::index::{Artifact, Catalog};
 use crate::steps::migrations::{self, Migration};
 use crate::steps::packages::{InstalledPackage, RpmDb};
-use crate::steps::preflight::{Checks, VersionRange};
+use crate::steps::preflight::{BITS32, Checks, VersionRange};
 use crate::steps::services::ServiceGraph;
 use crate::version::{Version, compare_evr};
 use std::collections::HashSet;
@@ -291,8 +291,6 @@ impl Hop {
         packages.chain(prerequisites)
     }
 }
-
-const BITS32: [&str; 4] = ["i386", "i486", "i586", "i686"];
 
 /// Applies the prerequisite policy to what is installed (or installed by an earlier hop).
 fn prerequisite(

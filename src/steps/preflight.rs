@@ -380,8 +380,8 @@ pub fn evaluate(input: &PreflightInput<'_>) -> Result<Report> {
             list.iter()
                 .any(|k| k == &r.key || (k.ends_with(':') && r.key.starts_with(k.as_str())))
         };
-        let overrides = declared.iter().rev().map(|(c, _)| *c);
-        for checks in overrides {
+        // the configuration comes first in `declared`, so its lists win over the releases'
+        for (checks, _) in &declared {
             if matches(&checks.warnings) {
                 r.severity = Severity::Warning;
             } else if matches(&checks.inhibitors) {
@@ -729,7 +729,8 @@ fn free_space(root: &Path, path: &str) -> Result<(u64, PathBuf), String> {
     Ok((avail, at))
 }
 
-const BITS32: [&str; 4] = ["i386", "i486", "i586", "i686"];
+/// The 32-bit x86 architectures rpm knows; a build of one cannot stand in for x86_64.
+pub const BITS32: [&str; 4] = ["i386", "i486", "i586", "i686"];
 
 /// The prerequisite policy's problems: a 32-bit build where a 64-bit one is needed, and a
 /// prerequisite to install or upgrade that no configured source has.
