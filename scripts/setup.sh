@@ -36,6 +36,19 @@ ensure_tools() {
     ensure_runit
 }
 
+# dnf and createrepo_c: the dnf backend's tests install into a sandbox root from a repository
+# made with createrepo_c (Debian packages `dnf` and `createrepo-c`).
+ensure_dnf() {
+    command -v dnf >/dev/null 2>&1 || install_packages dnf
+    if ! command -v createrepo_c >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            install_packages createrepo-c
+        else
+            install_packages createrepo_c
+        fi
+    fi
+}
+
 # runit supervises the demo's services and the service tests' daemons.
 ensure_runit() {
     if command -v sv >/dev/null 2>&1 && command -v runsvdir >/dev/null 2>&1; then

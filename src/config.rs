@@ -22,6 +22,8 @@ pub struct Config {
     pub database: Database,
     pub services: Services,
     pub hooks: Hooks,
+    /// Preflight checks the administrator adds to the releases' own (SPEC §9).
+    pub checks: crate::steps::preflight::Checks,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -39,10 +41,28 @@ pub struct Upgrader {
     pub package: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Packages {
     pub backend: PackageBackend,
+    /// The system's own repositories for the dnf backend (`file:///srv/os-repo`, `https://…`):
+    /// dependencies and prerequisites come from them.
+    pub repos: Vec<String>,
+    /// Whether dnf checks the signatures of the system repositories' packages.
+    pub gpgcheck: bool,
+    /// dnf's `$releasever`; by default `VERSION_ID` of the root's `/etc/os-release`.
+    pub releasever: Option<String>,
+}
+
+impl Default for Packages {
+    fn default() -> Self {
+        Packages {
+            backend: PackageBackend::default(),
+            repos: Vec::new(),
+            gpgcheck: true,
+            releasever: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -133,6 +153,7 @@ impl Default for Config {
             database: Database::default(),
             services: Services::default(),
             hooks: Hooks::default(),
+            checks: Default::default(),
         }
     }
 }

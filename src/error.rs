@@ -24,6 +24,15 @@ pub enum UpgradeError {
         message: String,
         hint: Option<String>,
     },
+    /// Preflight checks found inhibitors; nothing was changed (exit 3).
+    #[error(
+        "{} preflight check(s) inhibit the upgrade: {}",
+        report.inhibitors().count(),
+        report.inhibitors().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+    )]
+    Inhibited {
+        report: Box<crate::steps::preflight::Report>,
+    },
     /// The user said no at the prompt (exit 4).
     #[error("upgrade declined, nothing was changed")]
     Declined,
@@ -93,6 +102,7 @@ impl UpgradeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             UpgradeError::Input { .. } => exit::USAGE,
+            UpgradeError::Inhibited { .. } => exit::INHIBITED,
             UpgradeError::Declined => exit::DECLINED,
             UpgradeError::Locked { .. } => exit::LOCKED,
             UpgradeError::RebootRequired { .. } => exit::REBOOT,
@@ -104,6 +114,11 @@ impl UpgradeError {
         match self {
             UpgradeError::Input { hint, .. } | UpgradeError::Step { hint, .. } => hint.clone(),
             UpgradeError::Declined => None,
+            UpgradeError::Inhibited { .. } => Some(
+                "nothing was changed; resolve every inhibitor listed above, then run again \
+                 (`real-upgrade check` runs the checks alone)"
+                    .into(),
+            ),
             UpgradeError::Locked { .. } => {
                 Some("wait for it to finish; run `real-upgrade status` to see its progress".into())
             }

@@ -12,7 +12,8 @@
 //! - [`plan`]: installed state + index → [`plan::Plan`] (pure).
 //! - [`run`]: executes a plan under the lock and the journal, resuming an open run; also
 //!   `services restart`.
-//! - [`steps`]: one module per kind of step (hooks, packages, services).
+//! - [`steps`]: one module per kind of step (hooks, packages, migrations, services), and the
+//!   preflight checks that run before any of them.
 //! - [`state`]: `state.db`: installed version, journal, history.
 //! - [`selfupdate`]: the `upgrade` shim.
 //! - [`error`]: the failures code matches on, and their exit codes.

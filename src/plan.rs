@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::UpgradeError;
 use crate::repo::index::{Artifact, Catalog};
 use crate::steps::migrations::{self, Migration};
-use crate::steps::packages::RpmDb;
+use crate::steps::packages::{InstalledPackage, RpmDb};
+use crate::steps::preflight::{BITS32, Checks, VersionRange};
 use crate::steps::services::ServiceGraph;
 use crate::version::{Version, compare_evr};
 use std::collections::HashSet;
@@ -38,6 +39,35 @@ pub struct Hop {
     /// every service, which is only started.
     #[serde(default)]
     pub services: Vec<String>,
+    /// The operating system packages this release needs (SPEC §9), installed in the same
+    /// transaction as `packages`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<PrerequisiteChange>,
+    /// The preflight checks the release declares.
+    #[serde(default, skip_serializing_if = "Checks::is_empty")]
+    pub checks: Checks,
+}
+
+/// A prerequisite under the policy of SPEC §9: absent → install, older → upgrade, in range or
+/// newer → keep (newer with a `note`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrerequisiteChange {
+    pub name: String,
+    pub version: VersionRange,
+    pub op: PackageOp,
+    /// The build installed before this hop; a 32-bit one when only that is installed.
+    pub installed: Option<InstalledPackage>,
+    /// The repository's build; `None` when it must come from the system's repositories.
+    pub artifact: Option<Artifact>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl PrerequisiteChange {
+    /// What dnf is asked to install when the repository has no build of it.
+    pub fn dnf_spec(&self) -> String {
+        self.version.dnf_spec(&self.name)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -192,6 +222,11 @@ impl Plan {
                 .into_iter()
                 .map(Migration::label)
                 .collect();
+            let prerequisites = release
+                .prerequisites
+                .iter()
+                .map(|p| prerequisite(p, input.rpmdb, &mut evrs))
+                .collect();
             let services = affected_services(input.services, from.is_none(), &packages);
             hops.push(Hop {
                 from: from.as_ref().map(|v| v.to_string()),
@@ -201,6 +236,8 @@ impl Plan {
                 migrations,
                 hooks: input.hooks.clone(),
                 services,
+                prerequisites,
+                checks: release.checks.clone(),
             });
             from = Some(release.version.clone());
         }
@@ -232,13 +269,85 @@ impl Plan {
         steps
     }
 
-    /// Every artifact the plan installs or upgrades.
+    /// Every artifact the plan installs or upgrades, prerequisites included.
     pub fn artifacts(&self) -> impl Iterator<Item = &Artifact> {
-        self.hops
+        self.hops.iter().flat_map(|h| h.artifacts())
+    }
+}
+
+impl Hop {
+    /// The artifacts this hop installs or upgrades: its packages, then its prerequisites.
+    pub fn artifacts(&self) -> impl Iterator<Item = &Artifact> {
+        let packages = self
+            .packages
             .iter()
-            .flat_map(|h| &h.packages)
             .filter(|p| p.op != PackageOp::Keep)
-            .map(|p| &p.artifact)
+            .map(|p| &p.artifact);
+        let prerequisites = self
+            .prerequisites
+            .iter()
+            .filter(|p| p.op != PackageOp::Keep)
+            .filter_map(|p| p.artifact.as_ref());
+        packages.chain(prerequisites)
+    }
+}
+
+/// Applies the prerequisite policy to what is installed (or installed by an earlier hop).
+fn prerequisite(
+    p: &crate::steps::preflight::Prerequisite,
+    rpmdb: &RpmDb,
+    evrs: &mut std::collections::HashMap<String, String>,
+) -> PrerequisiteChange {
+    let wanted_arch = p
+        .package
+        .as_ref()
+        .map_or(std::env::consts::ARCH, |a| a.arch.as_str());
+    let builds = rpmdb.packages.get(&p.name).map_or(&[][..], Vec::as_slice);
+    let fits = |arch: &str| arch == wanted_arch || arch == "noarch" || wanted_arch == "noarch";
+    let compatible = builds
+        .iter()
+        .filter(|b| fits(&b.arch))
+        .max_by(|a, b| compare_evr(&a.evr, &b.evr));
+    // NB: a 32-bit build alone is reported (the preflight inhibits), never silently replaced.
+    let installed = compatible
+        .cloned()
+        .or_else(|| {
+            builds
+                .iter()
+                .find(|b| BITS32.contains(&b.arch.as_str()))
+                .cloned()
+        })
+        .map(|mut i| {
+            if let Some(evr) = evrs.get(&p.name) {
+                i.evr = evr.clone();
+            }
+            i
+        });
+    let usable = installed.as_ref().filter(|i| fits(&i.arch));
+    let (op, note) = match usable {
+        None => (PackageOp::Install, None),
+        Some(i) if p.version.below(&i.evr) => (PackageOp::Upgrade, None),
+        Some(i) if p.version.above(&i.evr) => (
+            PackageOp::Keep,
+            Some(format!(
+                "`{}` {} is newer than the supported `{}`; it is kept",
+                p.name, i.evr, p.version
+            )),
+        ),
+        Some(_) => (PackageOp::Keep, None),
+    };
+    if op != PackageOp::Keep
+        && let Some(a) = &p.package
+    {
+        evrs.insert(p.name.clone(), a.evr.clone());
+    }
+    PrerequisiteChange {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        op,
+        installed,
+        artifact: p.package.clone(),
+        note,
     }
 }
 

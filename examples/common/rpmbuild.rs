@@ -14,6 +14,8 @@ pub struct RpmSpec {
     pub files: Vec<FileSpec>,
     /// A `%post` scriptlet in rpm's embedded Lua (runs without a shell inside the root).
     pub post_lua: Option<String>,
+    /// `Requires:` of other packages by name (any version).
+    pub requires: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,7 @@ impl RpmSpec {
             arch: "x86_64".into(),
             files: Vec::new(),
             post_lua: None,
+            requires: Vec::new(),
         }
     }
 
@@ -54,6 +57,11 @@ impl RpmSpec {
             mode: 0o644,
             config: true,
         });
+        self
+    }
+
+    pub fn requires(mut self, name: &str) -> Self {
+        self.requires.push(name.into());
         self
     }
 
@@ -98,6 +106,9 @@ impl RpmSpec {
             // NB: the rpm crate turns the `<lua>` interpreter into a `Requires: <lua>` that
             // rpmbuild never writes and nothing provides; the package provides it itself.
             builder.provides(rpm::Dependency::any("<lua>"));
+        }
+        for name in &self.requires {
+            builder.requires(rpm::Dependency::any(name.as_str()));
         }
         let package = builder.build().expect("package builds");
         std::fs::create_dir_all(dir).expect("create package directory");

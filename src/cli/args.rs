@@ -75,6 +75,16 @@ pub enum Command {
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
     },
+    /// Run the preflight checks alone and report every problem; change nothing
+    ///
+    /// Evaluates the checks of every release the upgrade would pass through, the configuration's
+    /// `[checks]` and the custom checks in checks.d, and the prerequisite packages. Exits 3 when any
+    /// check inhibits the upgrade.
+    Check {
+        /// Check the upgrade to VERSION instead of the newest release
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
     /// List past runs, or show one run and its journal
     History {
         /// The run to show

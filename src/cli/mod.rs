@@ -42,12 +42,16 @@ pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             let code = exit_code(&err);
             human.error(&err);
             if json_out {
-                render::json(&json!({
+                let mut doc = json!({
                     "result": "failed",
                     "exit_code": code,
                     "error": format!("{err:#}"),
                     "hint": find(&err).and_then(|e| e.hint()),
-                }));
+                });
+                if let Some(crate::error::UpgradeError::Inhibited { report }) = find(&err) {
+                    doc["results"] = json!(report.results);
+                }
+                render::json(&doc);
             }
             ExitCode::from(code)
         }
@@ -74,6 +78,12 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
             }
             Ok(exit::OK)
         }
+        Some(Command::Check { to }) => check(
+            &ctx,
+            to.as_deref().or(cli.run.to.as_deref()),
+            json_out,
+            human,
+        ),
         Some(Command::Status) => status(&ctx, json_out, human),
         Some(Command::History { id }) => history(&ctx, id, json_out, human),
         Some(Command::Hooks(HooksCommand::List)) => hooks_list(&ctx, json_out, human),
@@ -164,6 +174,34 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
     }
     if json_out {
         render::json(&outcome);
+    }
+    Ok(exit::OK)
+}
+
+/// `real-upgrade check`: the preflight report alone; exit 3 when inhibited.
+fn check(ctx: &Context, to: Option<&str>, json_out: bool, human: &Human) -> Result<u8> {
+    let config = Config::load(&ctx.config_path)?;
+    let plan = run::plan(ctx, &config, to)?;
+    let report = run::preflight(ctx, &config, &plan)?;
+    let inhibitors = report.inhibitors().count();
+    if json_out {
+        render::json(&json!({
+            "product": plan.product,
+            "from": plan.from,
+            "to": plan.to,
+            "inhibited": inhibitors > 0,
+            "inhibitors": inhibitors,
+            "warnings": report.warnings().count(),
+            "results": report.results,
+        }));
+    }
+    human.report(&report);
+    if inhibitors > 0 {
+        human.error(&report.ensure_passed().unwrap_err().into());
+        return Ok(exit::INHIBITED);
+    }
+    if report.results.is_empty() {
+        human.say("no preflight checks are declared");
     }
     Ok(exit::OK)
 }

@@ -10,6 +10,7 @@ use crate::error::{UpgradeError, find};
 use crate::plan::{PackageOp, Plan, Step};
 use crate::run::{Event, PlanView, Ui};
 use crate::steps::hooks::Phase;
+use crate::steps::preflight::{Report, Status};
 
 /// Renders runs and reports for a person, on stderr.
 pub struct Human {
@@ -63,6 +64,46 @@ impl Human {
         if let Some(hint) = find(err).and_then(UpgradeError::hint) {
             eprintln!("{}: {hint}", self.paint("1;36", "hint"));
         }
+    }
+
+    /// The preflight report: every inhibitor and warning with its values and hint, then the
+    /// notes and a count of the checks that passed.
+    pub fn report(&self, report: &Report) {
+        let failed: Vec<_> = report
+            .results
+            .iter()
+            .filter(|r| r.status != Status::Passed)
+            .collect();
+        let passed = report.results.len() - failed.len();
+        if report.results.is_empty() {
+            return;
+        }
+        self.say(&self.bold("preflight checks"));
+        for r in &failed {
+            let label = match r.status {
+                Status::Inhibitor => self.paint("1;31", "inhibitor"),
+                _ => self.paint("1;33", "warning  "),
+            };
+            // NB: inhibitors are shown under --quiet too: they are why the run stops.
+            eprintln!(
+                "  {label} {}: measured `{}`, required `{}` ({})",
+                r.key, r.measured, r.required, r.source
+            );
+            if let Some(hint) = &r.hint {
+                eprintln!("            {}: {hint}", self.paint("1;36", "hint"));
+            }
+        }
+        for r in report.results.iter().filter(|r| r.note.is_some()) {
+            self.say(&format!(
+                "  note      {}",
+                r.note.as_deref().unwrap_or_default()
+            ));
+        }
+        let inhibitors = report.inhibitors().count();
+        let warnings = report.warnings().count();
+        self.say(&format!(
+            "  {passed} passed, {warnings} warning(s), {inhibitors} inhibitor(s)"
+        ));
     }
 
     /// The plan as text; steps in `done` are marked.
@@ -131,6 +172,27 @@ impl Human {
                 };
                 out += &format!("      {line}\n");
             }
+            for p in &hop.prerequisites {
+                let installed = p
+                    .installed
+                    .as_ref()
+                    .map(|i| format!("{}.{}", i.evr, i.arch));
+                let target = p
+                    .artifact
+                    .as_ref()
+                    .map_or_else(|| p.version.to_string(), |a| a.evr.clone());
+                let line = match (p.op, installed) {
+                    (PackageOp::Install, _) => format!("install  {} {target}", p.name),
+                    (PackageOp::Upgrade, Some(old)) => {
+                        format!("upgrade  {} {old} → {target}", p.name)
+                    }
+                    (PackageOp::Upgrade, None) => format!("upgrade  {} {target}", p.name),
+                    (PackageOp::Keep, i) => {
+                        format!("keep     {} {}", p.name, i.unwrap_or_default())
+                    }
+                };
+                out += &format!("      {line}  (prerequisite `{}`)\n", p.version);
+            }
             if !hop.migrations.is_empty() {
                 out += &format!("    migrations:{}\n", mark(Step::Migrate(i)));
                 for m in &hop.migrations {
@@ -184,6 +246,7 @@ impl Ui for Human {
                 self.say(&format!("    {} (already done)", step_title(step, &hop_name(hop))))
             }
             Event::Fetched { artifact } => self.say(&format!("    verified {}", artifact.nevra())),
+            Event::Checks { report } => self.report(report),
             Event::HookStarted { phase, name } => self.say(&format!("    running {} hook `{name}`", phase_name(phase))),
             Event::HookAlreadyDone { phase, name } => {
                 self.say(&format!("    {} hook `{name}` already done", phase_name(phase)))
@@ -200,7 +263,7 @@ impl Ui for Human {
             Event::PackagesAlreadyInstalled { names } => {
                 self.say(&format!("    already installed: {}", names.join(", ")))
             }
-            Event::Transaction { files } => self.say(&format!("    rpm -U: {files} package(s) in one transaction")),
+            Event::Transaction { files } => self.say(&format!("    {files} package(s) in one transaction")),
             Event::PackageOutput { line } => self.say(&format!("    [rpm] {line}")),
             Event::ConfigFileKept { path } => self.warn(&format!(
                 "rpm kept an edited configuration file and wrote `{path}` beside it; compare and merge it"
@@ -234,6 +297,7 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Pre => "pre-upgrade",
         Phase::Post => "post-upgrade",
         Phase::Migrate => "migration",
+        Phase::Check => "check",
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::UpgradeError;
+use crate::steps::preflight::{Checks, Prerequisite};
 use crate::version::{Version, VersionScheme};
 
 pub const FORMAT: u32 = 1;
@@ -43,6 +44,12 @@ pub struct ReleaseEntry {
     pub requires_upgrader: Option<String>,
     #[serde(default)]
     pub packages: Vec<Artifact>,
+    /// Packages of the operating system this release needs, with their supported range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<Prerequisite>,
+    /// What this release requires of the host (SPEC §9).
+    #[serde(default, skip_serializing_if = "Checks::is_empty")]
+    pub checks: Checks,
 }
 
 /// One file of the repository, as the index declares it.
@@ -70,6 +77,8 @@ pub struct Release {
     pub version: Version,
     pub stop: bool,
     pub packages: Vec<Artifact>,
+    pub prerequisites: Vec<Prerequisite>,
+    pub checks: Checks,
 }
 
 impl Catalog {
@@ -126,10 +135,27 @@ impl Catalog {
                     UpgradeError::input(format!("`{}`: {e}", at(entry.version.span())))
                 })?;
             }
+            for p in &entry.prerequisites {
+                if let Some(a) = &p.package {
+                    a.validate()
+                        .and_then(|()| match a.name == p.name {
+                            true => Ok(()),
+                            false => Err(format!(
+                                "prerequisite `{}` names the package `{}`",
+                                p.name, a.name
+                            )),
+                        })
+                        .map_err(|e| {
+                            UpgradeError::input(format!("`{}`: {e}", at(entry.version.span())))
+                        })?;
+                }
+            }
             releases.push(Release {
                 version,
                 stop: entry.stop,
                 packages: entry.packages,
+                prerequisites: entry.prerequisites,
+                checks: entry.checks,
             });
         }
         releases.sort_by(|a, b| a.version.cmp(&b.version));

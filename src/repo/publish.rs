@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::fetch::digest_file;
 use super::index::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry};
 use crate::error::UpgradeError;
+use crate::steps::preflight::{Checks, Prerequisite, VersionRange};
 
 /// `releases.toml`: which package files make each release.
 #[derive(Debug, Deserialize)]
@@ -37,6 +38,20 @@ struct ReleaseSpec {
     stop: bool,
     requires_upgrader: Option<String>,
     packages: Vec<String>,
+    #[serde(default)]
+    prerequisites: Vec<PrerequisiteSpec>,
+    #[serde(default)]
+    checks: Checks,
+}
+
+/// A prerequisite: `{ name = "openssl-libs", version = ">= 3.0", package = "packages/…rpm" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrerequisiteSpec {
+    name: String,
+    version: VersionRange,
+    /// The repository's build of it, when the vendor ships one.
+    package: Option<String>,
 }
 
 /// What `repo index` wrote.
@@ -71,11 +86,37 @@ pub fn write_index(dir: &Path) -> Result<Published> {
     };
     let mut releases = Vec::with_capacity(spec.releases.len());
     for r in &spec.releases {
+        let mut prerequisites = Vec::with_capacity(r.prerequisites.len());
+        for p in &r.prerequisites {
+            let package = match &p.package {
+                Some(path) => Some(artifact(dir, path)?),
+                None => None,
+            };
+            if let Some(a) = &package
+                && a.name != p.name
+            {
+                return Err(UpgradeError::input(format!(
+                    "`{}`: prerequisite `{}` names the file `{}` of package `{}`",
+                    spec_path.display(),
+                    p.name,
+                    a.path,
+                    a.name
+                ))
+                .into());
+            }
+            prerequisites.push(Prerequisite {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                package,
+            });
+        }
         releases.push(ReleaseEntry {
             version: toml::Spanned::new(0..0, r.version.clone()),
             stop: r.stop,
             requires_upgrader: r.requires_upgrader.clone(),
             packages: artifacts(&r.packages)?,
+            prerequisites,
+            checks: r.checks.clone(),
         });
     }
     let index = Index {

@@ -27,6 +27,7 @@ use crate::state::{RunRecord, State};
 use crate::steps::hooks::{self, HookEnv, HookOutcome, Phase};
 use crate::steps::migrations::{self, db as migration_db};
 use crate::steps::packages::{self, RpmDb};
+use crate::steps::preflight;
 use crate::steps::services::{self as service_steps, Action, Progress, ServiceGraph, Services};
 
 /// How the caller talks to a person: the run never prints, it reports through this.
@@ -56,6 +57,10 @@ pub enum Event<'a> {
     },
     Fetched {
         artifact: &'a Artifact,
+    },
+    /// The preflight report, before the confirmation; an inhibitor then fails the run.
+    Checks {
+        report: &'a preflight::Report,
     },
     HookStarted {
         phase: Phase,
@@ -197,19 +202,23 @@ pub fn load_catalog(config: &Config, config_path: &std::path::Path) -> Result<Ca
     )?)
 }
 
+/// Runs every preflight check of `plan` and of the configuration (SPEC §9); changes nothing.
+pub fn preflight(ctx: &Context, config: &Config, plan: &Plan) -> Result<preflight::Report> {
+    preflight::evaluate(&preflight::PreflightInput {
+        root: &ctx.root,
+        paths: &ctx.paths(),
+        superuser: ctx.superuser,
+        config: &config.checks,
+        plan,
+        system_repositories: config.packages.backend == PackageBackend::Dnf
+            && !config.packages.repos.is_empty(),
+        timeout: config.hooks.timeout,
+    })
+}
+
 /// The default command: plan or resume, show, confirm, execute.
 pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome> {
     let config = crate::config::Config::load(&ctx.config_path)?;
-    if config.packages.backend == PackageBackend::Dnf {
-        return Err(UpgradeError::input_hint(
-            "the dnf package backend is not available yet",
-            format!(
-                "set `backend = \"rpm\"` under `[packages]` in `{}`",
-                ctx.config_path.display()
-            ),
-        )
-        .into());
-    }
     let paths = ctx.paths();
     let _lock = match opts.dry_run {
         true => None,
@@ -246,6 +255,12 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         done: &done,
         resumed: record.as_ref(),
     });
+    // NB: a resumed run has changed things already; its checks ran before its first attempt.
+    if record.is_none() {
+        let report = preflight(ctx, &config, &plan)?;
+        ui.event(Event::Checks { report: &report });
+        report.ensure_passed()?;
+    }
     if opts.dry_run {
         outcome.result = RunResult::Planned;
         return Ok(outcome);
@@ -639,8 +654,19 @@ impl Executor<'_> {
         let db = RpmDb::load(&self.ctx.root)?;
         let mut files: Vec<PathBuf> = Vec::new();
         let mut already = Vec::new();
-        for change in hop.packages.iter().filter(|c| c.op != PackageOp::Keep) {
-            let a = &change.artifact;
+        let dnf = self.config.packages.backend == PackageBackend::Dnf;
+        // prerequisites the repository does not ship: dnf finds them in the system's repositories
+        let specs: Vec<String> = hop
+            .prerequisites
+            .iter()
+            .filter(|p| dnf && p.op != PackageOp::Keep && p.artifact.is_none())
+            .filter(|p| {
+                !db.newest(&p.name)
+                    .is_some_and(|i| p.version.contains(&i.evr))
+            })
+            .map(|p| p.dnf_spec())
+            .collect();
+        for a in hop.artifacts() {
             // NB: a run killed inside `rpm -U` may have committed the transaction already.
             let present = db
                 .newest(&a.name)
@@ -656,9 +682,16 @@ impl Executor<'_> {
                 .event(Event::PackagesAlreadyInstalled { names: already });
         }
         let mut detail = None;
-        if !files.is_empty() {
-            self.ui.event(Event::Transaction { files: files.len() });
-            let report = packages::install(&self.ctx.root, &files)?;
+        if !files.is_empty() || !specs.is_empty() {
+            self.ui.event(Event::Transaction {
+                files: files.len() + specs.len(),
+            });
+            let report = match dnf {
+                true => {
+                    packages::dnf_install(&self.ctx.root, &files, &specs, &self.dnf_options()?)?
+                }
+                false => packages::install(&self.ctx.root, &files)?,
+            };
             for line in &report.output {
                 tracing::info!(step = key, "rpm: {line}");
                 self.ui.event(Event::PackageOutput { line });
@@ -672,5 +705,18 @@ impl Executor<'_> {
         }
         self.state.mark_done(self.run_id, key, detail.as_deref())?;
         Ok(())
+    }
+
+    fn dnf_options(&self) -> Result<packages::DnfOptions> {
+        let p = &self.config.packages;
+        let releasever = match &p.releasever {
+            Some(v) => Some(v.clone()),
+            None => preflight::os_release(&self.ctx.root)?.remove("VERSION_ID"),
+        };
+        Ok(packages::DnfOptions {
+            repos: p.repos.clone(),
+            gpgcheck: p.gpgcheck,
+            releasever,
+        })
     }
 }

@@ -31,6 +31,8 @@ pub enum Phase {
     Post,
     /// Executable data migrations run with the hook environment too.
     Migrate,
+    /// Custom preflight checks (`checks.d`) are discovered and run like hooks.
+    Check,
 }
 
 impl Phase {
@@ -39,6 +41,7 @@ impl Phase {
             Phase::Pre => "pre",
             Phase::Post => "post",
             Phase::Migrate => "migrate",
+            Phase::Check => "check",
         }
     }
 
@@ -47,6 +50,7 @@ impl Phase {
             Phase::Pre => "pre-upgrade.d",
             Phase::Post => "post-upgrade.d",
             Phase::Migrate => "migrations",
+            Phase::Check => "checks.d",
         }
     }
 }

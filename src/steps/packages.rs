@@ -1,4 +1,6 @@
-//! The rpm backend: what the root's rpm database holds, and one `rpm -U` transaction per hop.
+//! The package backends: what the root's rpm database holds, and one transaction per hop —
+//! `rpm -U` of our verified artifacts, or `dnf install` of them and the prerequisites into the
+//! root (`--installroot`), so dependencies come from the system's own repositories.
 //!
 //! NB: rpm exits 0 when a `%post` scriptlet fails, so its output is read for `scriptlet failed`;
 //! it also reports the config files it did not overwrite (`.rpmnew`) or moved aside
@@ -112,6 +114,71 @@ pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
     let output = cmd
         .output()
         .context("failed to run `rpm -U`; is rpm installed?")?;
+    transaction("rpm", output, &[])
+}
+
+/// How dnf reaches the system's repositories (`[packages]` in `upgrade.toml`).
+#[derive(Debug, Clone, Default)]
+pub struct DnfOptions {
+    /// Base URLs of the system's repositories (`file:///srv/os-repo`, `https://…`).
+    pub repos: Vec<String>,
+    pub gpgcheck: bool,
+    pub releasever: Option<String>,
+}
+
+/// Installs `files` (verified artifacts) and `specs` (`name >= version` of prerequisites the
+/// repository does not ship) into `root` in one `dnf install` transaction; dependencies are
+/// resolved from the configured system repositories only.
+pub fn dnf_install(
+    root: &Path,
+    files: &[PathBuf],
+    specs: &[String],
+    opts: &DnfOptions,
+) -> Result<TransactionReport> {
+    let mut cmd = Command::new("dnf");
+    cmd.arg("install")
+        .args(["-y", "--noplugins", "--setopt=install_weak_deps=False"])
+        .arg("--installroot")
+        .arg(root)
+        // NB: only the configured repositories: none from the host's or the root's reposdir.
+        .arg("--setopt=reposdir=/nonexistent/upgrade-no-reposdir")
+        .arg("--setopt=skip_if_unavailable=False");
+    for (i, url) in opts.repos.iter().enumerate() {
+        cmd.arg(format!("--repofrompath=upgrade-system-{i},{url}"));
+    }
+    if let Some(releasever) = &opts.releasever {
+        cmd.arg("--releasever").arg(releasever);
+    }
+    if !opts.gpgcheck {
+        cmd.arg("--nogpgcheck");
+    }
+    if Path::new("/etc/debian_version").exists() {
+        // NB: Debian's librpm keeps its database in `~/.rpmdb`; inside the root that would be
+        // `/root/.rpmdb`, invisible to `rpm --dbpath /var/lib/rpm`. A HOME whose `.rpmmacros`
+        // sets the standard path makes dnf's transaction use the root's real database.
+        let home = root.join("var/lib/upgrade/dnf-home");
+        std::fs::create_dir_all(&home)
+            .with_context(|| format!("failed to create `{}`", home.display()))?;
+        let macros = home.join(".rpmmacros");
+        std::fs::write(&macros, format!("%_dbpath {DBPATH}\n"))
+            .with_context(|| format!("failed to write `{}`", macros.display()))?;
+        cmd.env("HOME", &home);
+    }
+    cmd.arg("--")
+        .args(files.iter().map(|f| OsString::from(f.as_os_str())))
+        .args(specs);
+    let output = cmd
+        .output()
+        .context("failed to run `dnf install`; is dnf installed?")?;
+    transaction("dnf", output, specs)
+}
+
+/// Reads a finished transaction's output; `specs` are the prerequisites asked of dnf by name.
+fn transaction(
+    tool: &str,
+    output: std::process::Output,
+    specs: &[String],
+) -> Result<TransactionReport> {
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -130,13 +197,35 @@ pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
             .join("\n  ")
     };
     if !output.status.success() {
+        let missing: Vec<&String> = specs
+            .iter()
+            .filter(|s| {
+                let name = s.split_whitespace().next().unwrap_or(s);
+                lines
+                    .iter()
+                    .any(|l| l.contains("No match for argument") && l.contains(name))
+                    || lines
+                        .iter()
+                        .any(|l| l.contains("nothing provides") && l.contains(name))
+            })
+            .collect();
+        let hint = if missing.is_empty() {
+            format!("fix the cause {tool} names, then run `upgrade` again to resume at this step")
+        } else {
+            let needed: Vec<String> = missing.iter().map(|s| format!("`{s}`")).collect();
+            format!(
+                "no configured source has {}; add a repository that does to `repos` under \
+                 `[packages]`, then run `upgrade` again to resume at this step",
+                needed.join(", ")
+            )
+        };
         return Err(UpgradeError::step(
             format!(
-                "the rpm transaction failed ({}):\n  {}",
+                "the {tool} transaction failed ({}):\n  {}",
                 output.status,
                 tail()
             ),
-            "fix the cause rpm names, then run `upgrade` again to resume at this step",
+            hint,
         )
         .into());
     }
@@ -154,7 +243,9 @@ pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
 /// `warning: %post(p-1-1.x86_64) scriptlet failed, exit status 1` (shell scriptlets) or
 /// `error: lua script failed: …` (rpm's embedded Lua).
 fn scriptlet_failed(line: &str) -> bool {
-    line.contains("scriptlet failed") || line.starts_with("error: lua script failed")
+    line.contains("scriptlet failed")
+        || line.starts_with("error: lua script failed")
+        || line.contains("scriptlet failure in rpm package") // dnf: `Non-fatal POSTIN scriptlet failure…`
 }
 
 /// `warning: /etc/x created as /etc/x.rpmnew` / `warning: /etc/x saved as /etc/x.rpmsave`.

@@ -6,5 +6,6 @@ mod docs;
 mod hooks;
 mod input;
 mod migrations;
+mod preflight;
 mod run;
 mod services;
