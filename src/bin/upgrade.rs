@@ -11,10 +11,19 @@ fn main() -> ExitCode {
     let cli = ShimCli::parse();
     let quiet = cli.args.iter().any(|a| a == "-q" || a == "--quiet");
     let human = Human::new(quiet);
-    let options = ShimOptions {
-        self_update: !cli.no_self_update,
-        args: cli.args,
-    };
+    // NB: clap stops at the first argument it does not know (`--root DIR`), so an option given
+    // after it is one of real-upgrade's arguments: take it out wherever it is.
+    let mut self_update = !cli.no_self_update;
+    let args = cli
+        .args
+        .into_iter()
+        .filter(|a| {
+            let ours = a == "--no-self-update";
+            self_update &= !ours;
+            !ours
+        })
+        .collect();
+    let options = ShimOptions { self_update, args };
     match exec_real_upgrade(&options, &human) {
         Ok(never) => match never {},
         Err(err) => {

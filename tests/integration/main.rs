@@ -7,3 +7,4 @@ mod hooks;
 mod input;
 mod migrations;
 mod run;
+mod trust;
