@@ -26,24 +26,21 @@ fn main() {
     let assets = PathBuf::from(args.next().unwrap_or_else(|| ".".into()));
     let packages = out.join("packages");
 
-    let mut upgrader = RpmSpec::new("demo-upgrade", "1.0.0");
-    upgrader.arch = "noarch".into();
-    for dir in ["pre-upgrade.d", "post-upgrade.d", "migrations"] {
-        for (rel, contents, mode) in walk(&assets.join(dir)) {
-            upgrader = upgrader.file(&format!("/usr/share/upgrade/{dir}/{rel}"), contents, mode);
-        }
-    }
-    if let Ok(order) = std::fs::read("service-order.toml")
-        .or_else(|_| std::fs::read(assets.join("service-order.toml")))
-    {
-        upgrader = upgrader.file("/usr/share/upgrade/service-order.toml", order, 0o644);
-    }
-    let upgrader_file = upgrader.build(&packages);
+    // 1.0.0 is what the operator installs first; the index offers 1.1.0, which the `upgrade`
+    // shim installs before anything else (its extra hook shows that the new one is in use).
+    upgrader(&assets, "1.0.0").build(&packages);
+    let upgrader_file = upgrader(&assets, "1.1.0")
+        .file(
+            "/usr/share/upgrade/pre-upgrade.d/05-upgrader-version",
+            "#!/bin/sh\necho \"hooks of upgrader 1.1.0 in use\"\n",
+            0o755,
+        )
+        .build(&packages);
 
     let cli = RpmSpec::new("demo-cli", "1.0.0")
         .file("/usr/bin/demo", "#!/bin/sh\necho demo 1.0.0\n", 0o755)
         .build(&packages);
-    let mut toml = String::from("product = \"demo\"\n\n[upgrader]\nversion = \"1.0.0\"\n");
+    let mut toml = String::from("product = \"demo\"\n\n[upgrader]\nversion = \"1.1.0\"\n");
     toml += &format!("packages = [{:?}]\n", rel(&out, &upgrader_file));
     for (version, stop, server, web) in RELEASES {
         let major = &server[..1];
@@ -68,12 +65,29 @@ fn main() {
         }
         toml += &format!("\n[[releases]]\nversion = {version:?}\n");
         if *stop {
-            toml += "stop = true\n";
+            toml += "stop = true\nrequires_upgrader = \"1.1.0\"\n";
         }
         toml += &format!("packages = {files:?}\n");
     }
     std::fs::write(out.join("releases.toml"), toml).expect("write releases.toml");
     eprintln!("demo repository written to `{}`", out.display());
+}
+
+/// The upgrader package: the top-level assets under /usr/share/upgrade.
+fn upgrader(assets: &Path, version: &str) -> RpmSpec {
+    let mut upgrader = RpmSpec::new("demo-upgrade", version);
+    upgrader.arch = "noarch".into();
+    for dir in ["pre-upgrade.d", "post-upgrade.d", "migrations"] {
+        for (rel, contents, mode) in walk(&assets.join(dir)) {
+            upgrader = upgrader.file(&format!("/usr/share/upgrade/{dir}/{rel}"), contents, mode);
+        }
+    }
+    if let Ok(order) = std::fs::read("service-order.toml")
+        .or_else(|_| std::fs::read(assets.join("service-order.toml")))
+    {
+        upgrader = upgrader.file("/usr/share/upgrade/service-order.toml", order, 0o644);
+    }
+    upgrader
 }
 
 fn rel(base: &Path, path: &Path) -> String {

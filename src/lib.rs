@@ -7,7 +7,8 @@
 //!   [`selfupdate::exec_real_upgrade`] and nothing else.
 //! - [`context`]: the process state (root, config path, terminal) every operation reads.
 //! - [`config`]: `upgrade.toml` → [`config::Config`].
-//! - [`repo`]: the repository index, artifact fetching and verification, and `repo index`.
+//! - [`repo`]: local and HTTP(S) repositories, the signed index and its trust checks, parallel
+//!   verified downloads, and the vendor's `repo index` / `keygen` / `sign`.
 //! - [`version`]: product versions (semver or rpm order) and rpm EVR comparison.
 //! - [`plan`]: installed state + index → [`plan::Plan`] (pure).
 //! - [`run`]: executes a plan under the lock and the journal, resuming an open run; also
@@ -15,7 +16,7 @@
 //! - [`steps`]: one module per kind of step (hooks, packages, migrations, services), and the
 //!   preflight checks that run before any of them.
 //! - [`state`]: `state.db`: installed version, journal, history.
-//! - [`selfupdate`]: the `upgrade` shim.
+//! - [`selfupdate`]: the `upgrade` shim: refresh the upgrader, re-exec once, exec `real-upgrade`.
 //! - [`error`]: the failures code matches on, and their exit codes.
 
 pub mod cli;

@@ -1,16 +1,42 @@
-//! The `upgrade` shim: refresh the upgrader, then `exec` `real-upgrade` with the same arguments.
+//! The `upgrade` shim (SPEC §1): refresh the upgrader, then `exec` `real-upgrade` with the same
+//! arguments, so that fixes to the upgrade logic and the vendor's hooks reach a server before
+//! the upgrade that needs them.
 //!
-//! In this release the refresh is not built yet (it needs the signed remote index); the shim finds
-//! `real-upgrade` beside itself, else in the root's `/usr/sbin`, and replaces itself with it.
+//! The refresh reads the verified index (the same trust rules as `real-upgrade`, and it records
+//! the index's sequence). When `[upgrader] version` is newer than the installed upgrader package
+//! (`[upgrader] package` in the root's rpm database; absent counts as older), it downloads and
+//! verifies the upgrader packages and installs them in one rpm transaction under the run lock.
+//! If that replaced the shim's own file, the shim re-execs itself once — the new shim, with
+//! [`REEXEC_GUARD`] set, skips the refresh, so there is no loop — and then becomes
+//! `real-upgrade`, found beside the shim, else in the root's `/usr/sbin`. A failed refresh stops
+//! everything with its reason; the exit code follows the failure (`repo` module doc): a refused
+//! index is 2, an unreachable repository or a failed transaction 1.
+//!
+//! "The running upgrader", for a release's `requires_upgrader`, is the installed upgrader
+//! package's version, since that package carries `real-upgrade` and the vendor's hooks; on a
+//! root without it, this program's own version. A release that needs a newer one is refused by
+//! the plan ([`ensure_upgrader_suffices`]), never attempted with the old upgrader.
 
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
+use crate::config::Config;
+use crate::context::Context;
 use crate::error::UpgradeError;
+use crate::plan::Plan;
+use crate::repo::index::{Artifact, Catalog};
+use crate::run::{self, Event, Ui};
+use crate::state::State;
+use crate::steps::packages::{self, RpmDb};
+use crate::version::compare_evr;
+
+/// Set in the environment of the re-executed shim: it then neither refreshes nor re-execs.
+pub const REEXEC_GUARD: &str = "UPGRADE_SHIM_REEXEC";
 
 pub struct ShimOptions {
     pub self_update: bool,
@@ -18,12 +44,40 @@ pub struct ShimOptions {
     pub args: Vec<OsString>,
 }
 
+/// What a refresh installed.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    pub from: Option<String>,
+    pub to: String,
+}
+
 /// Never returns on success: the process becomes `real-upgrade`.
-pub fn exec_real_upgrade(options: &ShimOptions) -> Result<std::convert::Infallible> {
-    let root = root_argument(&options.args).unwrap_or_else(|| PathBuf::from("/"));
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join("real-upgrade")));
+pub fn exec_real_upgrade(options: &ShimOptions, ui: &dyn Ui) -> Result<std::convert::Infallible> {
+    let root = argument(&options.args, "--root").unwrap_or_else(|| PathBuf::from("/"));
+    // NB: resolved before the refresh: once rpm has replaced the file, /proc/self/exe names a
+    // deleted one.
+    let exe = std::env::current_exe().ok();
+    let reexecuted = std::env::var_os(REEXEC_GUARD).is_some();
+    if options.self_update && !reexecuted {
+        let before = exe.as_deref().and_then(identity);
+        let ctx = Context::new(Some(root.clone()), argument(&options.args, "--config"));
+        let refreshed = refresh(&ctx, ui).context("failed to refresh the upgrader")?;
+        if let (Some(_), Some(exe)) = (refreshed, &exe)
+            && identity(exe) != before
+        {
+            tracing::info!(exe = %exe.display(), "the shim was replaced: running the new one");
+            let err = Command::new(exe)
+                .env(REEXEC_GUARD, "1")
+                .args(&options.args)
+                .exec();
+            return Err(UpgradeError::step(
+                format!("failed to run the refreshed `{}`: {err}", exe.display()),
+                "run `upgrade` again; the upgrader is already refreshed",
+            )
+            .into());
+        }
+    }
+    let beside = exe.and_then(|exe| exe.parent().map(|d| d.join("real-upgrade")));
     let in_root = root.join("usr/sbin/real-upgrade");
     let target = beside
         .filter(|p| is_executable(p))
@@ -46,25 +100,143 @@ pub fn exec_real_upgrade(options: &ShimOptions) -> Result<std::convert::Infallib
     .into())
 }
 
-/// The value of `--root DIR` / `--root=DIR` among real-upgrade's arguments.
-fn root_argument(args: &[OsString]) -> Option<PathBuf> {
+/// Installs the index's upgrader when it is newer than the installed one; `None`: nothing to do.
+pub fn refresh(ctx: &Context, ui: &dyn Ui) -> Result<Option<Refreshed>> {
+    let config = Config::load(&ctx.config_path)?;
+    if config.repository.url.is_none() {
+        // nothing to refresh from; real-upgrade reports the missing repository
+        return Ok(None);
+    }
+    let trusted = run::load_trusted(ctx, &config)?;
+    let Some(upgrader) = &trusted.catalog.upgrader else {
+        return Ok(None);
+    };
+    let paths = ctx.paths();
+    let rpmdb = RpmDb::load(&ctx.root)?;
+    let installed = rpmdb
+        .newest(&config.upgrader_package())
+        .map(|p| version_of(&p.evr).to_string());
+    if installed
+        .as_deref()
+        .is_some_and(|v| compare_evr(v, &upgrader.version).is_ge())
+    {
+        tracing::debug!(version = ?installed, "the upgrader is up to date");
+        return Ok(None);
+    }
+    let _lock = run::lock::RunLock::acquire(&paths.lock)?;
+    tracing::info!(from = ?installed, to = %upgrader.version, "refreshing the upgrader");
+    let wanted: Vec<&Artifact> = upgrader
+        .packages
+        .iter()
+        .filter(|a| {
+            rpmdb
+                .newest(&a.name)
+                .is_none_or(|p| compare_evr(&p.evr, &a.evr).is_lt())
+        })
+        .collect();
+    let files = run::download(&trusted.repo, &wanted, &paths.cache, ui)?;
+    if !files.is_empty() {
+        let report = packages::install(&ctx.root, &files)?;
+        for line in &report.output {
+            tracing::info!("rpm: {line}");
+            ui.event(Event::PackageOutput { line });
+        }
+    }
+    State::open(&paths.state_db)?.accept_sequence(trusted.catalog.sequence)?;
+    ui.event(Event::UpgraderRefreshed {
+        from: installed.as_deref(),
+        to: &upgrader.version,
+    });
+    tracing::info!(to = %upgrader.version, "upgrader refreshed");
+    Ok(Some(Refreshed {
+        from: installed,
+        to: upgrader.version.clone(),
+    }))
+}
+
+/// The version of the upgrader that runs: the installed upgrader package's, else this program's.
+pub fn running_upgrader(config: &Config, rpmdb: &RpmDb) -> String {
+    rpmdb
+        .newest(&config.upgrader_package())
+        .map_or(env!("CARGO_PKG_VERSION"), |p| version_of(&p.evr))
+        .to_string()
+}
+
+/// Refuses a plan with a hop to a release whose `requires_upgrader` is newer than the running
+/// upgrader.
+pub fn ensure_upgrader_suffices(
+    config: &Config,
+    catalog: &Catalog,
+    plan: &Plan,
+    rpmdb: &RpmDb,
+) -> Result<(), UpgradeError> {
+    let running = running_upgrader(config, rpmdb);
+    for hop in &plan.hops {
+        let required = catalog
+            .releases
+            .iter()
+            .find(|r| r.version.to_string() == hop.to)
+            .and_then(|r| r.requires_upgrader.as_deref());
+        if let Some(required) = required
+            && compare_evr(&running, required).is_lt()
+        {
+            return Err(UpgradeError::input_hint(
+                format!(
+                    "release `{}` requires upgrader `{required}` or newer; the running upgrader \
+                     (`{}`) is `{running}`",
+                    hop.to,
+                    config.upgrader_package()
+                ),
+                "run `upgrade` without `--no-self-update` so that it refreshes the upgrader \
+                 first, or choose an earlier release with `--to`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `1.2.0` of `[E:]1.2.0-1`.
+fn version_of(evr: &str) -> &str {
+    let v = evr.split_once(':').map_or(evr, |(_, v)| v);
+    v.rsplit_once('-').map_or(v, |(v, _)| v)
+}
+
+/// The value of `NAME DIR` / `NAME=DIR` among real-upgrade's arguments.
+fn argument(args: &[OsString], name: &str) -> Option<PathBuf> {
     let mut iter = args.iter();
+    let prefix = format!("{name}=");
     while let Some(arg) = iter.next() {
         let arg = arg.to_string_lossy();
         if arg == "--" {
             return None;
         }
-        if arg == "--root" {
+        if arg == name {
             return iter.next().map(PathBuf::from);
         }
-        if let Some(value) = arg.strip_prefix("--root=") {
+        if let Some(value) = arg.strip_prefix(&prefix) {
             return Some(PathBuf::from(value));
         }
     }
     None
 }
 
+/// Which file is at `path` now (rpm replaces a file by renaming a new one over it).
+fn identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_of_evr() {
+        assert_eq!(super::version_of("1:1.2.0-1"), "1.2.0");
+        assert_eq!(super::version_of("1.2.0-1"), "1.2.0");
+        assert_eq!(super::version_of("1.2.0"), "1.2.0");
+    }
 }

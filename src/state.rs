@@ -80,6 +80,11 @@ CREATE TABLE IF NOT EXISTS journal (
     detail TEXT,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS accepted_index (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    sequence INTEGER NOT NULL,
+    accepted_at TEXT NOT NULL
+);
 ";
 
 pub fn now() -> String {
@@ -124,6 +129,32 @@ impl State {
             })
             .optional()
             .context("failed to read the installed version from state.db")
+    }
+
+    /// The highest index `sequence` this root has accepted (rollback protection, SPEC §4).
+    pub fn accepted_sequence(&self) -> Result<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT sequence FROM accepted_index WHERE id = 1",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|s| s.map(|s| s as u64))
+            .context("failed to read the accepted index sequence from state.db")
+    }
+
+    /// Records that an index with `sequence` was accepted; the stored value never decreases.
+    pub fn accept_sequence(&self, sequence: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO accepted_index (id, sequence, accepted_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET sequence = max(sequence, excluded.sequence),
+                 accepted_at = excluded.accepted_at",
+                params![sequence as i64, now()],
+            )
+            .context("failed to record the accepted index sequence in state.db")?;
+        Ok(())
     }
 
     pub fn open_run(&self) -> Result<Option<OpenRun>> {

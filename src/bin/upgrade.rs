@@ -4,18 +4,30 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use upgrade::cli::args::ShimCli;
+use upgrade::cli::render::Human;
 use upgrade::selfupdate::{ShimOptions, exec_real_upgrade};
 
 fn main() -> ExitCode {
     let cli = ShimCli::parse();
-    let options = ShimOptions {
-        self_update: !cli.no_self_update,
-        args: cli.args,
-    };
-    match exec_real_upgrade(&options) {
+    let quiet = cli.args.iter().any(|a| a == "-q" || a == "--quiet");
+    let human = Human::new(quiet);
+    // NB: clap stops at the first argument it does not know (`--root DIR`), so an option given
+    // after it is one of real-upgrade's arguments: take it out wherever it is.
+    let mut self_update = !cli.no_self_update;
+    let args = cli
+        .args
+        .into_iter()
+        .filter(|a| {
+            let ours = a == "--no-self-update";
+            self_update &= !ours;
+            !ours
+        })
+        .collect();
+    let options = ShimOptions { self_update, args };
+    match exec_real_upgrade(&options, &human) {
         Ok(never) => match never {},
         Err(err) => {
-            upgrade::cli::render::Human::new(false).error(&err);
+            human.error(&err);
             ExitCode::from(upgrade::error::exit_code(&err))
         }
     }

@@ -153,6 +153,27 @@ pub enum RepoCommand {
         /// The repository directory
         dir: PathBuf,
     },
+    /// Create a minisign key pair for signing the index: DIR/upgrade.pub and DIR/upgrade.key
+    ///
+    /// The secret key is written unencrypted, readable by its owner only, unless
+    /// UPGRADE_SIGNING_PASSWORD is set: then it is encrypted with that password. Existing keys are
+    /// never overwritten. Put the printed public key under [repository] public_key on every host.
+    Keygen {
+        /// Where to write the key pair
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Sign FILE (the repository's index.toml), writing FILE.minisig
+    ///
+    /// The signature is in minisign format: `minisign -Vm FILE -P PUBLIC_KEY` verifies it. If
+    /// the secret key has a password, set UPGRADE_SIGNING_PASSWORD.
+    Sign {
+        /// The file to sign
+        file: PathBuf,
+        /// The secret key made by `repo keygen`
+        #[arg(long, value_name = "FILE", default_value = "upgrade.key")]
+        key: PathBuf,
+    },
 }
 
 /// Refresh the upgrader, then run `real-upgrade` with the same arguments.

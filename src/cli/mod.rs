@@ -133,6 +133,35 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
             ));
             Ok(exit::OK)
         }
+        Some(Command::Repo(RepoCommand::Keygen { dir })) => {
+            let keys = crate::repo::trust::keygen(&dir)?;
+            if json_out {
+                render::json(&keys);
+            }
+            let protection = if keys.encrypted {
+                "encrypted with the password in `UPGRADE_SIGNING_PASSWORD`"
+            } else {
+                "unencrypted: keep it secret"
+            };
+            human.say(&format!(
+                "wrote public key `{}` and secret key `{}` ({protection})",
+                keys.public_key_file.display(),
+                keys.secret_key_file.display()
+            ));
+            human.say(&format!(
+                "configure hosts with, under `[repository]`:\npublic_key = \"{}\"",
+                keys.public_key
+            ));
+            Ok(exit::OK)
+        }
+        Some(Command::Repo(RepoCommand::Sign { file, key })) => {
+            let signature = crate::repo::trust::sign(&file, &key)?;
+            if json_out {
+                render::json(&json!({ "file": file, "signature": signature }));
+            }
+            human.say(&format!("wrote `{}`", signature.display()));
+            Ok(exit::OK)
+        }
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,
@@ -217,8 +246,8 @@ fn status(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
         Some(s) => s.open_run()?.map(|o| o.record),
         None => None,
     };
-    let available = run::load_catalog(&config, &ctx.config_path)
-        .map(|c| c.newest().map(|r| r.version.to_string()));
+    let available =
+        run::load_catalog(ctx, &config).map(|c| c.newest().map(|r| r.version.to_string()));
     let (available, index_error) = match available {
         Ok(v) => (v, None),
         Err(e) => (None, Some(format!("{e:#}"))),

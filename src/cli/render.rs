@@ -16,13 +16,19 @@ use crate::steps::preflight::{Report, Status};
 pub struct Human {
     color: bool,
     pub quiet: bool,
+    /// The download progress bar, only while downloading to a terminal.
+    bar: std::sync::Mutex<Option<(indicatif::ProgressBar, usize)>>,
 }
 
 impl Human {
     pub fn new(quiet: bool) -> Human {
         let color = std::io::stderr().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Human { color, quiet }
+        Human {
+            color,
+            quiet,
+            bar: std::sync::Mutex::new(None),
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -245,8 +251,28 @@ impl Ui for Human {
             Event::StepAlreadyDone { step, hop } => {
                 self.say(&format!("    {} (already done)", step_title(step, &hop_name(hop))))
             }
-            Event::Fetched { artifact } => self.say(&format!("    verified {}", artifact.nevra())),
             Event::Checks { report } => self.report(report),
+            Event::DownloadStarted { artifacts, bytes } => self.start_bar(artifacts, bytes),
+            Event::DownloadProgress { bytes } => {
+                if let Some((bar, _)) = self.bar.lock().expect("bar lock").as_ref() {
+                    bar.inc(bytes);
+                }
+            }
+            Event::Fetched { artifact } => match self.bar.lock().expect("bar lock").as_ref() {
+                Some((bar, _)) => bar.set_message(artifact.nevra()),
+                None => self.say(&format!("    verified {}", artifact.nevra())),
+            },
+            Event::DownloadFinished => {
+                if let Some((bar, count)) = self.bar.lock().expect("bar lock").take() {
+                    bar.finish_and_clear();
+                    self.say(&format!("    verified {count} package(s) in the cache"));
+                }
+            }
+            Event::UpgraderRefreshed { from, to } => self.say(&format!(
+                "{} refreshed the upgrader: {} → {to}",
+                self.paint("1;32", "==>"),
+                from.unwrap_or("not installed")
+            )),
             Event::HookStarted { phase, name } => self.say(&format!("    running {} hook `{name}`", phase_name(phase))),
             Event::HookAlreadyDone { phase, name } => {
                 self.say(&format!("    {} hook `{name}` already done", phase_name(phase)))
@@ -289,6 +315,25 @@ impl Ui for Human {
                 "could not start `{name}` again; start it by hand: {error}"
             )),
         }
+    }
+}
+
+impl Human {
+    /// A progress bar on a terminal; none when quiet, redirected or with nothing to fetch.
+    fn start_bar(&self, artifacts: usize, bytes: u64) {
+        if self.quiet || bytes == 0 || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(bytes),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        let style = indicatif::ProgressStyle::with_template(
+            "    {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
+        )
+        .expect("a valid template");
+        bar.set_style(style);
+        *self.bar.lock().expect("bar lock") = Some((bar, artifacts));
     }
 }
 

@@ -1,21 +1,47 @@
-//! Getting an artifact into the cache and proving it is the one the index names.
+//! Getting artifacts into the cache and proving they are the ones the index names.
 //!
-//! Reads stop one byte past the declared size (an endless or oversized file is refused), the
-//! sha256 is computed while copying, and the file is staged then renamed into place, so the cache
-//! never holds a file that was not verified. NB: cache files are not fsynced: every use verifies
-//! the file again, so one torn by a power cut is fetched anew, and an fsync per artifact would
-//! cost more than the download of a small package.
+//! [`fetch_all`] works through a list on up to [`THREADS`] threads and reports progress through a
+//! callback on the calling thread (the library never prints). Per artifact: a cached file that
+//! verifies is used as is; otherwise the file is fetched into `NAME.part` — copied from a local
+//! repository, or downloaded, resuming a `.part` left by a cut connection or an earlier run with
+//! an HTTP Range request — hashed while it arrives, and renamed into place only when its size
+//! and sha256 match the index, so the cache never holds a file that was not verified. Reads stop
+//! one byte past the declared size (an endless or oversized download is refused).
+//!
+//! NB: cache files are not fsynced: every use verifies the file again, so one torn by a power cut
+//! is fetched anew, and an fsync per artifact would cost more than the download of a small package.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
-use super::Repository;
 use super::index::Artifact;
+use super::{Attempt, Repository};
 use crate::error::UpgradeError;
+
+/// Downloads in flight at most.
+pub const THREADS: usize = 6;
+const BUFFER: usize = 256 * 1024;
+
+/// Progress of [`fetch_all`], reported on the calling thread.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// About to fetch `artifacts` files of `bytes` bytes in all.
+    Started { artifacts: usize, bytes: u64 },
+    /// `bytes` more bytes are in the cache (fetched or found there).
+    Bytes(u64),
+    /// This artifact is in the cache and verified; `cached`: it was there already.
+    Verified {
+        artifact: &'a Artifact,
+        cached: bool,
+    },
+}
 
 /// Where `artifact` is kept in `cache`.
 pub fn cache_path(cache: &Path, artifact: &Artifact) -> PathBuf {
@@ -25,36 +51,109 @@ pub fn cache_path(cache: &Path, artifact: &Artifact) -> PathBuf {
 
 /// Makes sure `artifact` is in `cache` and verified; returns its path there.
 pub fn fetch(repo: &Repository, artifact: &Artifact, cache: &Path) -> Result<PathBuf> {
+    fetch_one(repo, artifact, cache, &AtomicBool::new(false), &mut |_| {}).map(|(p, _)| p)
+}
+
+/// Fetches and verifies every artifact in parallel; returns their cache paths in order. The first
+/// failure stops the others (their `.part` files stay, to be resumed) and is returned.
+pub fn fetch_all(
+    repo: &Repository,
+    artifacts: &[&Artifact],
+    cache: &Path,
+    on: &mut dyn FnMut(Progress<'_>),
+) -> Result<Vec<PathBuf>> {
+    fs::create_dir_all(cache)
+        .with_context(|| format!("failed to create cache directory `{}`", cache.display()))?;
+    let mut seen = HashSet::new();
+    let unique: Vec<&Artifact> = artifacts
+        .iter()
+        .copied()
+        .filter(|a| seen.insert(cache_path(cache, a)))
+        .collect();
+    on(Progress::Started {
+        artifacts: unique.len(),
+        bytes: unique.iter().map(|a| a.size).sum(),
+    });
+    enum Msg {
+        Bytes(u64),
+        Done(usize, bool),
+        Failed(anyhow::Error),
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS.min(unique.len()) {
+            let tx = tx.clone();
+            let (next, stop, unique) = (&next, &stop, &unique);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= unique.len() || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut report = |n| {
+                        let _ = tx.send(Msg::Bytes(n));
+                    };
+                    match fetch_one(repo, unique[i], cache, stop, &mut report) {
+                        Ok((_, cached)) => {
+                            let _ = tx.send(Msg::Done(i, cached));
+                        }
+                        Err(e) => {
+                            stop.store(true, Ordering::Relaxed);
+                            let _ = tx.send(Msg::Failed(e));
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for msg in rx {
+            match msg {
+                Msg::Bytes(n) => on(Progress::Bytes(n)),
+                Msg::Done(i, cached) => on(Progress::Verified {
+                    artifact: unique[i],
+                    cached,
+                }),
+                Msg::Failed(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(artifacts.iter().map(|a| cache_path(cache, a)).collect())
+}
+
+/// Fetches one artifact; returns its cache path and whether it was cached already.
+fn fetch_one(
+    repo: &Repository,
+    artifact: &Artifact,
+    cache: &Path,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(u64),
+) -> Result<(PathBuf, bool)> {
     let dest = cache_path(cache, artifact);
     if dest.exists() && verify(&dest, artifact).is_ok() {
-        return Ok(dest);
+        report(artifact.size);
+        return Ok((dest, true));
     }
     fs::create_dir_all(cache)
         .with_context(|| format!("failed to create cache directory `{}`", cache.display()))?;
-    let source = repo.artifact(&artifact.path);
-    let input = File::open(&source).map_err(|e| {
-        UpgradeError::step(
-            format!("failed to open artifact `{}`: {e}", source.display()),
-            "check that the repository is complete and reachable, then run `upgrade` again",
-        )
-    })?;
     let staged = dest.with_extension("part");
-    let mut output = File::create(&staged)
-        .with_context(|| format!("failed to create `{}`", staged.display()))?;
-    let digest = copy_hashed(input, &mut output, artifact.size)
-        .with_context(|| format!("failed to copy `{}` into the cache", source.display()));
-    let digest = match digest {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = fs::remove_file(&staged);
-            return Err(e);
-        }
-    };
-    if let Err(e) = check(digest, artifact, &source) {
+    let location = repo.location(&artifact.path);
+    let digest = match repo.local_path(&artifact.path) {
+        Some(source) => copy_local(&source, &staged, artifact, report),
+        None => download(repo, artifact, &staged, stop, report),
+    }?;
+    if let Err(e) = check(digest, artifact, &location) {
         let _ = fs::remove_file(&staged);
         return Err(e.into());
     }
-    drop(output);
     fs::rename(&staged, &dest).with_context(|| {
         format!(
             "failed to move `{}` to `{}`",
@@ -62,15 +161,172 @@ pub fn fetch(repo: &Repository, artifact: &Artifact, cache: &Path) -> Result<Pat
             dest.display()
         )
     })?;
-    Ok(dest)
+    Ok((dest, false))
 }
+
+fn copy_local(
+    source: &Path,
+    staged: &Path,
+    artifact: &Artifact,
+    report: &mut dyn FnMut(u64),
+) -> Result<Digested> {
+    let input = File::open(source).map_err(|e| {
+        UpgradeError::step(
+            format!("failed to open artifact `{}`: {e}", source.display()),
+            "check that the repository is complete and reachable, then run `upgrade` again",
+        )
+    })?;
+    let mut output =
+        File::create(staged).with_context(|| format!("failed to create `{}`", staged.display()))?;
+    let mut hasher = Sha256::new();
+    let copied = copy_hashed(input, &mut output, artifact.size, &mut hasher, report)
+        .with_context(|| format!("failed to copy `{}` into the cache", source.display()));
+    match copied {
+        Ok(size) => Ok(Digested {
+            sha256: hex::encode(hasher.finalize()),
+            size,
+        }),
+        Err(e) => {
+            let _ = fs::remove_file(staged);
+            Err(e)
+        }
+    }
+}
+
+/// Downloads into `staged`, resuming what it holds; retries transient failures.
+fn download(
+    repo: &Repository,
+    artifact: &Artifact,
+    staged: &Path,
+    stop: &AtomicBool,
+    report: &mut dyn FnMut(u64),
+) -> Result<Digested> {
+    let url = repo.location(&artifact.path);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(staged)
+        .with_context(|| format!("failed to open `{}`", staged.display()))?;
+    let io_context = || format!("failed to write `{}`", staged.display());
+    // What the .part file already holds, hashed; a stale one longer than declared starts over.
+    let mut hasher = Sha256::new();
+    let mut have = file.metadata().with_context(io_context)?.len();
+    if have > artifact.size {
+        file.set_len(0).with_context(io_context)?;
+        have = 0;
+    }
+    if have > 0 {
+        let mut prefix = (&mut file).take(have);
+        copy_hashed(&mut prefix, &mut io::sink(), have, &mut hasher, &mut |_| {})
+            .with_context(|| format!("failed to read `{}`", staged.display()))?;
+        tracing::info!(url = %url, from = have, "resuming a partial download");
+    }
+    report(have);
+    let mut refused = false;
+    let result = repo.with_retries(&url, |_| {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Attempt::Fatal(anyhow::anyhow!("cancelled")));
+        }
+        let response = repo.get(&artifact.path, have, artifact.size)?;
+        let status = response.status();
+        let not_found = || {
+            Attempt::Fatal(
+                UpgradeError::step(
+                    format!("`{url}` answered HTTP {status}"),
+                    "the repository lacks a file its index names; ask the vendor for a \
+                     consistent repository, then run `upgrade` again",
+                )
+                .into(),
+            )
+        };
+        if status == reqwest::StatusCode::NOT_FOUND {
+            refused = true;
+            return Err(not_found());
+        }
+        let fatal = |e: io::Error| Attempt::Fatal(anyhow::Error::new(e).context(io_context()));
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE
+            || (have > 0 && status != reqwest::StatusCode::PARTIAL_CONTENT)
+        {
+            // the server ignores or refuses the range: start over from byte 0
+            file.set_len(0).map_err(fatal)?;
+            file.rewind().map_err(fatal)?;
+            hasher = Sha256::new();
+            have = 0;
+            if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+                return Err(Attempt::Transient(format!("HTTP {status}")));
+            }
+        }
+        file.seek(io::SeekFrom::Start(have)).map_err(fatal)?;
+        let remaining = artifact.size - have;
+        if response.content_length().is_some_and(|n| n > remaining) {
+            refused = true;
+            return Err(Attempt::Fatal(too_long(artifact, &url).into()));
+        }
+        let mut body = response.take(remaining + 1);
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Attempt::Transient(format!("the download was cut: {e}"))),
+            };
+            if have + n as u64 > artifact.size {
+                refused = true;
+                return Err(Attempt::Fatal(too_long(artifact, &url).into()));
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(fatal)?;
+            have += n as u64;
+            report(n as u64);
+        }
+    });
+    if let Err(e) = result {
+        // NB: a cut or cancelled download keeps its .part to be resumed; a refused one does not.
+        if refused {
+            let _ = fs::remove_file(staged);
+        }
+        return Err(e);
+    }
+    Ok(Digested {
+        sha256: hex::encode(hasher.finalize()),
+        size: have,
+    })
+}
+
+fn too_long(artifact: &Artifact, url: &str) -> UpgradeError {
+    UpgradeError::step(
+        format!(
+            "artifact `{}` (`{url}`) is more than the declared {} bytes; refusing to download more",
+            artifact.nevra(),
+            artifact.size
+        ),
+        HINT,
+    )
+}
+
+const HINT: &str = "the repository or the cache holds a file other than the index names; \
+                    ask the vendor for a consistent repository, then run `upgrade` again";
 
 /// Checks the file at `path` against the size and sha256 the index declares.
 pub fn verify(path: &Path, artifact: &Artifact) -> Result<()> {
     let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let digest = copy_hashed(file, &mut io::sink(), artifact.size)
-        .with_context(|| format!("failed to read `{}`", path.display()))?;
-    check(digest, artifact, path)?;
+    let mut hasher = Sha256::new();
+    let size = copy_hashed(
+        file,
+        &mut io::sink(),
+        artifact.size,
+        &mut hasher,
+        &mut |_| {},
+    )
+    .with_context(|| format!("failed to read `{}`", path.display()))?;
+    let digest = Digested {
+        sha256: hex::encode(hasher.finalize()),
+        size,
+    };
+    check(digest, artifact, &path.display().to_string())?;
     Ok(())
 }
 
@@ -79,9 +335,7 @@ struct Digested {
     size: u64,
 }
 
-fn check(d: Digested, artifact: &Artifact, path: &Path) -> Result<(), UpgradeError> {
-    let hint = "the repository or the cache holds a file other than the index names; \
-                ask the vendor for a consistent repository, then run `upgrade` again";
+fn check(d: Digested, artifact: &Artifact, location: &str) -> Result<(), UpgradeError> {
     if d.size != artifact.size {
         let size = if d.size > artifact.size {
             format!("more than the declared {} bytes", artifact.size)
@@ -89,34 +343,34 @@ fn check(d: Digested, artifact: &Artifact, path: &Path) -> Result<(), UpgradeErr
             format!("{} bytes, the index declares {}", d.size, artifact.size)
         };
         return Err(UpgradeError::step(
-            format!(
-                "artifact `{}` (`{}`) is {size}",
-                artifact.nevra(),
-                path.display()
-            ),
-            hint,
+            format!("artifact `{}` (`{location}`) is {size}", artifact.nevra()),
+            HINT,
         ));
     }
     if !d.sha256.eq_ignore_ascii_case(&artifact.sha256) {
         return Err(UpgradeError::step(
             format!(
-                "artifact `{}` (`{}`) has sha256 {}, the index says {}",
+                "artifact `{}` (`{location}`) has sha256 {}, the index says {}",
                 artifact.nevra(),
-                path.display(),
                 d.sha256,
                 artifact.sha256
             ),
-            hint,
+            HINT,
         ));
     }
     Ok(())
 }
 
-/// Copies at most `limit + 1` bytes, hashing them.
-fn copy_hashed(input: impl Read, output: &mut impl Write, limit: u64) -> io::Result<Digested> {
-    let mut input = input.take(limit + 1);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+/// Copies at most `limit + 1` bytes, hashing them; returns how many.
+fn copy_hashed(
+    input: impl Read,
+    output: &mut impl Write,
+    limit: u64,
+    hasher: &mut Sha256,
+    report: &mut dyn FnMut(u64),
+) -> io::Result<u64> {
+    let mut input = input.take(limit.saturating_add(1));
+    let mut buf = vec![0u8; BUFFER];
     let mut size = 0u64;
     loop {
         let n = match input.read(&mut buf) {
@@ -128,17 +382,22 @@ fn copy_hashed(input: impl Read, output: &mut impl Write, limit: u64) -> io::Res
         hasher.update(&buf[..n]);
         output.write_all(&buf[..n])?;
         size += n as u64;
+        report(n as u64);
     }
-    Ok(Digested {
-        sha256: hex::encode(hasher.finalize()),
-        size,
-    })
+    Ok(size)
 }
 
 /// The sha256 and size of a whole file (the vendor side uses it to write the index).
 pub fn digest_file(path: &Path) -> Result<(String, u64)> {
     let file = File::open(path).with_context(|| format!("failed to open `{}`", path.display()))?;
-    let d = copy_hashed(file, &mut io::sink(), u64::MAX - 1)
-        .with_context(|| format!("failed to read `{}`", path.display()))?;
-    Ok((d.sha256, d.size))
+    let mut hasher = Sha256::new();
+    let size = copy_hashed(
+        file,
+        &mut io::sink(),
+        u64::MAX - 1,
+        &mut hasher,
+        &mut |_| {},
+    )
+    .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok((hex::encode(hasher.finalize()), size))
 }

@@ -69,13 +69,25 @@ pub struct Artifact {
 pub struct Catalog {
     pub product: String,
     pub sequence: u64,
+    pub expires: Option<toml::value::Datetime>,
+    pub upgrader: Option<Upgrader>,
     pub releases: Vec<Release>,
+}
+
+/// The upgrader release the index offers: the shim refreshes to it.
+#[derive(Debug, Clone)]
+pub struct Upgrader {
+    /// Compared with the installed upgrader package's version the way rpm compares versions.
+    pub version: String,
+    pub packages: Vec<Artifact>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Release {
     pub version: Version,
     pub stop: bool,
+    /// The oldest upgrader that may perform an upgrade to this release.
+    pub requires_upgrader: Option<String>,
     pub packages: Vec<Artifact>,
     pub prerequisites: Vec<Prerequisite>,
     pub checks: Checks,
@@ -153,6 +165,7 @@ impl Catalog {
             releases.push(Release {
                 version,
                 stop: entry.stop,
+                requires_upgrader: entry.requires_upgrader,
                 packages: entry.packages,
                 prerequisites: entry.prerequisites,
                 checks: entry.checks,
@@ -166,9 +179,25 @@ impl Catalog {
                 pair[0].version
             )));
         }
+        let upgrader = match index.upgrader {
+            Some(u) => {
+                for artifact in &u.packages {
+                    artifact.validate().map_err(|e| {
+                        UpgradeError::input(format!("`{}`: {e}", at(u.version.span())))
+                    })?;
+                }
+                Some(Upgrader {
+                    version: u.version.into_inner(),
+                    packages: u.packages,
+                })
+            }
+            None => None,
+        };
         Ok(Catalog {
             product: index.product,
             sequence: index.sequence,
+            expires: index.expires,
+            upgrader,
             releases,
         })
     }

@@ -40,7 +40,7 @@ pub fn adopt(ctx: &Context, version: &str) -> Result<Adopted> {
         ))
         .into());
     }
-    let catalog = load_catalog(&config, &ctx.config_path)?;
+    let catalog = load_catalog(ctx, &config)?;
     let release = catalog.release(&version).ok_or_else(|| {
         UpgradeError::input_hint(
             format!("release `{version}` is not in the repository"),

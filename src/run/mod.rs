@@ -23,6 +23,7 @@ use crate::plan::{Hop, PackageOp, Plan, PlanInput, PlannedHooks, Step};
 use crate::repo::Repository;
 use crate::repo::fetch;
 use crate::repo::index::{Artifact, Catalog};
+use crate::repo::trust::{self, Trusted};
 use crate::state::{RunRecord, State};
 use crate::steps::hooks::{self, HookEnv, HookOutcome, Phase};
 use crate::steps::migrations::{self, db as migration_db};
@@ -55,12 +56,27 @@ pub enum Event<'a> {
         step: Step,
         hop: Option<&'a Hop>,
     },
+    /// The download step fetches `artifacts` files of `bytes` bytes (cached ones included).
+    DownloadStarted {
+        artifacts: usize,
+        bytes: u64,
+    },
+    /// `bytes` more bytes are in the cache.
+    DownloadProgress {
+        bytes: u64,
+    },
     Fetched {
         artifact: &'a Artifact,
     },
     /// The preflight report, before the confirmation; an inhibitor then fails the run.
     Checks {
         report: &'a preflight::Report,
+    },
+    DownloadFinished,
+    /// The shim installed a newer upgrader (`from` is the installed one, if any).
+    UpgraderRefreshed {
+        from: Option<&'a str>,
+        to: &'a str,
     },
     HookStarted {
         phase: Phase,
@@ -164,6 +180,11 @@ pub struct Outcome {
 
 /// Plans an upgrade of the root in `ctx` from its installed state; changes nothing.
 pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
+    let catalog = load_catalog(ctx, config)?;
+    plan_from(ctx, config, &catalog, to)
+}
+
+fn plan_from(ctx: &Context, config: &Config, catalog: &Catalog, to: Option<&str>) -> Result<Plan> {
     let paths = ctx.paths();
     let installed = match State::open_existing(&paths.state_db)? {
         Some(state) => state.installed()?,
@@ -172,7 +193,6 @@ pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
     let scheme = config.version_scheme;
     let installed = installed.map(|v| scheme.parse(&v)).transpose()?;
     let target = to.map(|v| scheme.parse(v)).transpose()?;
-    let catalog = load_catalog(config, &ctx.config_path)?;
     let rpmdb = RpmDb::load(&ctx.root)?;
     let migrations = migrations::discover(&paths.migrations, scheme)?;
     let services = ServiceGraph::load(&paths, config.services.backend)?;
@@ -182,24 +202,49 @@ pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Plan> {
         set.ensure_safe()?;
         *names = set.run.into_iter().map(|h| h.name).collect();
     }
-    Ok(Plan::build(PlanInput {
+    let plan = Plan::build(PlanInput {
         installed: installed.as_ref(),
         target: target.as_ref(),
-        catalog: &catalog,
+        catalog,
         rpmdb: &rpmdb,
         hooks,
         migrations: &migrations,
         services: &services,
-    })?)
+    })?;
+    crate::selfupdate::ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;
+    Ok(plan)
 }
 
-pub fn load_catalog(config: &Config, config_path: &std::path::Path) -> Result<Catalog> {
-    let repo = Repository::open(config.repository_url(config_path)?)?;
-    Ok(Catalog::load(
-        &repo.index_path(),
-        &config.product,
-        config.version_scheme,
-    )?)
+/// The configured repository's index, verified (signature, expiry, rollback; SPEC §4).
+pub fn load_catalog(ctx: &Context, config: &Config) -> Result<Catalog> {
+    Ok(load_trusted(ctx, config)?.catalog)
+}
+
+/// [`load_catalog`], with the repository it came from.
+pub fn load_trusted(ctx: &Context, config: &Config) -> Result<Trusted> {
+    let accepted = match State::open_existing(&ctx.paths().state_db)? {
+        Some(state) => state.accepted_sequence()?,
+        None => None,
+    };
+    trust::load(config, &ctx.config_path, accepted)
+}
+
+/// Fetches and verifies `artifacts` into the cache, reporting progress through `ui`.
+pub fn download(
+    repo: &Repository,
+    artifacts: &[&Artifact],
+    cache: &std::path::Path,
+    ui: &dyn Ui,
+) -> Result<Vec<PathBuf>> {
+    let files = fetch::fetch_all(repo, artifacts, cache, &mut |p| match p {
+        fetch::Progress::Started { artifacts, bytes } => {
+            ui.event(Event::DownloadStarted { artifacts, bytes })
+        }
+        fetch::Progress::Bytes(bytes) => ui.event(Event::DownloadProgress { bytes }),
+        fetch::Progress::Verified { artifact, .. } => ui.event(Event::Fetched { artifact }),
+    });
+    ui.event(Event::DownloadFinished);
+    files
 }
 
 /// Runs every preflight check of `plan` and of the configuration (SPEC §9); changes nothing.
@@ -229,13 +274,13 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         Some(state) => state.open_run()?,
         None => None,
     };
-    let (plan, done, record) = match open {
-        Some(open) => (open.plan, open.done, Some(open.record)),
-        None => (
-            plan(ctx, &config, opts.to.as_deref())?,
-            HashSet::new(),
-            None,
-        ),
+    let (plan, done, record, accepted) = match open {
+        Some(open) => (open.plan, open.done, Some(open.record), None),
+        None => {
+            let trusted = load_trusted(ctx, &config)?;
+            let plan = plan_from(ctx, &config, &trusted.catalog, opts.to.as_deref())?;
+            (plan, HashSet::new(), None, Some(trusted.catalog.sequence))
+        }
     };
     let mut outcome = Outcome {
         result: RunResult::UpToDate,
@@ -265,12 +310,10 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         outcome.result = RunResult::Planned;
         return Ok(outcome);
     }
-    let repo = Repository::open(config.repository_url(&ctx.config_path)?)?;
+    let repo = Repository::configured(&config, &ctx.config_path)?;
     if opts.download_only {
-        for artifact in plan.artifacts() {
-            fetch::fetch(&repo, artifact, &paths.cache)?;
-            ui.event(Event::Fetched { artifact });
-        }
+        let artifacts: Vec<&Artifact> = plan.artifacts().collect();
+        download(&repo, &artifacts, &paths.cache, ui)?;
         outcome.result = RunResult::Downloaded;
         return Ok(outcome);
     }
@@ -289,6 +332,9 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         Some(state) => state,
         None => State::open(&paths.state_db)?,
     };
+    if let Some(sequence) = accepted {
+        state.accept_sequence(sequence)?;
+    }
     let run_id = match &record {
         Some(r) => {
             state.resume_run(r.id)?;
@@ -416,10 +462,8 @@ impl Executor<'_> {
             tracing::info!(run = self.run_id, step = %key, "step started");
             match (step, hop) {
                 (Step::Download, _) => {
-                    for artifact in plan.artifacts() {
-                        fetch::fetch(self.repo, artifact, &self.paths.cache)?;
-                        self.ui.event(Event::Fetched { artifact });
-                    }
+                    let artifacts: Vec<&Artifact> = plan.artifacts().collect();
+                    download(self.repo, &artifacts, &self.paths.cache, self.ui)?;
                     self.state.mark_done(self.run_id, &key, None)?;
                 }
                 (Step::PreHooks(h), Some(hop)) => self.hooks(h, hop, Phase::Pre, &key)?,

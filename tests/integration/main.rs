@@ -9,3 +9,4 @@ mod migrations;
 mod preflight;
 mod run;
 mod services;
+mod trust;

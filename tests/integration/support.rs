@@ -10,6 +10,9 @@ use std::process::{Command, Output, Stdio};
 mod rpmbuild;
 pub use rpmbuild::RpmSpec;
 
+#[path = "../../examples/common/httpserve.rs"]
+pub mod httpserve;
+
 pub const REAL_UPGRADE: &str = env!("CARGO_BIN_EXE_real-upgrade");
 pub const UPGRADE: &str = env!("CARGO_BIN_EXE_upgrade");
 
@@ -24,6 +27,7 @@ pub struct Sandbox {
 pub struct Rel {
     pub version: &'static str,
     pub stop: bool,
+    pub requires_upgrader: Option<&'static str>,
     pub packages: Vec<RpmSpec>,
 }
 
@@ -31,6 +35,7 @@ pub fn rel(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
     Rel {
         version,
         stop: false,
+        requires_upgrader: None,
         packages,
     }
 }
@@ -39,8 +44,36 @@ pub fn stop(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
     Rel {
         version,
         stop: true,
+        requires_upgrader: None,
         packages,
     }
+}
+
+/// Everything `releases.toml` can say, for [`Sandbox::publish_full`].
+#[derive(Default)]
+pub struct Publication {
+    pub sequence: Option<u64>,
+    pub expires: Option<&'static str>,
+    /// The upgrader release: its version and packages.
+    pub upgrader: Option<(&'static str, Vec<RpmSpec>)>,
+    pub releases: Vec<Rel>,
+    /// Sign the index with the sandbox's key ([`Sandbox::public_key`]).
+    pub sign: bool,
+}
+
+/// The upgrader package `demo-upgrade` at `version`, carrying a vendor pre-upgrade hook that
+/// appends `upgrader VERSION` to `log`.
+pub fn upgrader_pkg(version: &str, log: &Path) -> RpmSpec {
+    let mut spec = RpmSpec::new("demo-upgrade", version).file(
+        "/usr/share/upgrade/pre-upgrade.d/10-upgrader",
+        format!(
+            "#!/bin/sh\necho \"upgrader {version}\" >> {}\n",
+            log.display()
+        ),
+        0o755,
+    );
+    spec.arch = "noarch".into();
+    spec
 }
 
 /// A package of the test product with one versioned file.
@@ -88,20 +121,45 @@ impl Sandbox {
 
     /// Builds the packages, writes `releases.toml` and runs `real-upgrade repo index`.
     pub fn publish(&self, releases: Vec<Rel>) {
-        let mut toml = String::from("product = \"demo\"\n");
-        for r in &releases {
-            let files: Vec<String> = r
-                .packages
+        self.publish_full(Publication {
+            releases,
+            ..Default::default()
+        });
+    }
+
+    /// [`Sandbox::publish`] with a sequence, an expiry, an upgrader, and a signature.
+    pub fn publish_full(&self, p: Publication) {
+        let build = |specs: &[RpmSpec]| -> Vec<String> {
+            specs
                 .iter()
-                .map(|p| {
-                    let path = p.build(&self.repo.join("packages"));
+                .map(|spec| {
+                    let path = spec.build(&self.repo.join("packages"));
                     path.strip_prefix(&self.repo).unwrap().display().to_string()
                 })
-                .collect();
+                .collect()
+        };
+        let mut toml = String::from("product = \"demo\"\n");
+        if let Some(seq) = p.sequence {
+            toml += &format!("sequence = {seq}\n");
+        }
+        if let Some(expires) = p.expires {
+            toml += &format!("expires = {expires}\n");
+        }
+        if let Some((version, specs)) = &p.upgrader {
+            toml += &format!(
+                "[upgrader]\nversion = {version:?}\npackages = {:?}\n",
+                build(specs)
+            );
+        }
+        for r in &p.releases {
+            let files = build(&r.packages);
             toml += &format!(
                 "\n[[releases]]\nversion = {:?}\nstop = {}\npackages = {files:?}\n",
                 r.version, r.stop
             );
+            if let Some(req) = r.requires_upgrader {
+                toml += &format!("requires_upgrader = {req:?}\n");
+            }
         }
         std::fs::write(self.repo.join("releases.toml"), toml).unwrap();
         let out = Command::new(REAL_UPGRADE)
@@ -113,6 +171,71 @@ impl Sandbox {
         assert!(
             out.status.success(),
             "repo index failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if p.sign {
+            self.sign_index();
+        }
+    }
+
+    /// The sandbox's signing key pair (made on first use by `repo keygen` in `BASE/keys`): the
+    /// public key for `[repository] public_key`.
+    pub fn public_key(&self) -> String {
+        let dir = self.base.join("keys");
+        if !dir.join("upgrade.pub").exists() {
+            let out = Command::new(REAL_UPGRADE)
+                .args(["repo", "keygen", "--dir"])
+                .arg(&dir)
+                .env_remove("UPGRADE_SIGNING_PASSWORD")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "repo keygen failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = std::fs::read_to_string(dir.join("upgrade.pub")).unwrap();
+        text.lines().nth(1).unwrap().trim().to_string()
+    }
+
+    /// Signs the repository's index with the sandbox's key.
+    pub fn sign_index(&self) {
+        self.public_key();
+        let out = Command::new(REAL_UPGRADE)
+            .args(["repo", "sign"])
+            .arg(self.repo.join("index.toml"))
+            .arg("--key")
+            .arg(self.base.join("keys/upgrade.key"))
+            .env_remove("UPGRADE_SIGNING_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "repo sign failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Writes the configuration for a repository at `url` with these `[repository]` lines.
+    pub fn write_config_repo(&self, url: &str, repository: &str) {
+        let text = format!("product = \"demo\"\n[repository]\nurl = \"{url}\"\n{repository}\n");
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// `rpm -i` of package files into the root, outside any run (as an installer would).
+    pub fn rpm_install(&self, files: &[PathBuf]) {
+        let mut cmd = Command::new("rpm");
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(["--dbpath", "/var/lib/rpm"]);
+        if Path::new("/etc/debian_version").exists() {
+            cmd.arg("--force-debian");
+        }
+        let out = cmd.arg("-i").args(files).output().unwrap();
+        assert!(
+            out.status.success(),
+            "rpm -i failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
