@@ -381,6 +381,7 @@ fn copy_hashed(
         };
         hasher.update(&buf[..n]);
         output.write_all(&buf[..n])?;
+        crate::fault::point!("download");
         size += n as u64;
         report(n as u64);
     }

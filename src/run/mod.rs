@@ -460,6 +460,7 @@ impl Executor<'_> {
             }
             self.ui.event(Event::StepStarted { step, hop });
             tracing::info!(run = self.run_id, step = %key, "step started");
+            crate::fault::point!("step:{key}");
             match (step, hop) {
                 (Step::Download, _) => {
                     let artifacts: Vec<&Artifact> = plan.artifacts().collect();

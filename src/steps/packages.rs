@@ -111,9 +111,11 @@ pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
     let mut cmd = rpm(root);
     cmd.arg("-U")
         .args(files.iter().map(|f| OsString::from(f.as_os_str())));
+    crate::fault::point!("rpm:before");
     let output = cmd
         .output()
         .context("failed to run `rpm -U`; is rpm installed?")?;
+    crate::fault::point!("rpm:after");
     transaction("rpm", output, &[])
 }
 

@@ -2,6 +2,8 @@
 
 mod support;
 
+#[cfg(feature = "fault-injection")]
+mod crash;
 mod docs;
 mod hooks;
 mod input;
