@@ -2,6 +2,7 @@
 
 mod support;
 
+mod badinput;
 #[cfg(feature = "fault-injection")]
 mod crash;
 mod docs;
