@@ -6,6 +6,7 @@ mod badinput;
 #[cfg(feature = "fault-injection")]
 mod crash;
 mod docs;
+mod fuzz;
 mod hooks;
 mod input;
 mod migrations;
