@@ -696,7 +696,10 @@ impl Executor<'_> {
     }
 
     fn packages(&mut self, hop: &Hop, key: &str) -> Result<()> {
-        let db = RpmDb::load(&self.ctx.root)?;
+        let mut db = RpmDb::load(&self.ctx.root)?;
+        if !packages::erase_interrupted(&self.ctx.root, &db, hop.artifacts())?.is_empty() {
+            db = RpmDb::load(&self.ctx.root)?;
+        }
         let mut files: Vec<PathBuf> = Vec::new();
         let mut already = Vec::new();
         let dnf = self.config.packages.backend == PackageBackend::Dnf;

@@ -39,14 +39,32 @@ impl RpmDb {
         if empty {
             return Ok(RpmDb::default());
         }
-        let output = rpm(root)
-            .args([
-                "-qa",
-                "--qf",
-                "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n",
-            ])
-            .output()
-            .context("failed to run `rpm -qa`; is rpm installed?")?;
+        let query = || {
+            rpm(root)
+                .args([
+                    "-qa",
+                    "--qf",
+                    "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n",
+                ])
+                .output()
+                .context("failed to run `rpm -qa`; is rpm installed?")
+        };
+        let mut output = query()?;
+        // NB: an rpm killed while it created the database (the first transaction on a bare
+        // root) leaves it without some tables, and a query cannot create them: `--initdb`
+        // completes it (it never drops anything), then the query is tried again.
+        // (`--initdb` is rpmdb's, which takes no `--force-debian`)
+        if !output.status.success()
+            && Command::new("rpm")
+                .arg("--root")
+                .arg(root)
+                .args(["--dbpath", DBPATH, "--initdb"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
+            tracing::warn!(root = %root.display(), "rpm database was incomplete; completed it with `rpm --initdb`");
+            output = query()?;
+        }
         if !output.status.success() {
             return Err(UpgradeError::step(
                 format!(
@@ -84,6 +102,52 @@ impl RpmDb {
             .iter()
             .max_by(|a, b| crate::version::compare_evr(&a.evr, &b.evr))
     }
+}
+
+/// Erases the older copies of the hop's packages that an interrupted `rpm -U` left installed
+/// beside the new ones (rpm adds the new header before it erases the old one), as the
+/// transaction would have; returns them as `name-evr.arch`.
+///
+/// NB: a kill of rpm between the two leaves both versions in the database; the resumed run sees
+/// the new one and skips the transaction, so without this the old header stayed for good.
+pub fn erase_interrupted<'a>(
+    root: &Path,
+    db: &RpmDb,
+    artifacts: impl Iterator<Item = &'a crate::repo::index::Artifact>,
+) -> Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for a in artifacts {
+        let Some(installed) = db.packages.get(&a.name) else {
+            continue;
+        };
+        let same_arch: Vec<&InstalledPackage> =
+            installed.iter().filter(|p| p.arch == a.arch).collect();
+        let newest = same_arch
+            .iter()
+            .max_by(|x, y| crate::version::compare_evr(&x.evr, &y.evr));
+        let Some(newest) = newest.filter(|n| crate::version::compare_evr(&n.evr, &a.evr).is_ge())
+        else {
+            continue;
+        };
+        stale.extend(
+            same_arch
+                .iter()
+                .filter(|p| crate::version::compare_evr(&p.evr, &newest.evr).is_lt())
+                .map(|p| format!("{}-{}.{}", a.name, p.evr, p.arch)),
+        );
+    }
+    if stale.is_empty() {
+        return Ok(stale);
+    }
+    tracing::warn!(packages = ?stale, "erasing what an interrupted rpm transaction left behind");
+    let output = rpm(root)
+        .arg("-e")
+        .arg("--nodeps")
+        .args(&stale)
+        .output()
+        .context("failed to run `rpm -e`; is rpm installed?")?;
+    transaction("rpm -e", output, &[])?;
+    Ok(stale)
 }
 
 /// A `rpm` command aimed at `root`.
