@@ -12,8 +12,8 @@
 //!
 //! Point names: `step:KEY` before a journal step starts, `mark:KEY` after its effect and before
 //! the journal records it, `marked:KEY` just after, `rpm:before` / `rpm:after` around the rpm
-//! transaction, `migration:LABEL` between two migrations, `service:stopped:NAME` /
-//! `service:started:NAME` after each service, `download:PATH` mid-copy of an artifact.
+//! transaction, `migration:LABEL` between two migrations, `service:Stop:NAME` /
+//! `service:Start:NAME` after each service, `download:PATH` mid-copy of an artifact.
 
 /// Hits the fault point named by the `format!` arguments; nothing without `fault-injection`.
 macro_rules! point {
@@ -42,7 +42,8 @@ pub fn hit(name: &str) {
             .append(true)
             .open(trace)
     {
-        let _ = writeln!(file, "{name}");
+        // NB: one write per line: download threads hit points at once (O_APPEND keeps it whole)
+        let _ = file.write_all(format!("{name}\n").as_bytes());
     }
     let Ok(wanted) = std::env::var("UPGRADE_FAULT") else {
         return;

@@ -307,6 +307,12 @@ fn resume_and_compare(
             out.status
         ));
     }
+    // every fault point lies inside a begun run: the next one must call it abandoned
+    if !rerun_ok && !stderr.contains("was abandoned: it was killed") {
+        return Err(format!(
+            "{what}: the resumed run does not report the abandoned one:\n{stderr}"
+        ));
+    }
     let got = t.snapshot();
     compare(clean, &got, rerun_ok).map_err(|e| format!("{what}:\n{e}"))
 }
@@ -353,6 +359,9 @@ fn kill_at_points(db: Db, keep: impl Fn(&str) -> bool) {
     product_repo(&repo_sb);
     let (clean, points, _) = clean_run(&repo_sb.repo, db);
     assert_eq!(clean.installed.as_deref(), Some("2.0.0"));
+    if std::env::var_os("UPGRADE_FAULT_LIST").is_some() {
+        eprintln!("{}", points.join("\n"));
+    }
     let faults: Vec<String> = occurrences(&points)
         .into_iter()
         .filter(|f| keep(f))
@@ -395,7 +404,11 @@ fn a_kill_between_migrations_on_postgresql_resumes_to_the_clean_state() {
 
 #[test]
 fn kills_at_random_instants_resume_to_the_clean_state() {
-    const KILLS: u64 = 10;
+    // `UPGRADE_RANDOM_KILLS` for longer runs (RELIABILITY.md)
+    let kills: u64 = std::env::var("UPGRADE_RANDOM_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let repo_sb = Sandbox::new();
     product_repo(&repo_sb);
     let (clean, _, took) = clean_run(&repo_sb.repo, Db::Sqlite);
@@ -404,7 +417,7 @@ fn kills_at_random_instants_resume_to_the_clean_state() {
         .unwrap()
         .as_nanos() as u64;
     eprintln!("random kills: seed {seed}, clean run {took:?}");
-    let delays: Vec<Duration> = (0..KILLS)
+    let delays: Vec<Duration> = (0..kills)
         .map(|i| {
             // splitmix64: enough randomness for spreading kills over a run
             let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -426,6 +439,193 @@ fn kills_at_random_instants_resume_to_the_clean_state() {
         let _ = child.wait();
         resume_and_compare(&t, &clean, &format!("kill after {delay:?}"), true)
     });
-    eprintln!("random kills: {KILLS} trials, {} failed", failures.len());
+    eprintln!("random kills: {kills} trials, {} failed", failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A small tmpfs mounted over a directory of a sandbox, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `128k`) on `dir`; `None` when this host does not let the
+    /// test mount (not root, no mount namespace).
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "skipped: cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A package with an incompressible 512 KiB file.
+fn big_pkg(name: &str) -> RpmSpec {
+    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+    let data: Vec<u8> = (0..512 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    RpmSpec::new(name, "1.0.0").file(&format!("/usr/lib/{name}/blob"), data, 0o644)
+}
+
+/// The steps the open run of the sandbox has journaled as done.
+fn journaled(sb: &Sandbox) -> Vec<String> {
+    let run = sb.run(&["history", "1", "--json"]);
+    run.assert_code(0);
+    run.json()["journal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_full_disk_during_the_download_fails_clearly_and_resumes_once_freed() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel("1.0.0", vec![big_pkg("demo-big")])]);
+    let cache = sb.root.join("var/lib/upgrade/cache");
+    let Some(full) = Tmpfs::mount(&cache, "128k") else {
+        return;
+    };
+    sb.run(&["--yes"])
+        .assert_code(1)
+        .assert_stderr(&format!(
+            "error: no space left in the cache `{}`",
+            cache.display()
+        ))
+        .assert_stderr("No space left on device")
+        .assert_stderr("hint: free at least");
+    assert!(journaled(&sb).is_empty(), "{:?}", journaled(&sb));
+    assert!(sb.rpm_qa().is_empty());
+    drop(full);
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.rpm_qa(), ["demo-big-1.0.0-1.x86_64"]);
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn a_full_disk_during_the_rpm_transaction_fails_clearly_and_resumes_once_freed() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel("1.0.0", vec![big_pkg("demo-big")])]);
+    let usr = sb.root.join("usr/lib");
+    let Some(full) = Tmpfs::mount(&usr, "128k") else {
+        return;
+    };
+    let run = sb.run(&["--yes"]);
+    run.assert_code(1)
+        .assert_stderr("installing package demo-big-1.0.0-1.x86_64 needs")
+        .assert_stderr("more space")
+        .assert_stderr("hint:");
+    let done = journaled(&sb);
+    assert!(
+        done.iter()
+            .all(|s| !s.contains("packages") && !s.contains("record")),
+        "{done:?}\n{}",
+        run.stderr
+    );
+    assert!(sb.rpm_qa().is_empty());
+    drop(full);
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.rpm_qa(), ["demo-big-1.0.0-1.x86_64"]);
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+}
+
+/// Found by the random kills: rpm killed between adding the new header and erasing the old one
+/// leaves both installed; the resumed run erases the old one, as the transaction would have.
+#[test]
+fn a_resumed_run_erases_what_an_interrupted_rpm_upgrade_left_behind() {
+    let repo_sb = Sandbox::new();
+    product_repo(&repo_sb);
+    let t = Trial::new(&repo_sb.repo, Db::Sqlite);
+    let out = t
+        .upgrade(&[("UPGRADE_FAULT", "rpm:after@2")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    // what the kill inside rpm leaves: the old header back beside the new one
+    let old = std::fs::read_dir(repo_sb.repo.join("packages"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("demo-server-1.0.0"))
+        .unwrap();
+    let mut cmd = Command::new("rpm");
+    cmd.arg("--root").arg(&t.sb.root).args([
+        "--dbpath",
+        "/var/lib/rpm",
+        "-i",
+        "--justdb",
+        "--oldpackage",
+        "--replacefiles",
+    ]);
+    if Path::new("/etc/debian_version").exists() {
+        cmd.arg("--force-debian");
+    }
+    assert!(cmd.arg(&old).status().unwrap().success());
+    assert!(
+        t.sb.rpm_qa()
+            .contains(&"demo-server-1.0.0-1.x86_64".to_string())
+    );
+    let out = t.upgrade(&[]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        t.sb.rpm_qa(),
+        [
+            "demo-cli-1.0.0-1.x86_64",
+            "demo-server-2.0.0-1.x86_64",
+            "demo-web-2.0.0-1.x86_64"
+        ]
+    );
+}
+
+/// Found by the random kills: rpm killed while it created the database of a bare root leaves
+/// one without its tables, which `rpm -qa` cannot open; the resumed run completes it.
+#[test]
+fn a_resumed_run_completes_an_rpm_database_cut_while_created() {
+    let repo_sb = Sandbox::new();
+    product_repo(&repo_sb);
+    let t = Trial::new(&repo_sb.repo, Db::Sqlite);
+    let out = t
+        .upgrade(&[("UPGRADE_FAULT", "rpm:before")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    let db = t.sb.root.join("var/lib/rpm/rpmdb.sqlite");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 0; CREATE TABLE half (x);")
+        .unwrap();
+    let out = t.upgrade(&[]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.sb.installed().as_deref(), Some("2.0.0"));
 }
