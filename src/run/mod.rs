@@ -703,6 +703,8 @@ impl Executor<'_> {
         let mut files: Vec<PathBuf> = Vec::new();
         let mut already = Vec::new();
         let dnf = self.config.packages.backend == PackageBackend::Dnf;
+        let begun = format!("{key}:begun");
+        let interrupted = !dnf && self.done.contains(&begun);
         // prerequisites the repository does not ship: dnf finds them in the system's repositories
         let specs: Vec<String> = hop
             .prerequisites
@@ -716,9 +718,12 @@ impl Executor<'_> {
             .collect();
         for a in hop.artifacts() {
             // NB: a run killed inside `rpm -U` may have committed the transaction already.
-            let present = db
-                .newest(&a.name)
-                .is_some_and(|p| crate::version::compare_evr(&p.evr, &a.evr).is_ge());
+            let present = db.newest(&a.name).is_some_and(|p| {
+                let order = crate::version::compare_evr(&p.evr, &a.evr);
+                // NB: rpm cut inside its transaction may have installed a package without running its
+                // %post (no rollback): a transaction that began and did not finish is done again.
+                order.is_gt() || (order.is_eq() && !interrupted)
+            });
             if present {
                 already.push(a.nevra());
                 continue;
@@ -738,7 +743,10 @@ impl Executor<'_> {
                 true => {
                     packages::dnf_install(&self.ctx.root, &files, &specs, &self.dnf_options()?)?
                 }
-                false => packages::install(&self.ctx.root, &files)?,
+                false => {
+                    self.state.mark_done(self.run_id, &begun, None)?;
+                    packages::install_again(&self.ctx.root, &files, interrupted)?
+                }
             };
             for line in &report.output {
                 tracing::info!(step = key, "rpm: {line}");

@@ -172,9 +172,18 @@ pub struct TransactionReport {
 
 /// Installs or upgrades `files` into `root` in one `rpm -U` transaction.
 pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
+    install_again(root, files, false)
+}
+
+/// [`install`]; with `again`, files whose package is installed already are installed again
+/// (`--replacepkgs`), running their scriptlets again.
+pub fn install_again(root: &Path, files: &[PathBuf], again: bool) -> Result<TransactionReport> {
     let mut cmd = rpm(root);
-    cmd.arg("-U")
-        .args(files.iter().map(|f| OsString::from(f.as_os_str())));
+    cmd.arg("-U");
+    if again {
+        cmd.arg("--replacepkgs");
+    }
+    cmd.args(files.iter().map(|f| OsString::from(f.as_os_str())));
     crate::fault::point!("rpm:before");
     let output = cmd
         .output()
