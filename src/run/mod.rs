@@ -745,6 +745,9 @@ impl Executor<'_> {
                 }
                 false => {
                     self.state.mark_done(self.run_id, &begun, None)?;
+                    if interrupted {
+                        packages::remove_staged(&self.ctx.root, &files)?;
+                    }
                     packages::install_again(&self.ctx.root, &files, interrupted)?
                 }
             };

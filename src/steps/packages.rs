@@ -150,6 +150,45 @@ pub fn erase_interrupted<'a>(
     Ok(stale)
 }
 
+/// Removes the staged files (`PATH;XXXXXXXX`) an rpm killed while unpacking `files` left beside
+/// their paths under `root`; returns how many. rpm opens them exclusively, so without this the
+/// transaction redone after the kill fails with `cpio: open failed - File exists`.
+pub fn remove_staged(root: &Path, files: &[PathBuf]) -> Result<usize> {
+    let mut removed = 0;
+    for file in files {
+        let meta = rpm::PackageMetadata::open(file)
+            .map_err(|e| anyhow::anyhow!("failed to read RPM package `{}`: {e}", file.display()))?;
+        let paths = meta.get_file_paths().map_err(|e| {
+            anyhow::anyhow!("failed to list the files of `{}`: {e}", file.display())
+        })?;
+        for path in paths {
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let dir = root.join(dir.strip_prefix("/").unwrap_or(dir));
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let prefix = format!("{};", name.to_string_lossy());
+            for entry in entries.flatten() {
+                let entry_name = entry.file_name();
+                let entry_name = entry_name.to_string_lossy();
+                let staged = entry_name.strip_prefix(&prefix).is_some_and(|suffix| {
+                    suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if staged {
+                    let path = entry.path();
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("failed to remove `{}`", path.display()))?;
+                    tracing::warn!(path = %path.display(), "removed a file an interrupted rpm left");
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// A `rpm` command aimed at `root`.
 fn rpm(root: &Path) -> Command {
     let mut cmd = Command::new("rpm");

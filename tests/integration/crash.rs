@@ -674,3 +674,41 @@ fn a_resumed_run_redoes_a_transaction_cut_before_its_scriptlets() {
     let log = std::fs::read_to_string(t.sb.root.join("var/lib/scriptlets.log")).unwrap();
     assert!(log.starts_with("post demo-server 1.0.0\n"), "{log}");
 }
+
+/// Found by the random kills: rpm killed while unpacking leaves `PATH;TID` staging files (TID is
+/// the transaction's start in seconds, hex); a redo within the same second collided with them
+/// (`cpio: open failed - File exists`) and failed again and again. They are removed first.
+#[test]
+fn a_redone_transaction_removes_the_files_rpm_staged_before_the_kill() {
+    let repo_sb = Sandbox::new();
+    product_repo(&repo_sb);
+    let t = Trial::new(&repo_sb.repo, Db::Sqlite);
+    let out = t
+        .upgrade(&[("UPGRADE_FAULT", "marked:hop0:packages:begun")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    let dir = t.sb.root.join("usr/lib/demo-server");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // whichever second the redo starts in, its staging name is taken
+    for tid in now - 1..now + 30 {
+        std::fs::write(dir.join(format!("version;{tid:08x}")), "cut").unwrap();
+    }
+    let out = t.upgrade(&[]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(';'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
