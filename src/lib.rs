@@ -17,12 +17,14 @@
 //!   preflight checks that run before any of them.
 //! - [`state`]: `state.db`: installed version, journal, history.
 //! - [`selfupdate`]: the `upgrade` shim: refresh the upgrader, re-exec once, exec `real-upgrade`.
+//! - [`fault`]: named fault points where tests kill the process (feature `fault-injection`).
 //! - [`error`]: the failures code matches on, and their exit codes.
 
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod fault;
 pub mod fsutil;
 pub mod log;
 pub mod plan;

@@ -202,6 +202,7 @@ impl State {
 
     /// Journals a hook as done: one appended line, durable against a crash at once.
     pub fn mark_hook_done(&mut self, run: i64, key: &str) -> Result<()> {
+        crate::fault::point!("mark:{key}");
         let path = &self.hooks_journal;
         if self.hooks_file.is_none() {
             let file = OpenOptions::new()
@@ -215,7 +216,9 @@ impl State {
         // NB: one write of one whole line; a line torn by a power cut lacks its newline and is
         // ignored when read back.
         file.write_all(format!("{run}\t{key}\n").as_bytes())
-            .with_context(|| format!("failed to journal hook `{key}` in `{}`", path.display()))
+            .with_context(|| format!("failed to journal hook `{key}` in `{}`", path.display()))?;
+        crate::fault::point!("marked:{key}");
+        Ok(())
     }
 
     /// Makes the hook journal durable (before a reboot a hook asked for).
@@ -248,6 +251,7 @@ impl State {
 
     /// Journals a hook phase as done with all its hooks, durably, and empties the hook journal.
     pub fn mark_phase_done(&mut self, run: i64, step: &str, hooks: &[String]) -> Result<()> {
+        crate::fault::point!("mark:{step}");
         let tx = self
             .conn
             .transaction()
@@ -268,17 +272,20 @@ impl State {
             // harmless: its lines are in the database now
             tracing::warn!("failed to empty `{}`: {e}", self.hooks_journal.display());
         }
+        crate::fault::point!("marked:{step}");
         Ok(())
     }
 
     /// Journals a step as done, durably (fsync) before returning.
     pub fn mark_done(&self, run: i64, step: &str, detail: Option<&str>) -> Result<()> {
+        crate::fault::point!("mark:{step}");
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO journal (run_id, step, done_at, detail) VALUES (?1, ?2, ?3, ?4)",
                 params![run, step, now(), detail],
             )
             .with_context(|| format!("failed to journal step `{step}`"))?;
+        crate::fault::point!("marked:{step}");
         Ok(())
     }
 
@@ -295,6 +302,7 @@ impl State {
 
     /// Records `version` as installed and the step as done, in one transaction.
     pub fn record_installed(&mut self, run: i64, step: &str, version: &str) -> Result<()> {
+        crate::fault::point!("mark:{step}");
         let tx = self
             .conn
             .transaction()
@@ -310,6 +318,7 @@ impl State {
         )?;
         tx.commit()
             .context("failed to record the installed version")?;
+        crate::fault::point!("marked:{step}");
         Ok(())
     }
 

@@ -223,6 +223,13 @@ impl Human {
 impl Ui for Human {
     fn plan(&self, view: &PlanView<'_>) {
         if let Some(run) = view.resumed {
+            // NB: `running` means no invocation closed it: the process died holding the lock.
+            if run.status == "running" {
+                self.say(&format!(
+                    "run {} (started {}) was abandoned: it was killed or the machine went down mid-run",
+                    run.id, run.started_at
+                ));
+            }
             self.say(&format!(
                 "resuming run {} (started {}, last status `{}`); steps marked [done] are skipped",
                 run.id, run.started_at, run.status

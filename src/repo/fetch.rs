@@ -146,10 +146,15 @@ fn fetch_one(
         .with_context(|| format!("failed to create cache directory `{}`", cache.display()))?;
     let staged = dest.with_extension("part");
     let location = repo.location(&artifact.path);
+    let report = &mut |n| {
+        report(n);
+        crate::fault::point!("download:{}", artifact.path);
+    };
     let digest = match repo.local_path(&artifact.path) {
         Some(source) => copy_local(&source, &staged, artifact, report),
         None => download(repo, artifact, &staged, stop, report),
-    }?;
+    }
+    .map_err(|e| disk_full(e, cache, artifact))?;
     if let Err(e) = check(digest, artifact, &location) {
         let _ = fs::remove_file(&staged);
         return Err(e.into());
@@ -162,6 +167,31 @@ fn fetch_one(
         )
     })?;
     Ok((dest, false))
+}
+
+/// A full disk is named as such, with the cache and the space the artifact needs.
+fn disk_full(err: anyhow::Error, cache: &Path, artifact: &Artifact) -> anyhow::Error {
+    let full = err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::StorageFull)
+    });
+    if !full {
+        return err;
+    }
+    let message = format!(
+        "no space left in the cache `{}` for `{}` ({} bytes)",
+        cache.display(),
+        artifact.path,
+        artifact.size
+    );
+    err.context(UpgradeError::step(
+        message,
+        format!(
+            "free at least {} bytes in `{}`, then run `upgrade` again to resume",
+            artifact.size,
+            cache.display()
+        ),
+    ))
 }
 
 fn copy_local(

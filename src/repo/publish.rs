@@ -33,7 +33,7 @@ struct UpgraderSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReleaseSpec {
-    version: String,
+    version: toml::Spanned<String>,
     #[serde(default)]
     stop: bool,
     requires_upgrader: Option<String>,
@@ -66,7 +66,14 @@ pub struct Published {
 /// Writes `dir/index.toml` from `dir/releases.toml`.
 pub fn write_index(dir: &Path) -> Result<Published> {
     let spec_path = dir.join("releases.toml");
-    let spec: Releases = crate::tomlfile::read(&spec_path, "release list")?;
+    let text = std::fs::read_to_string(&spec_path).map_err(|e| {
+        UpgradeError::input(format!(
+            "failed to read release list `{}`: {e}",
+            spec_path.display()
+        ))
+    })?;
+    let spec: Releases = crate::tomlfile::parse(&text, &spec_path, "release list")?;
+    check_versions(&spec, &text, &spec_path)?;
     let index_path = dir.join("index.toml");
     let sequence = match spec.sequence {
         Some(s) => s,
@@ -111,7 +118,7 @@ pub fn write_index(dir: &Path) -> Result<Published> {
             });
         }
         releases.push(ReleaseEntry {
-            version: toml::Spanned::new(0..0, r.version.clone()),
+            version: toml::Spanned::new(0..0, r.version.get_ref().clone()),
             stop: r.stop,
             requires_upgrader: r.requires_upgrader.clone(),
             packages: artifacts(&r.packages)?,
@@ -135,6 +142,26 @@ pub fn write_index(dir: &Path) -> Result<Published> {
         releases: index.releases.len(),
         packages,
     })
+}
+
+/// Every release version is one the upgrader can read (semver, or at least rpm order), and no
+/// version is listed twice; an index that breaks either would only fail on the hosts.
+fn check_versions(spec: &Releases, text: &str, path: &Path) -> Result<(), UpgradeError> {
+    let mut seen = std::collections::HashSet::new();
+    for r in &spec.releases {
+        let at = crate::tomlfile::location(text, path, r.version.span().start);
+        let version = r.version.get_ref();
+        if let Err(e) = crate::version::VersionScheme::Rpm.parse(version) {
+            return Err(UpgradeError::input(format!("`{at}`: {e}")));
+        }
+        if !seen.insert(version.trim()) {
+            return Err(UpgradeError::input(format!(
+                "`{at}`: release `{}` is listed twice",
+                version.trim()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn previous_sequence(index_path: &Path) -> Option<u64> {

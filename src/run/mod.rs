@@ -460,6 +460,7 @@ impl Executor<'_> {
             }
             self.ui.event(Event::StepStarted { step, hop });
             tracing::info!(run = self.run_id, step = %key, "step started");
+            crate::fault::point!("step:{key}");
             match (step, hop) {
                 (Step::Download, _) => {
                     let artifacts: Vec<&Artifact> = plan.artifacts().collect();
@@ -695,10 +696,15 @@ impl Executor<'_> {
     }
 
     fn packages(&mut self, hop: &Hop, key: &str) -> Result<()> {
-        let db = RpmDb::load(&self.ctx.root)?;
+        let mut db = RpmDb::load(&self.ctx.root)?;
+        if !packages::erase_interrupted(&self.ctx.root, &db, hop.artifacts())?.is_empty() {
+            db = RpmDb::load(&self.ctx.root)?;
+        }
         let mut files: Vec<PathBuf> = Vec::new();
         let mut already = Vec::new();
         let dnf = self.config.packages.backend == PackageBackend::Dnf;
+        let begun = format!("{key}:begun");
+        let interrupted = !dnf && self.done.contains(&begun);
         // prerequisites the repository does not ship: dnf finds them in the system's repositories
         let specs: Vec<String> = hop
             .prerequisites
@@ -712,9 +718,12 @@ impl Executor<'_> {
             .collect();
         for a in hop.artifacts() {
             // NB: a run killed inside `rpm -U` may have committed the transaction already.
-            let present = db
-                .newest(&a.name)
-                .is_some_and(|p| crate::version::compare_evr(&p.evr, &a.evr).is_ge());
+            let present = db.newest(&a.name).is_some_and(|p| {
+                let order = crate::version::compare_evr(&p.evr, &a.evr);
+                // NB: rpm cut inside its transaction may have installed a package without running its
+                // %post (no rollback): a transaction that began and did not finish is done again.
+                order.is_gt() || (order.is_eq() && !interrupted)
+            });
             if present {
                 already.push(a.nevra());
                 continue;
@@ -734,7 +743,13 @@ impl Executor<'_> {
                 true => {
                     packages::dnf_install(&self.ctx.root, &files, &specs, &self.dnf_options()?)?
                 }
-                false => packages::install(&self.ctx.root, &files)?,
+                false => {
+                    self.state.mark_done(self.run_id, &begun, None)?;
+                    if interrupted {
+                        packages::remove_staged(&self.ctx.root, &files)?;
+                    }
+                    packages::install_again(&self.ctx.root, &files, interrupted)?
+                }
             };
             for line in &report.output {
                 tracing::info!(step = key, "rpm: {line}");

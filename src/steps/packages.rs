@@ -39,14 +39,32 @@ impl RpmDb {
         if empty {
             return Ok(RpmDb::default());
         }
-        let output = rpm(root)
-            .args([
-                "-qa",
-                "--qf",
-                "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n",
-            ])
-            .output()
-            .context("failed to run `rpm -qa`; is rpm installed?")?;
+        let query = || {
+            rpm(root)
+                .args([
+                    "-qa",
+                    "--qf",
+                    "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n",
+                ])
+                .output()
+                .context("failed to run `rpm -qa`; is rpm installed?")
+        };
+        let mut output = query()?;
+        // NB: an rpm killed while it created the database (the first transaction on a bare
+        // root) leaves it without some tables, and a query cannot create them: `--initdb`
+        // completes it (it never drops anything), then the query is tried again.
+        // (`--initdb` is rpmdb's, which takes no `--force-debian`)
+        if !output.status.success()
+            && Command::new("rpm")
+                .arg("--root")
+                .arg(root)
+                .args(["--dbpath", DBPATH, "--initdb"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
+            tracing::warn!(root = %root.display(), "rpm database was incomplete; completed it with `rpm --initdb`");
+            output = query()?;
+        }
         if !output.status.success() {
             return Err(UpgradeError::step(
                 format!(
@@ -86,6 +104,91 @@ impl RpmDb {
     }
 }
 
+/// Erases the older copies of the hop's packages that an interrupted `rpm -U` left installed
+/// beside the new ones (rpm adds the new header before it erases the old one), as the
+/// transaction would have; returns them as `name-evr.arch`.
+///
+/// NB: a kill of rpm between the two leaves both versions in the database; the resumed run sees
+/// the new one and skips the transaction, so without this the old header stayed for good.
+pub fn erase_interrupted<'a>(
+    root: &Path,
+    db: &RpmDb,
+    artifacts: impl Iterator<Item = &'a crate::repo::index::Artifact>,
+) -> Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for a in artifacts {
+        let Some(installed) = db.packages.get(&a.name) else {
+            continue;
+        };
+        let same_arch: Vec<&InstalledPackage> =
+            installed.iter().filter(|p| p.arch == a.arch).collect();
+        let newest = same_arch
+            .iter()
+            .max_by(|x, y| crate::version::compare_evr(&x.evr, &y.evr));
+        let Some(newest) = newest.filter(|n| crate::version::compare_evr(&n.evr, &a.evr).is_ge())
+        else {
+            continue;
+        };
+        stale.extend(
+            same_arch
+                .iter()
+                .filter(|p| crate::version::compare_evr(&p.evr, &newest.evr).is_lt())
+                .map(|p| format!("{}-{}.{}", a.name, p.evr, p.arch)),
+        );
+    }
+    if stale.is_empty() {
+        return Ok(stale);
+    }
+    tracing::warn!(packages = ?stale, "erasing what an interrupted rpm transaction left behind");
+    let output = rpm(root)
+        .arg("-e")
+        .arg("--nodeps")
+        .args(&stale)
+        .output()
+        .context("failed to run `rpm -e`; is rpm installed?")?;
+    transaction("rpm -e", output, &[])?;
+    Ok(stale)
+}
+
+/// Removes the staged files (`PATH;XXXXXXXX`) an rpm killed while unpacking `files` left beside
+/// their paths under `root`; returns how many. rpm opens them exclusively, so without this the
+/// transaction redone after the kill fails with `cpio: open failed - File exists`.
+pub fn remove_staged(root: &Path, files: &[PathBuf]) -> Result<usize> {
+    let mut removed = 0;
+    for file in files {
+        let meta = rpm::PackageMetadata::open(file)
+            .map_err(|e| anyhow::anyhow!("failed to read RPM package `{}`: {e}", file.display()))?;
+        let paths = meta.get_file_paths().map_err(|e| {
+            anyhow::anyhow!("failed to list the files of `{}`: {e}", file.display())
+        })?;
+        for path in paths {
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let dir = root.join(dir.strip_prefix("/").unwrap_or(dir));
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let prefix = format!("{};", name.to_string_lossy());
+            for entry in entries.flatten() {
+                let entry_name = entry.file_name();
+                let entry_name = entry_name.to_string_lossy();
+                let staged = entry_name.strip_prefix(&prefix).is_some_and(|suffix| {
+                    suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+                if staged {
+                    let path = entry.path();
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("failed to remove `{}`", path.display()))?;
+                    tracing::warn!(path = %path.display(), "removed a file an interrupted rpm left");
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// A `rpm` command aimed at `root`.
 fn rpm(root: &Path) -> Command {
     let mut cmd = Command::new("rpm");
@@ -108,12 +211,23 @@ pub struct TransactionReport {
 
 /// Installs or upgrades `files` into `root` in one `rpm -U` transaction.
 pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
+    install_again(root, files, false)
+}
+
+/// [`install`]; with `again`, files whose package is installed already are installed again
+/// (`--replacepkgs`), running their scriptlets again.
+pub fn install_again(root: &Path, files: &[PathBuf], again: bool) -> Result<TransactionReport> {
     let mut cmd = rpm(root);
-    cmd.arg("-U")
-        .args(files.iter().map(|f| OsString::from(f.as_os_str())));
+    cmd.arg("-U");
+    if again {
+        cmd.arg("--replacepkgs");
+    }
+    cmd.args(files.iter().map(|f| OsString::from(f.as_os_str())));
+    crate::fault::point!("rpm:before");
     let output = cmd
         .output()
         .context("failed to run `rpm -U`; is rpm installed?")?;
+    crate::fault::point!("rpm:after");
     transaction("rpm", output, &[])
 }
 

@@ -2,7 +2,11 @@
 
 mod support;
 
+mod badinput;
+#[cfg(feature = "fault-injection")]
+mod crash;
 mod docs;
+mod fuzz;
 mod hooks;
 mod input;
 mod migrations;

@@ -178,6 +178,7 @@ fn savepoint_batch(
             break;
         }
         applied.push(started.elapsed());
+        crate::fault::point!("migration:{}", m.label());
     }
     if let Err(e) = exec("COMMIT") {
         let _ = exec("ROLLBACK");

@@ -288,6 +288,7 @@ pub fn apply(
                 let started = Instant::now();
                 run_executable(m)?;
                 db.record(m, true, started.elapsed())?;
+                crate::fault::point!("migration:{}", m.label());
                 on_applied(m, started.elapsed());
                 done.push(m.label());
                 i += 1;

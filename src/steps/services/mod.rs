@@ -158,6 +158,7 @@ impl<'a> Services<'a> {
                             },
                         });
                         report.done.push(i);
+                        crate::fault::point!("service:{action:?}:{name}");
                     }
                     Err(error) => {
                         on(Progress::Failed {
