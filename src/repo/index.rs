@@ -1,5 +1,11 @@
 //! `index.toml`: the raw serde format ([`Index`]) and the validated, typed view of it ([`Catalog`]),
-//! releases sorted by the product's version scheme.
+//! releases sorted by the product's version scheme; and [`Summary`], the lean view `status` reads.
+//!
+//! A 10,000-package index is about 3 MB of TOML, nearly all of it `[[releases.packages]]` tables.
+//! `status` only needs the newest release's version, so [`Catalog::parse_summary`] blanks those
+//! tables out line by line (keeping the line count, so errors still name the right line) and
+//! parses the rest with the same code and the same checks as a real run. Runs and plans always
+//! parse and validate the whole index.
 
 use std::path::Path;
 
@@ -202,6 +208,30 @@ impl Catalog {
         })
     }
 
+    /// Parses only what `status` needs: the index without its releases' package tables. The
+    /// format, product, versions and duplicate releases are checked as [`Catalog::parse`] checks
+    /// them; the package entries are not read at all.
+    pub fn parse_summary(
+        text: &str,
+        path: &Path,
+        product: &str,
+        scheme: VersionScheme,
+    ) -> Result<Summary, UpgradeError> {
+        let lean = without_package_tables(text);
+        // NB: a package table that is not plainly `key = "string"` / `key = integer` lines
+        // could hide TOML that changes the meaning of what follows it: parse the whole index.
+        let catalog = match &lean {
+            Some(lean) => Catalog::parse(lean, path, product, scheme)?,
+            None => Catalog::parse(text, path, product, scheme)?,
+        };
+        Ok(Summary {
+            newest: catalog.newest().map(|r| r.version.clone()),
+            product: catalog.product,
+            sequence: catalog.sequence,
+            expires: catalog.expires,
+        })
+    }
+
     pub fn newest(&self) -> Option<&Release> {
         self.releases.last()
     }
@@ -209,6 +239,64 @@ impl Catalog {
     pub fn release(&self, version: &Version) -> Option<&Release> {
         self.releases.iter().find(|r| &r.version == version)
     }
+}
+
+/// What `status` reads of an index: [`Catalog::parse_summary`].
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub product: String,
+    pub sequence: u64,
+    pub expires: Option<toml::value::Datetime>,
+    pub newest: Option<Version>,
+}
+
+const PACKAGE_TABLE: &str = "[[releases.packages]]";
+
+/// `text` with every `[[releases.packages]]` table replaced by empty lines; `None` when a line of
+/// such a table is anything but blank, a comment, or `key = "plain string"` / `key = integer`.
+fn without_package_tables(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() / 8);
+    let mut skipping = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            skipping = trimmed == PACKAGE_TABLE
+                || (trimmed.starts_with(PACKAGE_TABLE)
+                    && trimmed[PACKAGE_TABLE.len()..].trim_start().starts_with('#'));
+        } else if skipping && !plain_line(trimmed) {
+            return None;
+        }
+        match skipping {
+            true => out.push_str(if line.ends_with('\n') { "\n" } else { "" }),
+            false => out.push_str(line),
+        }
+    }
+    Some(out)
+}
+
+/// A blank line, a comment, or `key = "a string without escapes"` / `key = 123`.
+fn plain_line(line: &str) -> bool {
+    if line.is_empty() || line.starts_with('#') {
+        return true;
+    }
+    let Some((key, value)) = line.split_once('=') else {
+        return false;
+    };
+    let key_ok = {
+        let key = key.trim();
+        !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let value = value.trim();
+    let value_ok = match value.strip_prefix('"') {
+        Some(rest) => rest
+            .strip_suffix('"')
+            .is_some_and(|s| !s.contains(['"', '\\'])),
+        None => !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'_'),
+    };
+    key_ok && value_ok
 }
 
 impl Artifact {
@@ -234,5 +322,61 @@ impl Artifact {
     /// `name-evr.arch`, the way rpm names a package.
     pub fn nevra(&self) -> String {
         format!("{}-{}.{}", self.name, self.evr, self.arch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INDEX: &str = r#"format = 1
+product = "demo"
+sequence = 3
+[[releases]]
+version = "2.0.0"
+[[releases.packages]]  # the server
+name = "demo-server"
+evr = "2.0.0-1"
+arch = "x86_64"
+path = "a.rpm"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+size = 1_000
+
+[[releases]]
+version = "1.0.0"
+stop = true
+"#;
+
+    fn summary(text: &str) -> Result<Summary, UpgradeError> {
+        Catalog::parse_summary(text, Path::new("index.toml"), "demo", VersionScheme::Semver)
+    }
+
+    #[test]
+    fn summary_skips_package_tables_and_keeps_line_numbers() {
+        let lean = without_package_tables(INDEX).unwrap();
+        assert_eq!(lean.lines().count(), INDEX.lines().count());
+        assert!(!lean.contains("demo-server"));
+        let s = summary(INDEX).unwrap();
+        assert_eq!(s.newest.unwrap().to_string(), "2.0.0");
+        assert_eq!(s.sequence, 3);
+        // a bad version is still an error, on its line
+        let bad = INDEX.replace("\"1.0.0\"", "\"one\"");
+        assert!(
+            summary(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("index.toml:15")
+        );
+    }
+
+    #[test]
+    fn summary_parses_whole_index_when_a_package_table_is_not_plain() {
+        assert!(without_package_tables(&INDEX.replace("size = 1_000", "size = 1e3")).is_none());
+        let odd = INDEX.replace("arch = \"x86_64\"", "arch = 'x86_64'");
+        assert!(without_package_tables(&odd).is_none());
+        assert_eq!(summary(&odd).unwrap().newest.unwrap().to_string(), "2.0.0");
+        // an unknown key in a package table is still refused by the whole parse
+        let unknown = INDEX.replace("arch = \"x86_64\"", "arch = { a = 1 }");
+        assert!(summary(&unknown).is_err());
     }
 }
