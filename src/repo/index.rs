@@ -5,7 +5,8 @@
 //! `status` only needs the newest release's version, so [`Catalog::parse_summary`] drops those
 //! tables line by line and parses the rest with the same code and the same checks as a real run
 //! (an error is reported from the whole index, so it names the right line). Runs and plans always
-//! parse and validate the whole index.
+//! parse and validate the whole index, one `[[releases]]` table at a time (`parse_by_release`),
+//! which keeps the parser's memory to one release's worth.
 
 use std::path::Path;
 
