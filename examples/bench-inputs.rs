@@ -1,7 +1,7 @@
 //! Generates the inputs of `bench/run`: a root with N trivial hooks, a repository with one
-//! N-package release, and an index with N packages.
+//! N-package release, an index with N packages, N migrations, and a graph of N services.
 //!
-//! Usage: `bench-inputs hooks|packages|index|migrations DIR N`
+//! Usage: `bench-inputs hooks|packages|index|migrations|services DIR N`
 
 mod common;
 
@@ -13,7 +13,7 @@ use common::rpmbuild::RpmSpec;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [kind, dir, n] = args.as_slice() else {
-        eprintln!("usage: bench-inputs hooks|packages|index DIR N");
+        eprintln!("usage: bench-inputs hooks|packages|index|migrations|services DIR N");
         std::process::exit(2);
     };
     let n: usize = n.parse().expect("N is a number");
@@ -24,6 +24,7 @@ fn main() {
         "packages" => packages(dir, n),
         "index" => index(dir, n),
         "migrations" => migrations(dir, n),
+        "services" => services(dir, n),
         other => panic!("unknown input kind `{other}`"),
     }
 }
@@ -108,6 +109,33 @@ fn migrations(dir: &Path, n: usize) {
         all += &sql;
     }
     std::fs::write(dir.join("all.sql"), all).unwrap();
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("index.toml"),
+        "format = 1\nproduct = \"bench\"\nsequence = 1\n\n[[releases]]\nversion = \"1.0.0\"\npackages = []\n",
+    )
+    .unwrap();
+}
+
+/// `DIR/root/usr/share/upgrade/service-order.toml` with N services in levels of 10, each after two
+/// services of the level before and restarted when its own package changes; plus `DIR/repo`
+/// with a release 1.0.0 without packages.
+fn services(dir: &Path, n: usize) {
+    let share = dir.join("root/usr/share/upgrade");
+    std::fs::create_dir_all(&share).unwrap();
+    let width = 10;
+    let mut text = String::new();
+    for i in 0..n {
+        text += &format!("[service.svc-{i:05}]\npackages = [\"pkg-{i:05}\"]\n");
+        if i >= width {
+            let level = i / width - 1;
+            let a = level * width + i % width;
+            let b = level * width + (i + 1) % width;
+            text += &format!("after = [\"svc-{a:05}\", \"svc-{b:05}\"]\n");
+        }
+    }
+    std::fs::write(share.join("service-order.toml"), text).unwrap();
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::write(

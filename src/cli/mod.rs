@@ -246,8 +246,7 @@ fn status(ctx: &Context, json_out: bool, human: &Human) -> Result<u8> {
         Some(s) => s.open_run()?.map(|o| o.record),
         None => None,
     };
-    let available =
-        run::load_catalog(ctx, &config).map(|c| c.newest().map(|r| r.version.to_string()));
+    let available = run::load_summary(ctx, &config).map(|s| s.newest.map(|v| v.to_string()));
     let (available, index_error) = match available {
         Ok(v) => (v, None),
         Err(e) => (None, Some(format!("{e:#}"))),

@@ -168,7 +168,10 @@ impl Repository {
                         .into());
                     }
                 };
-                let mut bytes = Vec::new();
+                // NB: sized from the file's length, so a big index is read into one allocation;
+                // a growing Vec held up to three times the file at once while it doubled.
+                let len = file.metadata().map_or(0, |m| m.len()).min(limit);
+                let mut bytes = Vec::with_capacity(len as usize + 1);
                 file.take(limit + 1)
                     .read_to_end(&mut bytes)
                     .map_err(|e| anyhow::anyhow!("failed to read `{location}`: {e}"))?;

@@ -25,7 +25,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::Repository;
-use super::index::Catalog;
+use super::index::{Catalog, Summary};
 use crate::config::Config;
 use crate::error::UpgradeError;
 
@@ -48,6 +48,44 @@ pub struct Trusted {
 /// Fetches, verifies and parses the configured repository's index. `accepted` is the highest
 /// sequence this root has accepted so far.
 pub fn load(config: &Config, config_path: &Path, accepted: Option<u64>) -> Result<Trusted> {
+    let (repo, location, text) = verified_text(config, config_path)?;
+    let catalog = Catalog::parse(
+        &text,
+        Path::new(&location),
+        &config.product,
+        config.version_scheme,
+    )?;
+    check_current(
+        catalog.expires.as_ref(),
+        catalog.sequence,
+        accepted,
+        &location,
+    )?;
+    Ok(Trusted { repo, catalog })
+}
+
+/// [`load`] for `status`: the same signature, expiry and rollback checks, but only the
+/// releases' versions are parsed ([`Catalog::parse_summary`]).
+pub fn load_summary(config: &Config, config_path: &Path, accepted: Option<u64>) -> Result<Summary> {
+    let (_, location, text) = verified_text(config, config_path)?;
+    let summary = Catalog::parse_summary(
+        &text,
+        Path::new(&location),
+        &config.product,
+        config.version_scheme,
+    )?;
+    check_current(
+        summary.expires.as_ref(),
+        summary.sequence,
+        accepted,
+        &location,
+    )?;
+    Ok(summary)
+}
+
+/// The index's text, read and (when a key is configured) verified against its signature: the
+/// repository, the index's location, and its text.
+fn verified_text(config: &Config, config_path: &Path) -> Result<(Repository, String, String)> {
     let repo = Repository::configured(config, config_path)?;
     let location = repo.location(INDEX);
     let bytes = repo.read(INDEX, INDEX_LIMIT)?.ok_or_else(|| {
@@ -90,30 +128,33 @@ pub fn load(config: &Config, config_path: &Path, accepted: Option<u64>) -> Resul
     let text = String::from_utf8(bytes).map_err(|_| {
         UpgradeError::input(format!("repository index `{location}` is not UTF-8 text"))
     })?;
-    let catalog = Catalog::parse(
-        &text,
-        Path::new(&location),
-        &config.product,
-        config.version_scheme,
-    )?;
-    if let Some(expires) = &catalog.expires {
-        check_expiry(expires, SystemTime::now(), &location)?;
+    Ok((repo, location, text))
+}
+
+/// Refuses an expired index, and one older than the highest sequence this root has accepted.
+fn check_current(
+    expires: Option<&toml::value::Datetime>,
+    sequence: u64,
+    accepted: Option<u64>,
+    location: &str,
+) -> Result<()> {
+    if let Some(expires) = expires {
+        check_expiry(expires, SystemTime::now(), location)?;
     }
     if let Some(accepted) = accepted
-        && catalog.sequence < accepted
+        && sequence < accepted
     {
         return Err(UpgradeError::input_hint(
             format!(
-                "repository index `{location}` has sequence {}, lower than {accepted} which this \
-                 host has already accepted: refusing an older index (rollback)",
-                catalog.sequence
+                "repository index `{location}` has sequence {sequence}, lower than {accepted} which this \
+                 host has already accepted: refusing an older index (rollback)"
             ),
             "the repository or a mirror serves a stale index; point `[repository] url` at an \
              up-to-date one",
         )
         .into());
     }
-    Ok(Trusted { repo, catalog })
+    Ok(())
 }
 
 /// Checks a minisign signature of `data` against the configured public key.

@@ -229,6 +229,15 @@ pub fn load_trusted(ctx: &Context, config: &Config) -> Result<Trusted> {
     trust::load(config, &ctx.config_path, accepted)
 }
 
+/// What `status` needs of the index: [`load_catalog`]'s checks, without the package tables.
+pub fn load_summary(ctx: &Context, config: &Config) -> Result<crate::repo::index::Summary> {
+    let accepted = match State::open_existing(&ctx.paths().state_db)? {
+        Some(state) => state.accepted_sequence()?,
+        None => None,
+    };
+    trust::load_summary(config, &ctx.config_path, accepted)
+}
+
 /// Fetches and verifies `artifacts` into the cache, reporting progress through `ui`.
 pub fn download(
     repo: &Repository,

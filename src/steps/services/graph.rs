@@ -5,7 +5,7 @@
 //! earlier one, so a `ServiceGraph` cannot hold a cycle or an unknown name: later code walks it
 //! without re-validating.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -113,6 +113,8 @@ pub struct ServiceGraph {
     services: Vec<Service>,
     /// For each service, the indices of the services that start directly after it.
     dependents: Vec<Vec<usize>>,
+    /// Service name → index in `services`.
+    by_name: HashMap<String, usize>,
     /// The file it was read from; `None` when there is none.
     pub source: Option<PathBuf>,
 }
@@ -142,8 +144,10 @@ impl ServiceGraph {
         default: ServiceBackend,
     ) -> Result<ServiceGraph, UpgradeError> {
         let raw: RawFile = crate::tomlfile::parse(text, path, "service order")?;
+        // NB: a BTreeMap's keys come sorted, so a name is found by binary search; a linear
+        // search per `after` entry made loading quadratic in the number of services.
         let names: Vec<&String> = raw.service.keys().collect();
-        let index = |name: &str| names.iter().position(|n| *n == name);
+        let index = |name: &str| names.binary_search_by(|n| n.as_str().cmp(name)).ok();
         // Edges by position in `names`, each unknown name reported with its line.
         let mut unknown = Vec::new();
         let mut edges: Vec<Vec<usize>> = Vec::new();
@@ -213,9 +217,15 @@ impl ServiceGraph {
                 dependents[d].push(i);
             }
         }
+        let by_name = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         Ok(ServiceGraph {
             services,
             dependents,
+            by_name,
             source: Some(path.to_path_buf()),
         })
     }
@@ -239,7 +249,7 @@ impl ServiceGraph {
     }
 
     pub fn index(&self, name: &str) -> Option<usize> {
-        self.services.iter().position(|s| s.name == name)
+        self.by_name.get(name).copied()
     }
 
     /// `set` and every service that comes after one of them (transitively), in graph order.
