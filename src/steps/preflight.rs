@@ -614,29 +614,13 @@ fn evaluate_checks(c: &Checks, source: &str, host: &Host) -> Vec<CheckResult> {
         };
         out.push(r);
     }
-    for name in &c.packages_required {
-        let key = format!("package-required:{name}");
-        let r = match &host.rpmdb {
-            Ok(db) => {
-                let installed = db.newest(name);
-                inhibitor(&key)
-                    .measured(
-                        installed
-                            .map_or("not installed".into(), |p| format!("{}.{}", p.evr, p.arch)),
-                        "installed",
-                    )
-                    .fail_if(installed.is_none(), || {
-                        format!("install `{name}` (dnf install {name}), then run again")
-                    })
-            }
-            Err(e) => inhibitor(&key)
-                .measured(e.clone(), "installed")
-                .fail_if(true, || "repair the root's rpm database".into()),
+    // required packages must be installed, forbidden ones must not
+    let wanted = c.packages_required.iter().map(|n| (n, true));
+    for (name, required) in wanted.chain(c.packages_forbidden.iter().map(|n| (n, false))) {
+        let (key, expected) = match required {
+            true => (format!("package-required:{name}"), "installed"),
+            false => (format!("package-forbidden:{name}"), "not installed"),
         };
-        out.push(r);
-    }
-    for name in &c.packages_forbidden {
-        let key = format!("package-forbidden:{name}");
         let r = match &host.rpmdb {
             Ok(db) => {
                 let installed = db.newest(name);
@@ -644,16 +628,17 @@ fn evaluate_checks(c: &Checks, source: &str, host: &Host) -> Vec<CheckResult> {
                     .measured(
                         installed
                             .map_or("not installed".into(), |p| format!("{}.{}", p.evr, p.arch)),
-                        "not installed",
+                        expected,
                     )
-                    .fail_if(installed.is_some(), || {
-                        format!(
+                    .fail_if(installed.is_some() != required, || match required {
+                        true => format!("install `{name}` (dnf install {name}), then run again"),
+                        false => format!(
                             "remove `{name}`, which conflicts with this release (dnf remove {name})"
-                        )
+                        ),
                     })
             }
             Err(e) => inhibitor(&key)
-                .measured(e.clone(), "not installed")
+                .measured(e.clone(), expected)
                 .fail_if(true, || "repair the root's rpm database".into()),
         };
         out.push(r);
