@@ -162,17 +162,7 @@ impl Sandbox {
             }
         }
         std::fs::write(self.repo.join("releases.toml"), toml).unwrap();
-        let out = Command::new(REAL_UPGRADE)
-            .arg("repo")
-            .arg("index")
-            .arg(&self.repo)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "repo index failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        vendor(&["index".as_ref(), self.repo.as_os_str()]);
         if p.sign {
             self.sign_index();
         }
@@ -183,17 +173,7 @@ impl Sandbox {
     pub fn public_key(&self) -> String {
         let dir = self.base.join("keys");
         if !dir.join("upgrade.pub").exists() {
-            let out = Command::new(REAL_UPGRADE)
-                .args(["repo", "keygen", "--dir"])
-                .arg(&dir)
-                .env_remove("UPGRADE_SIGNING_PASSWORD")
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "repo keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            vendor(&["keygen".as_ref(), "--dir".as_ref(), dir.as_os_str()]);
         }
         let text = std::fs::read_to_string(dir.join("upgrade.pub")).unwrap();
         text.lines().nth(1).unwrap().trim().to_string()
@@ -202,19 +182,16 @@ impl Sandbox {
     /// Signs the repository's index with the sandbox's key.
     pub fn sign_index(&self) {
         self.public_key();
-        let out = Command::new(REAL_UPGRADE)
-            .args(["repo", "sign"])
-            .arg(self.repo.join("index.toml"))
-            .arg("--key")
-            .arg(self.base.join("keys/upgrade.key"))
-            .env_remove("UPGRADE_SIGNING_PASSWORD")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "repo sign failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let (index, key) = (
+            self.repo.join("index.toml"),
+            self.base.join("keys/upgrade.key"),
         );
+        vendor(&[
+            "sign".as_ref(),
+            index.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ]);
     }
 
     /// Writes the configuration for a repository at `url` with these `[repository]` lines.
@@ -342,6 +319,22 @@ impl Sandbox {
         assert_eq!(run.code, 0, "{}", run.stderr);
         run.json()["installed"].as_str().map(str::to_string)
     }
+}
+
+/// `real-upgrade repo ARGS…` (the vendor side), which must succeed.
+fn vendor(args: &[&std::ffi::OsStr]) {
+    let out = Command::new(REAL_UPGRADE)
+        .arg("repo")
+        .args(args)
+        .env_remove("UPGRADE_SIGNING_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "repo {:?} failed: {}",
+        args.first(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub struct Run {
