@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::UpgradeError;
-use crate::version::VersionScheme;
+pub use crate::model::services::ServiceBackend;
+use crate::model::version::VersionScheme;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,7 +24,7 @@ pub struct Config {
     pub services: Services,
     pub hooks: Hooks,
     /// Preflight checks the administrator adds to the releases' own (SPEC §9).
-    pub checks: crate::steps::preflight::Checks,
+    pub checks: crate::model::checks::Checks,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,7 +80,7 @@ pub struct Database {
     /// `sqlite:///PATH` (under the root), `postgres://…` or `mysql://…` / `mariadb://…`.
     pub url: Option<String>,
     /// How long to wait for another host's migrations to finish.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::tomlfile::duration")]
     pub lock_timeout: Duration,
 }
 
@@ -102,7 +103,7 @@ pub struct Services {
     /// runit's service directory, under the root.
     pub runit_dir: String,
     /// The bound on one stop or start command of the backend.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::tomlfile::duration")]
     pub timeout: Duration,
 }
 
@@ -117,20 +118,10 @@ impl Default for Services {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceBackend {
-    #[default]
-    Systemd,
-    Sysv,
-    Runit,
-    Command,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hooks {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::tomlfile::duration")]
     pub timeout: Duration,
 }
 
@@ -156,15 +147,6 @@ impl Default for Config {
             checks: Default::default(),
         }
     }
-}
-
-pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration `{text}` ({e}); write e.g. \"90s\" or \"10m\""
-        ))
-    })
 }
 
 impl Config {

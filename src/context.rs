@@ -41,12 +41,10 @@ pub struct Paths {
     pub config: PathBuf,
     pub vendor_share: PathBuf,
     pub admin_etc: PathBuf,
-    pub state_dir: PathBuf,
     pub state_db: PathBuf,
     pub lock: PathBuf,
     pub cache: PathBuf,
     pub log: PathBuf,
-    pub sbin: PathBuf,
     pub migrations: PathBuf,
 }
 
@@ -58,19 +56,11 @@ impl Paths {
             config: under("etc/upgrade/upgrade.toml"),
             vendor_share: under("usr/share/upgrade"),
             admin_etc: under("etc/upgrade"),
-            state_dir: under("var/lib/upgrade"),
             state_db: under("var/lib/upgrade/state.db"),
             lock: under("var/lib/upgrade/lock"),
             cache: under("var/lib/upgrade/cache"),
             log: under("var/log/upgrade/upgrade.log"),
-            sbin: under("usr/sbin"),
             migrations: under("usr/share/upgrade/migrations"),
         }
-    }
-
-    /// Vendor and admin directories of a hook phase (`pre-upgrade.d`, `post-upgrade.d`).
-    pub fn hook_dirs(&self, phase: &str) -> (PathBuf, PathBuf) {
-        let dir = format!("{phase}-upgrade.d");
-        (self.vendor_share.join(&dir), self.admin_etc.join(&dir))
     }
 }

@@ -27,12 +27,10 @@ pub enum UpgradeError {
     /// Preflight checks found inhibitors; nothing was changed (exit 3).
     #[error(
         "{} preflight check(s) inhibit the upgrade: {}",
-        report.inhibitors().count(),
-        report.inhibitors().map(|r| r.key.as_str()).collect::<Vec<_>>().join(", ")
+        inhibitors.len(),
+        inhibitors.join(", ")
     )]
-    Inhibited {
-        report: Box<crate::steps::preflight::Report>,
-    },
+    Inhibited { inhibitors: Vec<String> },
     /// The user said no at the prompt (exit 4).
     #[error("upgrade declined, nothing was changed")]
     Declined,
@@ -49,6 +47,81 @@ pub enum UpgradeError {
         status: HookStatus,
         last_lines: Vec<String>,
     },
+    /// The index's minisign signature does not verify with the configured key (exit 2).
+    #[error("refusing repository index `{location}`: {why} ({detail})")]
+    BadSignature {
+        location: String,
+        why: &'static str,
+        detail: String,
+    },
+    /// The index is past its `expires` (exit 2): stale or replayed.
+    #[error("repository index `{location}` expired at {expires}")]
+    IndexExpired { location: String, expires: String },
+    /// The index's `sequence` is lower than one this root accepted (exit 2): a rollback attack
+    /// or a stale mirror.
+    #[error(
+        "repository index `{location}` has sequence {sequence}, lower than {accepted} which this \
+         host has already accepted: refusing an older index (rollback)"
+    )]
+    IndexRollback {
+        location: String,
+        sequence: u64,
+        accepted: u64,
+    },
+    /// `--to` names a release the index does not list (exit 2).
+    #[error("release `{version}` is not in the repository")]
+    UnknownRelease {
+        version: String,
+        available: Vec<String>,
+    },
+    /// The target is older than the installed release (exit 2).
+    #[error("release `{target}` is older than the installed `{installed}`")]
+    Downgrade { target: String, installed: String },
+    /// A downloaded or cached artifact is not the file the index names (exit 1).
+    #[error("artifact `{nevra}` (`{location}`) has sha256 {actual}, the index says {expected}")]
+    ChecksumMismatch {
+        nevra: String,
+        location: String,
+        actual: String,
+        expected: String,
+    },
+    /// A package file's header names another package than the plan (exit 1): the index and the
+    /// file disagree.
+    #[error("`{file}` is {actual}, but the plan installs {planned} from it")]
+    PackageMismatch {
+        file: String,
+        planned: String,
+        actual: String,
+    },
+    /// An applied migration's file changed since (exit 1).
+    #[error(
+        "applied migration `{migration}` has changed: applied with sha256 {applied}, the file now \
+         has {file}"
+    )]
+    MigrationDrift {
+        migration: String,
+        applied: String,
+        file: String,
+    },
+    /// Another runner held the database's migration lock for longer than allowed (exit 1).
+    #[error(
+        "timed out after {} waiting for the migration lock on `{database}`",
+        humantime::format_duration(*timeout)
+    )]
+    LockTimeout {
+        database: String,
+        timeout: std::time::Duration,
+    },
+    /// A person must confirm and none can be asked (exit 2).
+    #[error("no terminal to ask for confirmation on")]
+    NoTerminal,
+    /// `history ID` names a run this root never had (exit 2).
+    #[error("there is no run {id}")]
+    UnknownRun { id: i64 },
+    /// Something the confirmed plan fixed is gone or different on disk (exit 1): the run does
+    /// not run what the operator did not see.
+    #[error("{what} {change} since the plan was made")]
+    PlanChanged { what: String, change: String },
     /// A step of the run failed (exit 1); `hint` says what to do next.
     #[error("{message}")]
     Step {
@@ -101,12 +174,25 @@ impl UpgradeError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            UpgradeError::Input { .. } => exit::USAGE,
+            UpgradeError::Input { .. }
+            | UpgradeError::BadSignature { .. }
+            | UpgradeError::IndexExpired { .. }
+            | UpgradeError::IndexRollback { .. }
+            | UpgradeError::UnknownRelease { .. }
+            | UpgradeError::Downgrade { .. }
+            | UpgradeError::NoTerminal
+            | UpgradeError::UnknownRun { .. } => exit::USAGE,
             UpgradeError::Inhibited { .. } => exit::INHIBITED,
             UpgradeError::Declined => exit::DECLINED,
             UpgradeError::Locked { .. } => exit::LOCKED,
             UpgradeError::RebootRequired { .. } => exit::REBOOT,
-            UpgradeError::HookFailed { .. } | UpgradeError::Step { .. } => exit::FAILED,
+            UpgradeError::HookFailed { .. }
+            | UpgradeError::ChecksumMismatch { .. }
+            | UpgradeError::PackageMismatch { .. }
+            | UpgradeError::MigrationDrift { .. }
+            | UpgradeError::LockTimeout { .. }
+            | UpgradeError::PlanChanged { .. }
+            | UpgradeError::Step { .. } => exit::FAILED,
         }
     }
 
@@ -114,6 +200,51 @@ impl UpgradeError {
         match self {
             UpgradeError::Input { hint, .. } | UpgradeError::Step { hint, .. } => hint.clone(),
             UpgradeError::Declined => None,
+            UpgradeError::BadSignature { .. } => Some(
+                "do not use this repository; check `public_key` under `[repository]` and ask the \
+                 vendor for a correctly signed index"
+                    .into(),
+            ),
+            UpgradeError::IndexExpired { .. } => Some(
+                "the repository is stale or replayed; ask the vendor to publish it again, and \
+                 check this host's clock"
+                    .into(),
+            ),
+            UpgradeError::IndexRollback { .. } => Some(
+                "the repository or a mirror serves a stale index; point `[repository] url` at an \
+                 up-to-date one"
+                    .into(),
+            ),
+            UpgradeError::UnknownRelease { available, .. } => {
+                Some(format!("available releases: {}", available.join(", ")))
+            }
+            UpgradeError::Downgrade { .. } => {
+                Some("downgrades are not supported; choose a newer release with `--to`".into())
+            }
+            UpgradeError::ChecksumMismatch { .. } => Some(
+                "the repository or the cache holds a file other than the index names; ask the \
+                 vendor for a consistent repository, then run `upgrade` again"
+                    .into(),
+            ),
+            UpgradeError::PackageMismatch { .. } => Some(
+                "the repository's index names this file for another package; ask the vendor for \
+                 a consistent repository, then run `upgrade` again"
+                    .into(),
+            ),
+            UpgradeError::MigrationDrift { .. } => Some(
+                "restore the file as it was applied; a change to the schema needs a new migration"
+                    .into(),
+            ),
+            UpgradeError::LockTimeout { .. } => Some(
+                "another host is applying migrations to this database; wait for it, or raise \
+                 `[database] lock_timeout`"
+                    .into(),
+            ),
+            UpgradeError::NoTerminal => Some(
+                "run `upgrade --yes` to upgrade unattended, or `upgrade --dry-run` to see the plan"
+                    .into(),
+            ),
+            UpgradeError::UnknownRun { .. } => Some("`real-upgrade history` lists the runs".into()),
             UpgradeError::Inhibited { .. } => Some(
                 "nothing was changed; resolve every inhibitor listed above, then run again \
                  (`real-upgrade check` runs the checks alone)"
@@ -125,6 +256,10 @@ impl UpgradeError {
             UpgradeError::RebootRequired { .. } => {
                 Some("reboot, then run `upgrade` again to resume where it stopped".into())
             }
+            UpgradeError::PlanChanged { what, .. } => Some(format!(
+                "put {what} back as it was when the run was planned, then run `upgrade` again to \
+                 resume"
+            )),
             UpgradeError::HookFailed { .. } => {
                 Some("fix the hook or what it checks, then run `upgrade` again to resume".into())
             }

@@ -1,37 +1,49 @@
 //! `upgrade` takes a vendor's product from any installed release — or from nothing — to a newer
-//! one, safely, in one command. See `SPEC.md` for the design; this is the map of the code.
+//! one, safely, in one command. See `SPEC.md` for the design and `ARCHITECTURE.md` for how data
+//! flows; this is the map of the code.
 //!
-//! Data flows one way: `config + state + index → Plan → Run (journal) → steps → outcome`.
+//! Imports flow one way, from the top of this map to the bottom, never back; a module may use
+//! its own layer's modules as long as no two reach each other (`tests/integration/layers.rs`
+//! keeps both rules, from the same table).
 //!
-//! - [`cli`]: clap definitions, prompts, rendering; the binaries call [`cli::real_upgrade`] and
-//!   [`selfupdate::exec_real_upgrade`] and nothing else.
-//! - [`context`]: the process state (root, config path, terminal) every operation reads.
-//! - [`config`]: `upgrade.toml` → [`config::Config`].
-//! - [`repo`]: local and HTTP(S) repositories, the signed index and its trust checks, parallel
-//!   verified downloads, and the vendor's `repo index` / `keygen` / `sign`.
-//! - [`version`]: product versions (semver or rpm order) and rpm EVR comparison.
-//! - [`plan`]: installed state + index → [`plan::Plan`] (pure).
-//! - [`run`]: executes a plan under the lock and the journal, resuming an open run; also
-//!   `services restart`.
-//! - [`steps`]: one module per kind of step (hooks, packages, migrations, services), and the
-//!   preflight checks that run before any of them.
-//! - [`state`]: `state.db`: installed version, journal, history.
-//! - [`selfupdate`]: the `upgrade` shim: refresh the upgrader, re-exec once, exec `real-upgrade`.
-//! - [`fault`]: named fault points where tests kill the process (feature `fault-injection`).
-//! - [`error`]: the failures code matches on, and their exit codes.
+//! ```text
+//! cli        clap definitions, prompts, human and JSON rendering of ops' results — nothing else
+//! ops        one module per command (upgrade, plan, check, status, history, hooks, migrations,
+//!            adopt, services, repo, self_update), each returning a typed, serialisable result
+//! exec       runs a Plan step by step under the lock and the journal; restores services
+//! planner    installed state + index + host → Plan
+//! steps      hooks, packages, migrations, services: each kind of step and its rules
+//! check      preflight evaluation (SPEC §9)
+//! ui         the Ui trait and the Events the library reports through (it never prints)
+//! host repo state process
+//!            reading the host (rpm database, os-release); the repository, its trust and
+//!            downloads; state.db (installed version, runs, journal); running a child process
+//! config     upgrade.toml → Config
+//! model      plain values parsed once: versions, EVRs, sizes, ranges, checks and their report,
+//!            the catalog, the rpm database's contents, migrations, the service graph, the plan
+//! fault fsutil tomlfile log context
+//!            fault points for tests, atomic writes, TOML with located errors, the log file,
+//!            the process state (root, config path, terminal)
+//! error      the named failures, their hints and exit codes
+//! ```
+//!
+//! Data flows one way: `config + state + index + host → Plan → exec (journal) → steps → result`.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod exec;
 pub mod fault;
 pub mod fsutil;
+pub mod host;
 pub mod log;
-pub mod plan;
+pub mod model;
+pub mod ops;
+pub mod planner;
 pub mod repo;
-pub mod run;
-pub mod selfupdate;
 pub mod state;
 pub mod steps;
 pub mod tomlfile;
-pub mod version;
+pub mod ui;

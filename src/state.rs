@@ -22,7 +22,10 @@ use anyhow::{Context as _, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::plan::Plan;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+use crate::model::journal::{JournalKey, RunStatus};
+use crate::model::plan::Plan;
 
 pub struct State {
     conn: Connection,
@@ -37,14 +40,14 @@ pub struct RunRecord {
     pub finished_at: Option<String>,
     pub from: Option<String>,
     pub to: String,
-    pub status: String,
+    pub status: RunStatus,
     pub attempts: i64,
     pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct JournalEntry {
-    pub step: String,
+    pub step: JournalKey,
     pub done_at: String,
     pub detail: Option<String>,
 }
@@ -53,7 +56,7 @@ pub struct JournalEntry {
 pub struct OpenRun {
     pub record: RunRecord,
     pub plan: Plan,
-    pub done: HashSet<String>,
+    pub done: HashSet<JournalKey>,
 }
 
 const SCHEMA: &str = "
@@ -158,10 +161,11 @@ impl State {
     }
 
     pub fn open_run(&self) -> Result<Option<OpenRun>> {
+        let open = RunStatus::OPEN.map(|s| format!("'{s}'")).join(", ");
         let row = self
             .conn
             .query_row(
-                &format!("{RUN_COLUMNS}, plan FROM runs WHERE status IN ('running', 'failed', 'reboot') ORDER BY id DESC LIMIT 1"),
+                &format!("{RUN_COLUMNS}, plan FROM runs WHERE status IN ({open}) ORDER BY id DESC LIMIT 1"),
                 [],
                 |r| Ok((run_record(r)?, r.get::<_, String>(8)?)),
             )
@@ -172,7 +176,7 @@ impl State {
         };
         let plan: Plan = serde_json::from_str(&plan)
             .with_context(|| format!("the stored plan of run {} is unreadable", record.id))?;
-        let mut done: HashSet<String> = self
+        let mut done: HashSet<JournalKey> = self
             .journal(record.id)?
             .into_iter()
             .map(|e| e.step)
@@ -185,8 +189,8 @@ impl State {
         let json = serde_json::to_string(plan).context("failed to serialise the plan")?;
         self.conn
             .execute(
-                "INSERT INTO runs (started_at, from_version, to_version, status, plan) VALUES (?1, ?2, ?3, 'running', ?4)",
-                params![now(), plan.from, plan.to, json],
+                "INSERT INTO runs (started_at, from_version, to_version, status, plan) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now(), plan.from, plan.to, RunStatus::Running, json],
             )
             .context("failed to record the run in state.db")?;
         Ok(self.conn.last_insert_rowid())
@@ -195,13 +199,16 @@ impl State {
     /// Marks an open run as being attempted again.
     pub fn resume_run(&self, id: i64) -> Result<()> {
         self.conn
-            .execute("UPDATE runs SET status = 'running', attempts = attempts + 1, error = NULL WHERE id = ?1", [id])
+            .execute(
+                "UPDATE runs SET status = ?2, attempts = attempts + 1, error = NULL WHERE id = ?1",
+                params![id, RunStatus::Running],
+            )
             .context("failed to update the run in state.db")?;
         Ok(())
     }
 
     /// Journals a hook as done: one appended line, durable against a crash at once.
-    pub fn mark_hook_done(&mut self, run: i64, key: &str) -> Result<()> {
+    pub fn mark_hook_done(&mut self, run: i64, key: &JournalKey) -> Result<()> {
         crate::fault::point!("mark:{key}");
         let path = &self.hooks_journal;
         if self.hooks_file.is_none() {
@@ -231,7 +238,7 @@ impl State {
     }
 
     /// Hook keys of `run` in the hook journal.
-    fn hook_marks(&self, run: i64) -> Result<Vec<String>> {
+    fn hook_marks(&self, run: i64) -> Result<Vec<JournalKey>> {
         let text = match std::fs::read_to_string(&self.hooks_journal) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -245,12 +252,17 @@ impl State {
             .split_inclusive('\n')
             .filter_map(|line| line.strip_suffix('\n')?.split_once('\t'))
             .filter(|(id, _)| *id == run)
-            .map(|(_, key)| key.to_string())
+            .map(|(_, key)| JournalKey::stored(key.to_string()))
             .collect())
     }
 
     /// Journals a hook phase as done with all its hooks, durably, and empties the hook journal.
-    pub fn mark_phase_done(&mut self, run: i64, step: &str, hooks: &[String]) -> Result<()> {
+    pub fn mark_phase_done(
+        &mut self,
+        run: i64,
+        step: &JournalKey,
+        hooks: &[JournalKey],
+    ) -> Result<()> {
         crate::fault::point!("mark:{step}");
         let tx = self
             .conn
@@ -261,7 +273,7 @@ impl State {
                 "INSERT OR REPLACE INTO journal (run_id, step, done_at) VALUES (?1, ?2, ?3)",
             )?;
             let at = now();
-            for key in hooks.iter().map(String::as_str).chain([step]) {
+            for key in hooks.iter().chain([step]) {
                 insert.execute(params![run, key, at])?;
             }
         }
@@ -277,7 +289,7 @@ impl State {
     }
 
     /// Journals a step as done, durably (fsync) before returning.
-    pub fn mark_done(&self, run: i64, step: &str, detail: Option<&str>) -> Result<()> {
+    pub fn mark_done(&self, run: i64, step: &JournalKey, detail: Option<&str>) -> Result<()> {
         crate::fault::point!("mark:{step}");
         self.conn
             .execute(
@@ -290,7 +302,7 @@ impl State {
     }
 
     /// Journals a step as not done, so that a resumed run does it again.
-    pub fn unmark(&self, run: i64, step: &str) -> Result<()> {
+    pub fn unmark(&self, run: i64, step: &JournalKey) -> Result<()> {
         self.conn
             .execute(
                 "DELETE FROM journal WHERE run_id = ?1 AND step = ?2",
@@ -301,7 +313,7 @@ impl State {
     }
 
     /// Records `version` as installed and the step as done, in one transaction.
-    pub fn record_installed(&mut self, run: i64, step: &str, version: &str) -> Result<()> {
+    pub fn record_installed(&mut self, run: i64, step: &JournalKey, version: &str) -> Result<()> {
         crate::fault::point!("mark:{step}");
         let tx = self
             .conn
@@ -332,8 +344,8 @@ impl State {
             .context("failed to begin a transaction on state.db")?;
         tx.execute(
             "INSERT INTO runs (started_at, finished_at, from_version, to_version, status, plan)
-             VALUES (?1, ?1, NULL, ?2, 'adopted', ?3)",
-            params![now(), plan.to, json],
+             VALUES (?1, ?1, NULL, ?2, ?3, ?4)",
+            params![now(), plan.to, RunStatus::Adopted, json],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -346,9 +358,9 @@ impl State {
         Ok(id)
     }
 
-    /// Closes or leaves open a run: `succeeded` closes it; `failed` and `reboot` keep it open.
-    pub fn set_status(&self, run: i64, status: &str, error: Option<&str>) -> Result<()> {
-        let finished = (status == "succeeded").then(now);
+    /// Closes or leaves open a run, as its status says.
+    pub fn set_status(&self, run: i64, status: RunStatus, error: Option<&str>) -> Result<()> {
+        let finished = (!status.is_open()).then(now);
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
@@ -412,4 +424,94 @@ fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         attempts: r.get(6)?,
         error: r.get(7)?,
     })
+}
+
+impl ToSql for RunStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RunStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        RunStatus::parse(text).ok_or_else(|| {
+            FromSqlError::Other(format!("unknown run status `{text}` in state.db").into())
+        })
+    }
+}
+
+impl ToSql for JournalKey {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for JournalKey {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        Ok(JournalKey::stored(value.as_str()?.to_string()))
+    }
+}
+
+/// The journal of one open run, as the steps see it: what is done, and marking more done.
+pub struct Journal<'a> {
+    state: &'a mut State,
+    run: i64,
+    done: HashSet<JournalKey>,
+}
+
+impl<'a> Journal<'a> {
+    /// The journal of open run `run`, with the keys already done (a resumed run).
+    pub fn new(state: &'a mut State, run: i64, done: HashSet<JournalKey>) -> Journal<'a> {
+        Journal { state, run, done }
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run
+    }
+
+    pub fn is_done(&self, key: &JournalKey) -> bool {
+        self.done.contains(key)
+    }
+
+    /// Journals a step as done, durably, with an optional JSON `detail`.
+    pub fn mark(&mut self, key: &JournalKey, detail: Option<&str>) -> Result<()> {
+        self.state.mark_done(self.run, key, detail)?;
+        self.done.insert(key.clone());
+        Ok(())
+    }
+
+    /// Journals one hook as done (one appended line; see the module doc).
+    pub fn mark_hook(&mut self, key: &JournalKey) -> Result<()> {
+        self.state.mark_hook_done(self.run, key)?;
+        self.done.insert(key.clone());
+        Ok(())
+    }
+
+    /// Makes the hook marks durable (before a reboot a hook asked for).
+    pub fn sync_hooks(&self) -> Result<()> {
+        self.state.sync_hook_marks()
+    }
+
+    /// Journals a hook phase as done with all its hooks, durably.
+    pub fn mark_phase(&mut self, key: &JournalKey, hooks: &[JournalKey]) -> Result<()> {
+        self.state.mark_phase_done(self.run, key, hooks)?;
+        self.done.extend(hooks.iter().cloned());
+        self.done.insert(key.clone());
+        Ok(())
+    }
+
+    /// Journals a step as not done, so that a resumed run does it again.
+    pub fn unmark(&mut self, key: &JournalKey) -> Result<()> {
+        self.state.unmark(self.run, key)?;
+        self.done.remove(key);
+        Ok(())
+    }
+
+    /// Records `version` as installed and the step as done, in one transaction.
+    pub fn record_installed(&mut self, key: &JournalKey, version: &str) -> Result<()> {
+        self.state.record_installed(self.run, key, version)?;
+        self.done.insert(key.clone());
+        Ok(())
+    }
 }

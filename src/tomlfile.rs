@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+use std::time::Duration;
+
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::UpgradeError;
@@ -34,4 +37,14 @@ pub fn location(text: &str, path: &Path, offset: usize) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     format!("{}:{line}:{column}", path.display())
+}
+
+/// A duration written `"90s"`, `"10m"` (humantime).
+pub fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration `{text}` ({e}); write e.g. \"90s\" or \"10m\""
+        ))
+    })
 }

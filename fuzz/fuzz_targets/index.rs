@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use upgrade::plan::{Plan, PlanInput, PlannedHooks};
-use upgrade::repo::index::Catalog;
-use upgrade::steps::packages::RpmDb;
-use upgrade::steps::services::ServiceGraph;
-use upgrade::version::VersionScheme;
+use upgrade::model::plan::{Plan, PlanInput, PlannedHooks};
+use upgrade::model::catalog::Catalog;
+use upgrade::model::rpm::RpmDb;
+use upgrade::model::services::ServiceGraph;
+use upgrade::model::version::VersionScheme;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use upgrade::cli::args::ShimCli;
 use upgrade::cli::render::Human;
-use upgrade::selfupdate::{ShimOptions, exec_real_upgrade};
+use upgrade::ops::self_update::{ShimOptions, exec_real_upgrade};
 
 fn main() -> ExitCode {
     let cli = ShimCli::parse();

@@ -7,10 +7,15 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::error::{UpgradeError, find};
-use crate::plan::{PackageOp, Plan, Step};
-use crate::run::{Event, PlanView, Ui};
+use crate::model::checks::{Report, Status};
+use crate::model::journal::{JournalKey, RunStatus};
+use crate::model::plan::{HopStep, PackageOp, Plan, PlannedHook, Step};
+use crate::model::services::backend_name;
+use crate::ops;
+use crate::state::RunRecord;
 use crate::steps::hooks::Phase;
-use crate::steps::preflight::{Report, Status};
+use crate::steps::migrations;
+use crate::ui::{Event, PlanView, Ui};
 
 /// Renders runs and reports for a person, on stderr.
 pub struct Human {
@@ -18,6 +23,8 @@ pub struct Human {
     pub quiet: bool,
     /// The download progress bar, only while downloading to a terminal.
     bar: std::sync::Mutex<Option<(indicatif::ProgressBar, usize)>>,
+    /// The last preflight report shown, for the `--json` document of an inhibited run.
+    checks: std::sync::Mutex<Option<Report>>,
 }
 
 impl Human {
@@ -28,7 +35,13 @@ impl Human {
             color,
             quiet,
             bar: std::sync::Mutex::new(None),
+            checks: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The preflight report last shown, if any.
+    pub fn last_report(&self) -> Option<Report> {
+        self.checks.lock().expect("checks lock").clone()
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -113,7 +126,7 @@ impl Human {
     }
 
     /// The plan as text; steps in `done` are marked.
-    pub fn render_plan(&self, plan: &Plan, done: &HashSet<String>) -> String {
+    pub fn render_plan(&self, plan: &Plan, done: &HashSet<JournalKey>) -> String {
         let mut out = String::new();
         let from = plan.from.as_deref().unwrap_or("nothing installed");
         let kind = if plan.from.is_none() {
@@ -149,10 +162,13 @@ impl Human {
                     names.join(", ")
                 }
             };
+            let hook_names = |hooks: &[PlannedHook]| {
+                list(&hooks.iter().map(|h| h.name.clone()).collect::<Vec<_>>())
+            };
             out += &format!(
                 "    pre-upgrade hooks:  {}{}\n",
-                list(&hop.hooks.pre),
-                mark(Step::PreHooks(i))
+                hook_names(&hop.hooks.pre),
+                mark(Step::Hop(i, HopStep::PreHooks))
             );
             let stop = match hop.from {
                 None => "none (fresh install)".to_string(),
@@ -160,9 +176,9 @@ impl Human {
             };
             out += &format!(
                 "    stop services:      {stop}{}\n",
-                mark(Step::StopServices(i))
+                mark(Step::Hop(i, HopStep::StopServices))
             );
-            out += &format!("    packages:{}\n", mark(Step::Packages(i)));
+            out += &format!("    packages:{}\n", mark(Step::Hop(i, HopStep::Packages)));
             for p in &hop.packages {
                 let a = &p.artifact;
                 let line = match (p.op, &p.installed) {
@@ -200,23 +216,168 @@ impl Human {
                 out += &format!("      {line}  (prerequisite `{}`)\n", p.version);
             }
             if !hop.migrations.is_empty() {
-                out += &format!("    migrations:{}\n", mark(Step::Migrate(i)));
+                out += &format!("    migrations:{}\n", mark(Step::Hop(i, HopStep::Migrate)));
                 for m in &hop.migrations {
-                    out += &format!("      {m}\n");
+                    out += &format!("      {}\n", m.label);
                 }
             }
             out += &format!(
                 "    post-upgrade hooks: {}{}\n",
-                list(&hop.hooks.post),
-                mark(Step::PostHooks(i))
+                hook_names(&hop.hooks.post),
+                mark(Step::Hop(i, HopStep::PostHooks))
             );
             out += &format!(
                 "    start services:     {}{}\n",
                 list(&hop.services),
-                mark(Step::StartServices(i))
+                mark(Step::Hop(i, HopStep::StartServices))
             );
         }
         out
+    }
+}
+
+/// The results of the read-only commands, for a person.
+impl Human {
+    pub fn status(&self, status: &ops::status::Status) {
+        self.say(&format!("product:   {}", status.product));
+        self.say(&format!(
+            "installed: {}",
+            status.installed.as_deref().unwrap_or("nothing")
+        ));
+        match (&status.available, &status.index_error) {
+            (Some(v), _) => self.say(&format!("available: {v}")),
+            (None, Some(e)) => self.warn(&format!("the repository index could not be read: {e}")),
+            (None, None) => self.say("available: no releases"),
+        }
+        if let Some(run) = &status.open_run {
+            self.say(&format!(
+                "unfinished run {} to {} ({}); run `upgrade` to resume it",
+                run.id, run.to, run.status
+            ));
+        } else if status.up_to_date == Some(true) {
+            self.say("up to date");
+        }
+    }
+
+    pub fn runs(&self, runs: &[RunRecord]) {
+        if runs.is_empty() {
+            self.say("no runs yet");
+        }
+        for r in runs {
+            self.say(&format!(
+                "{:>4}  {}  {} → {}  {}",
+                r.id,
+                r.started_at,
+                r.from.as_deref().unwrap_or("nothing"),
+                r.to,
+                r.status
+            ));
+        }
+    }
+
+    pub fn run_detail(&self, detail: &ops::history::RunDetail) {
+        let record = &detail.run;
+        self.say(&format!(
+            "run {}: {} → {}, {} (attempts: {}, started {}, finished {})",
+            record.id,
+            record.from.as_deref().unwrap_or("nothing"),
+            record.to,
+            record.status,
+            record.attempts,
+            record.started_at,
+            record.finished_at.as_deref().unwrap_or("-")
+        ));
+        if let Some(e) = &record.error {
+            self.say(&format!("last error: {e}"));
+        }
+        for entry in &detail.journal {
+            self.say(&format!("  {}  {}", entry.done_at, entry.step));
+        }
+    }
+
+    pub fn hooks(&self, listing: &ops::hooks::HookListing) {
+        for (phase, set) in [(Phase::Pre, &listing.pre), (Phase::Post, &listing.post)] {
+            self.say(&self.bold(phase.dir_name()));
+            if set.run.is_empty() {
+                self.say("  (no hooks)");
+            }
+            for (i, h) in set.run.iter().enumerate() {
+                self.say(&format!(
+                    "  {:>3}. {}  ({})",
+                    i + 1,
+                    h.name,
+                    h.path.display()
+                ));
+            }
+            for s in &set.refused {
+                self.say(&format!("  refused  {}: {}", s.path.display(), s.reason));
+            }
+            for s in &set.skipped {
+                self.say(&format!("  skipped  {}: {}", s.path.display(), s.reason));
+            }
+        }
+    }
+
+    pub fn migrations(&self, status: &migrations::Status) {
+        self.say(&format!("database: {}", status.database));
+        for row in &status.applied {
+            self.say(&format!(
+                "  applied  {}/{}  {} ({} ms)",
+                row.version, row.name, row.applied_at, row.duration_ms
+            ));
+        }
+        for label in &status.pending {
+            self.say(&format!("  pending  {label}"));
+        }
+        for row in &status.failed {
+            self.warn(&format!(
+                "failed   {}/{} at {}: run `real-upgrade migrations repair` once the database is repaired",
+                row.version, row.name, row.applied_at
+            ));
+        }
+        for d in &status.drifted {
+            self.warn(&format!(
+                "drifted  {}: applied with sha256 {}, the file now has {}",
+                d.migration, d.applied_sha256, d.file_sha256
+            ));
+        }
+        for row in &status.missing {
+            self.say(&format!(
+                "  missing  {}/{} (applied; its file is gone)",
+                row.version, row.name
+            ));
+        }
+    }
+
+    pub fn service_order(&self, order: &ops::services::ServiceOrder) {
+        match &order.source {
+            None => self.say("no service order (`/etc/upgrade/service-order.toml` or `/usr/share/upgrade/service-order.toml`)"),
+            Some(path) => self.say(&format!("service order from `{}`", path.display())),
+        }
+        for (n, level) in order.levels.iter().enumerate() {
+            let names: Vec<String> = level
+                .iter()
+                .map(|s| format!("{} ({} `{}`)", s.name, backend_name(s.backend), s.unit))
+                .collect();
+            self.say(&format!("  level {}: {}", n + 1, names.join(", ")));
+        }
+    }
+
+    pub fn keys(&self, keys: &ops::repo::KeyFiles) {
+        let protection = if keys.encrypted {
+            "encrypted with the password in `UPGRADE_SIGNING_PASSWORD`"
+        } else {
+            "unencrypted: keep it secret"
+        };
+        self.say(&format!(
+            "wrote public key `{}` and secret key `{}` ({protection})",
+            keys.public_key_file.display(),
+            keys.secret_key_file.display()
+        ));
+        self.say(&format!(
+            "configure hosts with, under `[repository]`:\npublic_key = \"{}\"",
+            keys.public_key
+        ));
     }
 }
 
@@ -224,7 +385,7 @@ impl Ui for Human {
     fn plan(&self, view: &PlanView<'_>) {
         if let Some(run) = view.resumed {
             // NB: `running` means no invocation closed it: the process died holding the lock.
-            if run.status == "running" {
+            if run.status == RunStatus::Running {
                 self.say(&format!(
                     "run {} (started {}) was abandoned: it was killed or the machine went down mid-run",
                     run.id, run.started_at
@@ -249,7 +410,7 @@ impl Ui for Human {
     }
 
     fn event(&self, event: Event<'_>) {
-        let hop_name = |hop: Option<&crate::plan::Hop>| {
+        let hop_name = |hop: Option<&crate::model::plan::Hop>| {
             hop.map(|h| format!("{} → {}", h.from.as_deref().unwrap_or("nothing"), h.to))
                 .unwrap_or_default()
         };
@@ -258,7 +419,10 @@ impl Ui for Human {
             Event::StepAlreadyDone { step, hop } => {
                 self.say(&format!("    {} (already done)", step_title(step, &hop_name(hop))))
             }
-            Event::Checks { report } => self.report(report),
+            Event::Checks { report } => {
+                self.report(report);
+                *self.checks.lock().expect("checks lock") = Some(report.clone());
+            }
             Event::DownloadStarted { artifacts, bytes } => self.start_bar(artifacts, bytes),
             Event::DownloadProgress { bytes } => {
                 if let Some((bar, _)) = self.bar.lock().expect("bar lock").as_ref() {
@@ -285,6 +449,16 @@ impl Ui for Human {
                 self.say(&format!("    {} hook `{name}` already done", phase_name(phase)))
             }
             Event::HookLine { name, line } => self.say(&format!("    [{name}] {line}")),
+            Event::HookNotPlanned { phase, name } => self.warn(&format!(
+                "{} hook `{name}` appeared after the plan was made; it is not run",
+                phase_name(phase)
+            )),
+            Event::MigrationNotPlanned { label } => self.warn(&format!(
+                "migration `{label}` appeared after the plan was made; it is not applied"
+            )),
+            Event::MigrationFixed { label } => self.warn(&format!(
+                "migration `{label}` changed since its step failed; applying it as it is now"
+            )),
             Event::MigrationApplied { label, took } => self.say(&format!(
                 "    applied migration `{label}` ({} ms)",
                 took.as_millis()
@@ -356,13 +530,13 @@ fn phase_name(phase: Phase) -> &'static str {
 fn step_title(step: Step, hop: &str) -> String {
     match step {
         Step::Download => "download and verify packages".into(),
-        Step::PreHooks(_) => format!("{hop}: pre-upgrade hooks"),
-        Step::StopServices(_) => format!("{hop}: stop services"),
-        Step::StartServices(_) => format!("{hop}: start services"),
-        Step::Packages(_) => format!("{hop}: install packages"),
-        Step::Migrate(_) => format!("{hop}: migrate the schema"),
-        Step::PostHooks(_) => format!("{hop}: post-upgrade hooks"),
-        Step::Record(_) => format!("{hop}: record the installed version"),
+        Step::Hop(_, HopStep::PreHooks) => format!("{hop}: pre-upgrade hooks"),
+        Step::Hop(_, HopStep::StopServices) => format!("{hop}: stop services"),
+        Step::Hop(_, HopStep::StartServices) => format!("{hop}: start services"),
+        Step::Hop(_, HopStep::Packages) => format!("{hop}: install packages"),
+        Step::Hop(_, HopStep::Migrate) => format!("{hop}: migrate the schema"),
+        Step::Hop(_, HopStep::PostHooks) => format!("{hop}: post-upgrade hooks"),
+        Step::Hop(_, HopStep::Record) => format!("{hop}: record the installed version"),
     }
 }
 

@@ -21,9 +21,9 @@ use std::sync::mpsc;
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
-use super::index::Artifact;
 use super::{Attempt, Repository};
 use crate::error::UpgradeError;
+use crate::model::catalog::Artifact;
 
 /// Downloads in flight at most.
 pub const THREADS: usize = 6;
@@ -378,15 +378,12 @@ fn check(d: Digested, artifact: &Artifact, location: &str) -> Result<(), Upgrade
         ));
     }
     if !d.sha256.eq_ignore_ascii_case(&artifact.sha256) {
-        return Err(UpgradeError::step(
-            format!(
-                "artifact `{}` (`{location}`) has sha256 {}, the index says {}",
-                artifact.nevra(),
-                d.sha256,
-                artifact.sha256
-            ),
-            HINT,
-        ));
+        return Err(UpgradeError::ChecksumMismatch {
+            nevra: artifact.nevra(),
+            location: location.to_string(),
+            actual: d.sha256.clone(),
+            expected: artifact.sha256.clone(),
+        });
     }
     Ok(())
 }

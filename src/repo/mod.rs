@@ -1,7 +1,7 @@
 //! The repository (SPEC §4): where it is, its signed index, and getting verified artifacts out of
 //! it, from a directory (a plain path or `file://`) or over HTTP(S).
 //!
-//! - [`index`] owns the `index.toml` format and turns it into a typed [`index::Catalog`].
+//! - the `index.toml` format and its typed [`crate::model::catalog::Catalog`] are the model's.
 //! - [`trust`] decides whether an index may be used at all: signature, expiry, rollback; and
 //!   `repo keygen` / `repo sign` on the vendor side.
 //! - [`fetch`] gets artifacts into the cache in parallel, resuming cut downloads, stopping at the
@@ -24,7 +24,6 @@
 //! [`RETRIES`] times with exponential backoff from [`BACKOFF`]; other HTTP statuses fail at once.
 
 pub mod fetch;
-pub mod index;
 pub mod publish;
 pub mod trust;
 

@@ -7,9 +7,11 @@ use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
 use super::fetch::digest_file;
-use super::index::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry};
 use crate::error::UpgradeError;
-use crate::steps::preflight::{Checks, Prerequisite, VersionRange};
+use crate::host::PackageIdentity;
+use crate::model::catalog::Prerequisite;
+use crate::model::catalog::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry};
+use crate::model::checks::{Checks, VersionRange};
 
 /// `releases.toml`: which package files make each release.
 #[derive(Debug, Deserialize)]
@@ -151,7 +153,7 @@ fn check_versions(spec: &Releases, text: &str, path: &Path) -> Result<(), Upgrad
     for r in &spec.releases {
         let at = crate::tomlfile::location(text, path, r.version.span().start);
         let version = r.version.get_ref();
-        if let Err(e) = crate::version::VersionScheme::Rpm.parse(version) {
+        if let Err(e) = crate::model::version::VersionScheme::Rpm.parse(version) {
             return Err(UpgradeError::input(format!("`{at}`: {e}")));
         }
         if !seen.insert(version.trim()) {
@@ -175,25 +177,7 @@ fn previous_sequence(index_path: &Path) -> Option<u64> {
 
 fn artifact(dir: &Path, relative: &str) -> Result<Artifact> {
     let path = dir.join(relative);
-    let meta = rpm::PackageMetadata::open(&path).map_err(|e| {
-        UpgradeError::input(format!(
-            "`{}` is not a readable RPM package: {e}",
-            path.display()
-        ))
-    })?;
-    let field = |r: Result<&str, rpm::Error>| -> Result<String> {
-        r.map(str::to_string).map_err(|e| {
-            UpgradeError::input(format!("RPM package `{}`: {e}", path.display())).into()
-        })
-    };
-    let name = field(meta.get_name())?;
-    let version = field(meta.get_version())?;
-    let release = field(meta.get_release())?;
-    let arch = field(meta.get_arch())?;
-    let evr = match meta.get_epoch() {
-        Ok(epoch) if epoch > 0 => format!("{epoch}:{version}-{release}"),
-        _ => format!("{version}-{release}"),
-    };
+    let PackageIdentity { name, evr, arch } = crate::host::package_identity(&path)?;
     let (sha256, size) = digest_file(&path)?;
     Ok(Artifact {
         name,

@@ -25,9 +25,9 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::Repository;
-use super::index::{Catalog, Summary};
 use crate::config::Config;
 use crate::error::UpgradeError;
+use crate::model::catalog::{Catalog, Summary};
 
 pub const INDEX: &str = "index.toml";
 pub const SIGNATURE: &str = "index.toml.minisig";
@@ -144,14 +144,11 @@ fn check_current(
     if let Some(accepted) = accepted
         && sequence < accepted
     {
-        return Err(UpgradeError::input_hint(
-            format!(
-                "repository index `{location}` has sequence {sequence}, lower than {accepted} which this \
-                 host has already accepted: refusing an older index (rollback)"
-            ),
-            "the repository or a mirror serves a stale index; point `[repository] url` at an \
-             up-to-date one",
-        )
+        return Err(UpgradeError::IndexRollback {
+            location: location.to_string(),
+            sequence,
+            accepted,
+        }
         .into());
     }
     Ok(())
@@ -191,11 +188,11 @@ pub fn verify(
             }
             _ => "the signature does not verify",
         };
-        UpgradeError::input_hint(
-            format!("refusing repository index `{location}`: {why} ({e})"),
-            "do not use this repository; check `public_key` under `[repository]` and ask the \
-             vendor for a correctly signed index",
-        )
+        UpgradeError::BadSignature {
+            location: location.to_string(),
+            why,
+            detail: e.to_string(),
+        }
     })
 }
 
@@ -214,11 +211,10 @@ pub fn check_expiry(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     if at <= now {
-        return Err(UpgradeError::input_hint(
-            format!("repository index `{location}` expired at {expires}"),
-            "the repository is stale or replayed; ask the vendor to publish it again, and check \
-             this host's clock",
-        ));
+        return Err(UpgradeError::IndexExpired {
+            location: location.to_string(),
+            expires: expires.to_string(),
+        });
     }
     Ok(())
 }

@@ -18,42 +18,17 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::StepContext;
 use crate::context::Paths;
 use crate::error::{HookStatus, UpgradeError};
+use crate::model::journal::JournalKey;
+use crate::model::plan::{Hop, HopStep, PlannedHook, Step};
+use crate::ui::Event;
 
 /// Exit code by which a hook asks for a reboot.
 pub const REBOOT_EXIT_CODE: i32 = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    Pre,
-    Post,
-    /// Executable data migrations run with the hook environment too.
-    Migrate,
-    /// Custom preflight checks (`checks.d`) are discovered and run like hooks.
-    Check,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Pre => "pre",
-            Phase::Post => "post",
-            Phase::Migrate => "migrate",
-            Phase::Check => "check",
-        }
-    }
-
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            Phase::Pre => "pre-upgrade.d",
-            Phase::Post => "post-upgrade.d",
-            Phase::Migrate => "migrations",
-            Phase::Check => "checks.d",
-        }
-    }
-}
+pub use crate::model::hooks::Phase;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Hook {
@@ -423,4 +398,127 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     }
     // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The hooks of `planned` as they are on disk now: fails naming a planned hook that is gone,
+/// refused, or resolves to another file than when planned; returns the hooks to run, in the
+/// plan's order, and the names of hooks that appeared since (not run).
+pub fn as_planned<'s>(
+    set: &'s HookSet,
+    planned: &[PlannedHook],
+    phase: Phase,
+) -> Result<(Vec<&'s Hook>, Vec<&'s str>), UpgradeError> {
+    let mut run = Vec::with_capacity(planned.len());
+    for p in planned {
+        let what = || format!("{} hook `{}`", phase.as_str(), p.name);
+        // NB: hooks are sorted by name: a binary search, not a scan per hook.
+        let found = set
+            .run
+            .binary_search_by(|h| h.name.as_bytes().cmp(p.name.as_bytes()))
+            .ok()
+            .map(|i| &set.run[i]);
+        match (found, &p.path) {
+            (None, _) => {
+                return Err(UpgradeError::PlanChanged {
+                    what: what(),
+                    change: format!("is no longer in `{}`", phase.dir_name()),
+                });
+            }
+            (Some(h), Some(path)) if h.path != *path => {
+                return Err(UpgradeError::PlanChanged {
+                    what: what(),
+                    change: format!(
+                        "resolves to `{}` instead of `{}`",
+                        h.path.display(),
+                        path.display()
+                    ),
+                });
+            }
+            (Some(h), _) => run.push(h),
+        }
+    }
+    let names: std::collections::HashSet<&str> = planned.iter().map(|p| p.name.as_str()).collect();
+    let unplanned = set
+        .run
+        .iter()
+        .map(|h| h.name.as_str())
+        .filter(|n| !names.contains(n))
+        .collect();
+    Ok((run, unplanned))
+}
+
+/// The pre or post hooks step of hop `index`: the planned hooks, each journaled as it ends, a
+/// resumed run skipping those done; exit 100 stops the run for a reboot (SPEC §6).
+pub fn run_phase(
+    cx: &mut StepContext<'_, '_>,
+    index: usize,
+    hop: &Hop,
+    phase: Phase,
+) -> Result<()> {
+    let (planned, step) = match phase {
+        Phase::Pre => (&hop.hooks.pre, HopStep::PreHooks),
+        _ => (&hop.hooks.post, HopStep::PostHooks),
+    };
+    let set = discover(cx.paths, phase, cx.ctx.superuser)?;
+    set.ensure_safe()?;
+    let (hooks, unplanned) = as_planned(&set, planned, phase)?;
+    for name in unplanned {
+        tracing::warn!(
+            hook = name,
+            "hook appeared after the plan was made; not run"
+        );
+        cx.ui.event(Event::HookNotPlanned { phase, name });
+    }
+    let env = HookEnv {
+        phase,
+        from: hop.from.clone(),
+        to: hop.to.clone(),
+        resumed: cx.resumed,
+        root: cx.ctx.root.clone(),
+        run_id: cx.run_id(),
+        extra: Vec::new(),
+    };
+    let keys: Vec<JournalKey> = hooks
+        .iter()
+        .map(|h| JournalKey::hook(index, phase.as_str(), &h.name))
+        .collect();
+    for (hook, key) in hooks.iter().zip(&keys) {
+        let name = hook.name.as_str();
+        if cx.journal.is_done(key) {
+            cx.ui.event(Event::HookAlreadyDone { phase, name });
+            continue;
+        }
+        cx.ui.event(Event::HookStarted { phase, name });
+        let ui = cx.ui;
+        let outcome = run(hook, &env, cx.config.hooks.timeout, &mut |line| {
+            tracing::info!(hook = name, "{line}");
+            ui.event(Event::HookLine { name, line });
+        })?;
+        cx.journal.mark_hook(key)?;
+        if outcome == HookOutcome::RebootRequested {
+            cx.journal.sync_hooks()?;
+            cx.ui.event(Event::HookRebootRequested { name });
+            return Err(UpgradeError::RebootRequired {
+                hook: hook.name.clone(),
+            }
+            .into());
+        }
+    }
+    cx.journal.mark_phase(&Step::Hop(index, step).key(), &keys)
+}
+
+/// Runs an executable that follows the hook rules but is not a hook of a phase (an executable
+/// data migration, a `checks.d` program): `name` labels its output and errors.
+pub fn run_program(
+    path: &Path,
+    name: &str,
+    env: &HookEnv,
+    timeout: Duration,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<HookOutcome> {
+    let hook = Hook {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+    };
+    run(&hook, env, timeout, on_line)
 }

@@ -1,13 +1,40 @@
-//! One module per kind of step the run executes. Steps act; they never plan.
+//! One module per kind of step the run executes. Steps act; they never plan. Each hop step has
+//! the same shape — `fn(&mut StepContext, hop index, &Hop) -> Result<()>` — and owns its rules:
+//! what the plan fixed and how to check it is still so, what a resumed run skips, and marking
+//! itself done in the journal once its effect is durable.
 //!
 //! - [`hooks`]: discovering and running `pre-upgrade.d` / `post-upgrade.d` executables.
-//! - [`packages`]: the root's rpm database and the one transaction per hop (`rpm -U` or
-//!   `dnf install`).
-//! - [`preflight`]: the checks that run before anything changes, and the prerequisite policy.
+//! - [`packages`]: the one transaction per hop (`rpm -U` or `dnf install`), an interrupted rpm.
+//! - [`migrations`]: the hop's schema migrations, exactly once (the ledger).
 //! - [`services`]: the service graph, stopped and started in dependency order, in parallel.
 
 pub mod hooks;
 pub mod migrations;
 pub mod packages;
-pub mod preflight;
 pub mod services;
+
+use crate::config::Config;
+use crate::context::{Context, Paths};
+use crate::repo::Repository;
+use crate::state::Journal;
+use crate::ui::Ui;
+
+/// What every step reads, and the run's journal it marks itself done in.
+pub struct StepContext<'a, 'j> {
+    pub ctx: &'a Context,
+    pub config: &'a Config,
+    pub paths: &'a Paths,
+    pub repo: &'a Repository,
+    pub journal: &'a mut Journal<'j>,
+    pub ui: &'a dyn Ui,
+    /// This invocation resumes an open run (hooks see `UPGRADE_RESUMED=1`).
+    pub resumed: bool,
+    /// `.rpmnew` / `.rpmsave` files the package transactions created.
+    pub config_files: &'a mut Vec<String>,
+}
+
+impl StepContext<'_, '_> {
+    pub fn run_id(&self) -> i64 {
+        self.journal.run_id()
+    }
+}

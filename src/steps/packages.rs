@@ -6,7 +6,6 @@
 //! it also reports the config files it did not overwrite (`.rpmnew`) or moved aside
 //! (`.rpmsave`), which the run passes on to the operator.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,95 +13,14 @@ use std::process::Command;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use super::StepContext;
+use crate::config::PackageBackend;
 use crate::error::UpgradeError;
-
-/// The rpm database lives here inside the root (`rpm --root R --dbpath /var/lib/rpm`).
-pub const DBPATH: &str = "/var/lib/rpm";
-
-/// Installed packages by name; several entries when multilib builds are installed side by side.
-#[derive(Debug, Clone, Default)]
-pub struct RpmDb {
-    pub packages: HashMap<String, Vec<InstalledPackage>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstalledPackage {
-    pub evr: String,
-    pub arch: String,
-}
-
-impl RpmDb {
-    /// Queries the rpm database of `root`; a root without one has nothing installed.
-    pub fn load(root: &Path) -> Result<RpmDb> {
-        let db = root.join(DBPATH.trim_start_matches('/'));
-        let empty = std::fs::read_dir(&db).map_or(true, |mut d| d.next().is_none());
-        if empty {
-            return Ok(RpmDb::default());
-        }
-        let query = || {
-            rpm(root)
-                .args([
-                    "-qa",
-                    "--qf",
-                    "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n",
-                ])
-                .output()
-                .context("failed to run `rpm -qa`; is rpm installed?")
-        };
-        let mut output = query()?;
-        // NB: an rpm killed while it created the database (the first transaction on a bare
-        // root) leaves it without some tables, and a query cannot create them: `--initdb`
-        // completes it (it never drops anything), then the query is tried again.
-        // (`--initdb` is rpmdb's, which takes no `--force-debian`)
-        if !output.status.success()
-            && Command::new("rpm")
-                .arg("--root")
-                .arg(root)
-                .args(["--dbpath", DBPATH, "--initdb"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        {
-            tracing::warn!(root = %root.display(), "rpm database was incomplete; completed it with `rpm --initdb`");
-            output = query()?;
-        }
-        if !output.status.success() {
-            return Err(UpgradeError::step(
-                format!(
-                    "`rpm -qa` on root `{}` failed: {}",
-                    root.display(),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ),
-                "check the rpm database with `rpm --root ROOT --dbpath /var/lib/rpm -qa`",
-            )
-            .into());
-        }
-        let mut db = RpmDb::default();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let mut fields = line.split('\t');
-            let (Some(name), Some(evr), Some(arch)) = (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let evr = evr.strip_prefix("0:").unwrap_or(evr).to_string();
-            db.packages
-                .entry(name.to_string())
-                .or_default()
-                .push(InstalledPackage {
-                    evr,
-                    arch: arch.to_string(),
-                });
-        }
-        Ok(db)
-    }
-
-    /// The newest installed EVR of `name`.
-    pub fn newest(&self, name: &str) -> Option<&InstalledPackage> {
-        self.packages
-            .get(name)?
-            .iter()
-            .max_by(|a, b| crate::version::compare_evr(&a.evr, &b.evr))
-    }
-}
+use crate::host::{DBPATH, rpm};
+use crate::model::plan::{Hop, HopStep, PackageOp, Step};
+use crate::model::rpm::{InstalledPackage, RpmDb};
+use crate::repo::fetch;
+use crate::ui::Event;
 
 /// Erases the older copies of the hop's packages that an interrupted `rpm -U` left installed
 /// beside the new ones (rpm adds the new header before it erases the old one), as the
@@ -113,7 +31,7 @@ impl RpmDb {
 pub fn erase_interrupted<'a>(
     root: &Path,
     db: &RpmDb,
-    artifacts: impl Iterator<Item = &'a crate::repo::index::Artifact>,
+    artifacts: impl Iterator<Item = &'a crate::model::catalog::Artifact>,
 ) -> Result<Vec<String>> {
     let mut stale = Vec::new();
     for a in artifacts {
@@ -124,15 +42,16 @@ pub fn erase_interrupted<'a>(
             installed.iter().filter(|p| p.arch == a.arch).collect();
         let newest = same_arch
             .iter()
-            .max_by(|x, y| crate::version::compare_evr(&x.evr, &y.evr));
-        let Some(newest) = newest.filter(|n| crate::version::compare_evr(&n.evr, &a.evr).is_ge())
+            .max_by(|x, y| crate::model::version::compare_evr(&x.evr, &y.evr));
+        let Some(newest) =
+            newest.filter(|n| crate::model::version::compare_evr(&n.evr, &a.evr).is_ge())
         else {
             continue;
         };
         stale.extend(
             same_arch
                 .iter()
-                .filter(|p| crate::version::compare_evr(&p.evr, &newest.evr).is_lt())
+                .filter(|p| crate::model::version::compare_evr(&p.evr, &newest.evr).is_lt())
                 .map(|p| format!("{}-{}.{}", a.name, p.evr, p.arch)),
         );
     }
@@ -189,17 +108,6 @@ pub fn remove_staged(root: &Path, files: &[PathBuf]) -> Result<usize> {
     Ok(removed)
 }
 
-/// A `rpm` command aimed at `root`.
-fn rpm(root: &Path) -> Command {
-    let mut cmd = Command::new("rpm");
-    cmd.arg("--root").arg(root).args(["--dbpath", DBPATH]);
-    // NB: Debian's rpm refuses to touch a database unless told it knows what it is doing.
-    if Path::new("/etc/debian_version").exists() {
-        cmd.arg("--force-debian");
-    }
-    cmd
-}
-
 /// What one transaction did besides installing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TransactionReport {
@@ -211,15 +119,27 @@ pub struct TransactionReport {
 
 /// Installs or upgrades `files` into `root` in one `rpm -U` transaction.
 pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
-    install_again(root, files, false)
+    install_again(root, files, Attempt::First)
 }
 
-/// [`install`]; with `again`, files whose package is installed already are installed again
-/// (`--replacepkgs`), running their scriptlets again.
-pub fn install_again(root: &Path, files: &[PathBuf], again: bool) -> Result<TransactionReport> {
+/// Whether a transaction is done for the first time, or again after one that began and did not
+/// finish (then files whose package is installed already are installed again, `--replacepkgs`,
+/// running their scriptlets again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    First,
+    Again,
+}
+
+/// [`install`], as the `attempt` of this transaction.
+pub fn install_again(
+    root: &Path,
+    files: &[PathBuf],
+    attempt: Attempt,
+) -> Result<TransactionReport> {
     let mut cmd = rpm(root);
     cmd.arg("-U");
-    if again {
+    if attempt == Attempt::Again {
         cmd.arg("--replacepkgs");
     }
     cmd.args(files.iter().map(|f| OsString::from(f.as_os_str())));
@@ -369,6 +289,102 @@ fn config_file(line: &str) -> Option<String> {
         .split_once(" created as ")
         .or_else(|| rest.split_once(" saved as "))?;
     Some(new.trim().to_string())
+}
+
+/// The packages step of a hop: one transaction of what the hop installs or upgrades. A resumed
+/// run skips what is installed already, erases the old copies an interrupted `rpm -U` left
+/// beside the new ones, and does again a transaction that began and did not finish.
+pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<()> {
+    let key = Step::Hop(index, HopStep::Packages).key();
+    let dnf = cx.config.packages.backend == PackageBackend::Dnf;
+    let begun = key.begun();
+    let interrupted = !dnf && cx.journal.is_done(&begun);
+    // NB: what rpm holds matters only when part of this hop may be installed already (a
+    // transaction began) or dnf chooses prerequisites; otherwise the plan says it all, and
+    // the run reads the rpm database once, when it plans.
+    let query = dnf || interrupted;
+    let mut db = RpmDb::default();
+    if query {
+        db = crate::host::installed_packages(&cx.ctx.root)?;
+        if !erase_interrupted(&cx.ctx.root, &db, hop.artifacts())?.is_empty() {
+            db = crate::host::installed_packages(&cx.ctx.root)?;
+        }
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut already = Vec::new();
+    // prerequisites the repository does not ship: dnf finds them in the system's repositories
+    let specs: Vec<String> = hop
+        .prerequisites
+        .iter()
+        .filter(|p| dnf && p.op != PackageOp::Keep && p.artifact.is_none())
+        .filter(|p| {
+            !db.newest(&p.name)
+                .is_some_and(|i| p.version.contains(&i.evr))
+        })
+        .map(|p| p.dnf_spec())
+        .collect();
+    for a in hop.artifacts() {
+        // NB: a run killed inside `rpm -U` may have committed the transaction already.
+        let present = db.newest(&a.name).is_some_and(|p| {
+            let order = crate::model::version::compare_evr(&p.evr, &a.evr);
+            // NB: rpm cut inside its transaction may have installed a package without running its
+            // %post (no rollback): a transaction that began and did not finish is done again.
+            order.is_gt() || (order.is_eq() && !interrupted)
+        });
+        if present {
+            already.push(a.nevra());
+            continue;
+        }
+        files.push(fetch::fetch(cx.repo, a, &cx.paths.cache)?);
+    }
+    if !already.is_empty() {
+        cx.ui
+            .event(Event::PackagesAlreadyInstalled { names: already });
+    }
+    let mut detail = None;
+    if !files.is_empty() || !specs.is_empty() {
+        cx.ui.event(Event::Transaction {
+            files: files.len() + specs.len(),
+        });
+        let report = match dnf {
+            true => dnf_install(&cx.ctx.root, &files, &specs, &dnf_options(cx)?)?,
+            false => {
+                cx.journal.mark(&begun, None)?;
+                if interrupted {
+                    remove_staged(&cx.ctx.root, &files)?;
+                }
+                let attempt = match interrupted {
+                    true => Attempt::Again,
+                    false => Attempt::First,
+                };
+                install_again(&cx.ctx.root, &files, attempt)?
+            }
+        };
+        for line in &report.output {
+            tracing::info!(step = %key, "rpm: {line}");
+            cx.ui.event(Event::PackageOutput { line });
+        }
+        for path in &report.config_files {
+            tracing::warn!(path = %path, "config file kept beside the packaged one");
+            cx.ui.event(Event::ConfigFileKept { path });
+        }
+        detail = Some(serde_json::to_string(&report.config_files)?);
+        cx.config_files.extend(report.config_files);
+    }
+    cx.journal.mark(&key, detail.as_deref())
+}
+
+fn dnf_options(cx: &StepContext<'_, '_>) -> Result<DnfOptions> {
+    let p = &cx.config.packages;
+    let releasever = match &p.releasever {
+        Some(v) => Some(v.clone()),
+        None => crate::host::os_release(&cx.ctx.root)?.remove("VERSION_ID"),
+    };
+    Ok(DnfOptions {
+        repos: p.repos.clone(),
+        gpgcheck: p.gpgcheck,
+        releasever,
+    })
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use upgrade::config::ServiceBackend;
-use upgrade::plan::{Plan, PlanInput, PlannedHooks};
-use upgrade::repo::index::Catalog;
-use upgrade::steps::packages::RpmDb;
-use upgrade::steps::services::ServiceGraph;
-use upgrade::version::VersionScheme;
+use upgrade::model::catalog::Catalog;
+use upgrade::model::plan::{Plan, PlanInput, PlannedHooks};
+use upgrade::model::rpm::RpmDb;
+use upgrade::model::services::ServiceGraph;
+use upgrade::model::version::VersionScheme;
 
 /// Tokens that make the parsers take their rarer paths.
 const TOKENS: &[&str] = &[
@@ -231,7 +231,7 @@ fn fuzz_index_parser_and_plan_builder() {
                 continue;
             };
             let versions: Vec<_> = catalog.releases.iter().map(|r| r.version.clone()).collect();
-            let mut froms: Vec<Option<&upgrade::version::Version>> = vec![None];
+            let mut froms: Vec<Option<&upgrade::model::version::Version>> = vec![None];
             froms.extend(versions.iter().map(Some));
             for from in &froms {
                 for to in std::iter::once(None).chain(versions.iter().map(Some)) {

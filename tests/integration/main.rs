@@ -3,12 +3,14 @@
 mod support;
 
 mod badinput;
+mod contract;
 #[cfg(feature = "fault-injection")]
 mod crash;
 mod docs;
 mod fuzz;
 mod hooks;
 mod input;
+mod layers;
 mod migrations;
 mod preflight;
 mod run;

@@ -44,9 +44,24 @@ fn product(sb: &Sandbox, db: &TestDb) {
 fn fresh_install_then_hop_by_hop(db: TestDb, sb: Sandbox) {
     product(&sb, &db);
     let plan = sb.run(&["plan", "--to", "1.0.0", "--json"]).json();
+    // the plan fixes each migration with the sha256 its file had (SPEC §5)
+    let planned: Vec<(&str, usize)> = plan["hops"][0]["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["label"].as_str().unwrap(),
+                m["sha256"].as_str().unwrap().len(),
+            )
+        })
+        .collect();
     assert_eq!(
-        plan["hops"][0]["migrations"],
-        serde_json::json!(["1.0.0/001-create-a.sql", "1.0.0/002-create-b.sql"])
+        planned,
+        [
+            ("1.0.0/001-create-a.sql", 64),
+            ("1.0.0/002-create-b.sql", 64)
+        ]
     );
     sb.run(&["--yes", "--to", "1.0.0"])
         .assert_code(0)

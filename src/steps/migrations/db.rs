@@ -139,13 +139,10 @@ fn unreachable_db(url: &str, e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 fn lock_timed_out(db: &str, timeout: Duration) -> anyhow::Error {
-    UpgradeError::step(
-        format!(
-            "timed out after {} waiting for the migration lock on `{db}`",
-            humantime::format_duration(timeout)
-        ),
-        "another host is applying migrations to this database; wait for it, or raise `[database] lock_timeout`",
-    )
+    UpgradeError::LockTimeout {
+        database: db.to_string(),
+        timeout,
+    }
     .into()
 }
 

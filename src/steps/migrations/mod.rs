@@ -19,39 +19,13 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use self::db::{Database, LedgerRow};
+use super::StepContext;
+use super::hooks::{self, HookEnv, Phase};
 use crate::error::UpgradeError;
-use crate::version::{Version, VersionScheme};
-
-/// One migration file.
-#[derive(Debug, Clone)]
-pub struct Migration {
-    pub version: Version,
-    pub sequence: u32,
-    /// The file name, e.g. `001-create-users.sql`.
-    pub name: String,
-    pub path: PathBuf,
-    pub kind: Kind,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Sql,
-    /// An executable data migration; gets `UPGRADE_DATABASE_URL` and the hook environment.
-    Executable,
-}
-
-impl Migration {
-    /// `2.0.0/001-create-users.sql`: how messages and the plan name a migration.
-    pub fn label(&self) -> String {
-        format!("{}/{}", self.version, self.name)
-    }
-
-    fn key(&self) -> (String, u32) {
-        (self.version.to_string(), self.sequence)
-    }
-}
+use crate::model::migration::{Kind, Migration};
+use crate::model::plan::{Hop, HopStep, PlannedMigration, Step};
+use crate::model::version::{Version, VersionScheme};
+use crate::ui::Event;
 
 /// Every migration under `dir`, ordered by version (the product's scheme) then sequence.
 pub fn discover(dir: &Path, scheme: VersionScheme) -> Result<Vec<Migration>> {
@@ -149,17 +123,6 @@ fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migra
     })
 }
 
-/// The migrations a hop from `from` to `to` applies: version in (from, to].
-pub fn in_hop<'a>(
-    all: &'a [Migration],
-    from: Option<&Version>,
-    to: &Version,
-) -> Vec<&'a Migration> {
-    all.iter()
-        .filter(|m| from.is_none_or(|f| m.version > *f) && m.version <= *to)
-        .collect()
-}
-
 /// What the ledger and the files say together (`migrations status`).
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
@@ -237,15 +200,11 @@ fn check_ledger(db: &dyn Database, ledger: &[LedgerRow], all: &[Migration]) -> R
         if let Some(row) = by_key.get(&m.key())
             && row.sha256 != m.sha256
         {
-            return Err(UpgradeError::step(
-                format!(
-                    "applied migration `{}` has changed: applied with sha256 {}, the file now has {}",
-                    m.label(),
-                    row.sha256,
-                    m.sha256
-                ),
-                "restore the file as it was applied; a change to the schema needs a new migration",
-            )
+            return Err(UpgradeError::MigrationDrift {
+                migration: m.label(),
+                applied: row.sha256.clone(),
+                file: m.sha256.clone(),
+            }
             .into());
         }
     }
@@ -351,4 +310,141 @@ pub fn baseline(
         done.push(m.label());
     }
     Ok(done)
+}
+
+/// How a planned migration whose file changed since the plan is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    /// The step never ran: the operator confirmed the file as it was.
+    Refuse,
+    /// The step ran and failed, and the operator was told to fix the migration and resume: a
+    /// migration not yet applied may have changed (it is reported).
+    AcceptFix,
+}
+
+/// The planned migrations as they are on disk now, in the plan's order.
+#[derive(Debug, Default)]
+pub struct AsPlanned<'a> {
+    pub run: Vec<&'a Migration>,
+    /// Planned migrations whose file changed since (accepted as a fix).
+    pub changed: Vec<String>,
+    /// The hop's migrations that appeared since: not applied.
+    pub unplanned: Vec<String>,
+}
+
+/// The migrations of `planned` as they are on disk now: fails naming a planned migration whose
+/// file is gone, or has another sha256 than when planned (unless `changed` accepts a fix).
+pub fn as_planned<'a>(
+    all: &'a [Migration],
+    planned: &[PlannedMigration],
+    in_hop: &[&'a Migration],
+    changed: Changed,
+) -> Result<AsPlanned<'a>, UpgradeError> {
+    let by_label: HashMap<String, &Migration> = all.iter().map(|m| (m.label(), m)).collect();
+    let mut out = AsPlanned::default();
+    for p in planned {
+        let what = || format!("migration `{}`", p.label);
+        let Some(m) = by_label.get(&p.label) else {
+            return Err(UpgradeError::PlanChanged {
+                what: what(),
+                change: "is gone".into(),
+            });
+        };
+        if let Some(sha256) = &p.sha256
+            && *sha256 != m.sha256
+        {
+            if changed == Changed::Refuse {
+                return Err(UpgradeError::PlanChanged {
+                    what: what(),
+                    change: format!("has sha256 {} instead of {sha256}", m.sha256),
+                });
+            }
+            // NB: an applied migration that changed is refused by the ledger check (drift).
+            out.changed.push(p.label.clone());
+        }
+        out.run.push(*m);
+    }
+    out.unplanned = in_hop
+        .iter()
+        .map(|m| m.label())
+        .filter(|l| !planned.iter().any(|p| p.label == *l))
+        .collect();
+    Ok(out)
+}
+
+/// The migrate step of a hop: the planned migrations not yet in the ledger, exactly once.
+pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<()> {
+    let key = Step::Hop(index, HopStep::Migrate).key();
+    let scheme = cx.config.version_scheme;
+    let all = discover(&cx.paths.migrations, scheme)?;
+    let to = scheme.parse(&hop.to)?;
+    let from = hop.from.as_deref().map(|v| scheme.parse(v)).transpose()?;
+    let in_hop = crate::model::migration::in_hop(&all, from.as_ref(), &to);
+    let begun = key.begun();
+    let changed = match cx.journal.is_done(&begun) {
+        true => Changed::AcceptFix,
+        false => Changed::Refuse,
+    };
+    let AsPlanned {
+        run: pending,
+        changed,
+        unplanned,
+    } = as_planned(&all, &hop.migrations, &in_hop, changed)?;
+    for label in &unplanned {
+        tracing::warn!(migration = %label, "migration appeared after the plan was made; not applied");
+        cx.ui.event(Event::MigrationNotPlanned { label });
+    }
+    for label in &changed {
+        tracing::warn!(migration = %label, "migration changed after it failed; applying it as it is now");
+        cx.ui.event(Event::MigrationFixed { label });
+    }
+    if !pending.is_empty() {
+        if !cx.journal.is_done(&begun) {
+            cx.journal.mark(&begun, None)?;
+        }
+        let url = cx.config.database_url();
+        let mut db = db::connect(&url, &cx.ctx.root)?;
+        let env = HookEnv {
+            phase: Phase::Migrate,
+            from: hop.from.clone(),
+            to: hop.to.clone(),
+            resumed: cx.resumed,
+            root: cx.ctx.root.clone(),
+            run_id: cx.run_id(),
+            extra: vec![(
+                "UPGRADE_DATABASE_URL",
+                db::url_for_programs(&url, &cx.ctx.root)?,
+            )],
+        };
+        let ui = cx.ui;
+        let timeout = cx.config.hooks.timeout;
+        let applied = apply(
+            db.as_mut(),
+            &all,
+            &pending,
+            cx.config.database.lock_timeout,
+            &mut |m| {
+                let label = m.label();
+                hooks::run_program(&m.path, &label, &env, timeout, &mut |line| {
+                    tracing::info!(migration = %label, "{line}");
+                    ui.event(Event::HookLine { name: &label, line });
+                })?;
+                Ok(())
+            },
+            &mut |m, took| {
+                let label = m.label();
+                tracing::info!(migration = %label, took_ms = took.as_millis() as u64, "migration applied");
+                ui.event(Event::MigrationApplied {
+                    label: &label,
+                    took,
+                });
+            },
+        )?;
+        if applied.is_empty() {
+            cx.ui.event(Event::MigrationsUpToDate {
+                database: &db.describe(),
+            });
+        }
+    }
+    cx.journal.mark(&key, None)
 }

@@ -14,8 +14,8 @@ use anyhow::{Context as _, Result};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::graph::{ReadyCheck, Service};
 use crate::config::ServiceBackend;
+use crate::model::services::{ReadyCheck, Service};
 
 /// How often a readiness check is polled (a refused connect costs microseconds).
 const POLL: Duration = Duration::from_millis(10);

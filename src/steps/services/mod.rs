@@ -7,7 +7,6 @@
 //! they report back over a channel and this thread alone talks to the caller.
 
 pub mod backend;
-pub mod graph;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,10 +14,21 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 pub use self::backend::Backends;
-pub use self::graph::{ServiceGraph, backend_name};
+use super::StepContext;
 use crate::config::Config;
 use crate::context::Paths;
 use crate::error::UpgradeError;
+use crate::model::plan::{Hop, HopStep, Step};
+pub use crate::model::services::{ServiceBackend, ServiceGraph, backend_name};
+use crate::ui::{Event, Ui};
+
+/// Whether services are stopped or started as a run's work, or started again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    /// Every service is attempted, and a failure is reported as a failed restore.
+    Restore,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -83,13 +93,13 @@ impl<'a> Services<'a> {
 
     /// Stops (dependents first) or starts (dependencies first) every service of `set`.
     ///
-    /// Without `keep_going`, nothing new is launched after a failure; with it (restoring after
-    /// a failed run) every service is attempted.
+    /// For a run, nothing new is launched after a failure; restoring after a failed run, every
+    /// service is attempted.
     pub fn execute(
         &self,
         action: Action,
         set: &[usize],
-        keep_going: bool,
+        purpose: Purpose,
         on: &mut dyn FnMut(Progress<'_>),
     ) -> Report {
         let graph = self.graph;
@@ -166,7 +176,7 @@ impl<'a> Services<'a> {
                             error: &error,
                         });
                         report.failed.push((i, error));
-                        if !keep_going {
+                        if purpose == Purpose::Run {
                             stopping = true;
                             continue;
                         }
@@ -239,4 +249,131 @@ pub fn failure(report: &Report, graph: &ServiceGraph) -> UpgradeError {
         message,
         hint: Some(hint),
     }
+}
+
+/// Reads the admin's `service-order.toml`, else the vendor's; no file is an empty graph.
+pub fn load_graph(paths: &Paths, default: ServiceBackend) -> Result<ServiceGraph, UpgradeError> {
+    let admin = paths.admin_etc.join("service-order.toml");
+    let vendor = paths.vendor_share.join("service-order.toml");
+    // NB: the admin's file replaces the vendor's entirely; it is not merged.
+    let Some(path) = [admin, vendor].into_iter().find(|p| p.exists()) else {
+        return Ok(ServiceGraph::default());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        UpgradeError::input(format!(
+            "failed to read service order `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    ServiceGraph::parse(&text, &path, default)
+}
+
+/// Reports a service's progress through `ui`, for `action` (restoring is a start).
+pub fn event(ui: &dyn Ui, action: Action, purpose: Purpose, progress: Progress<'_>) {
+    ui.event(match progress {
+        Progress::Launched { name } => match action {
+            Action::Stop => Event::ServiceStopping { name },
+            Action::Start => Event::ServiceStarting { name },
+        },
+        Progress::Stopped { name, took } => Event::ServiceStopped { name, took },
+        Progress::Started { name, ready_after } => Event::ServiceStarted { name, ready_after },
+        Progress::Failed { name, error } if purpose == Purpose::Restore => {
+            Event::ServiceRestoreFailed { name, error }
+        }
+        Progress::Failed { name, error } => Event::ServiceFailed { name, error },
+    });
+}
+
+/// Starts `down` again after a failure, best effort, every failure reported.
+pub fn restore(services: &Services<'_>, down: &[usize], ui: &dyn Ui) -> Report {
+    if down.is_empty() {
+        return Report::default();
+    }
+    ui.event(Event::ServicesRestoring {
+        names: services.graph.names(down.iter().copied()),
+    });
+    services.execute(Action::Start, down, Purpose::Restore, &mut |p| {
+        event(ui, Action::Start, Purpose::Restore, p)
+    })
+}
+
+/// The graph's indices of a hop's services; a name the graph no longer knows changed the plan.
+fn hop_services(graph: &ServiceGraph, hop: &Hop) -> Result<Vec<usize>, UpgradeError> {
+    let (set, missing) = graph.resolve(&hop.services);
+    if !missing.is_empty() {
+        let source = graph.source.as_ref().map_or_else(
+            || "service-order.toml".to_string(),
+            |p| p.display().to_string(),
+        );
+        let names: Vec<String> = missing.iter().map(|n| format!("`{n}`")).collect();
+        return Err(UpgradeError::PlanChanged {
+            what: format!("the plan's services {}", names.join(", ")),
+            change: format!("are no longer declared in `{source}`"),
+        });
+    }
+    Ok(set)
+}
+
+/// The stop step of a hop: its services, dependents first. Each service that stopped is added
+/// to `stopped` as it stops, also when the step fails, so the executor can start it again.
+pub fn stop_hop(
+    cx: &mut StepContext<'_, '_>,
+    graph: &ServiceGraph,
+    index: usize,
+    hop: &Hop,
+    stopped: &mut Vec<usize>,
+) -> Result<()> {
+    let key = Step::Hop(index, HopStep::StopServices).key();
+    let set = hop_services(graph, hop)?;
+    // a fresh install has nothing running to stop
+    if hop.from.is_none() || set.is_empty() {
+        cx.ui.event(Event::NoServices);
+        return cx.journal.mark(&key, None);
+    }
+    let ui = cx.ui;
+    let report = Services::new(graph, cx.config, cx.paths).execute(
+        Action::Stop,
+        &set,
+        Purpose::Run,
+        &mut |p| {
+            if let Progress::Stopped { name, .. } = &p {
+                stopped.extend(graph.index(name));
+            }
+            event(ui, Action::Stop, Purpose::Run, p);
+        },
+    );
+    if !report.failed.is_empty() {
+        return Err(failure(&report, graph).into());
+    }
+    cx.journal.mark(&key, None)
+}
+
+/// The start step of a hop: its services, dependencies first, each waited for until ready.
+/// Each service that started or failed is added to `attempted`, also when the step fails.
+pub fn start_hop(
+    cx: &mut StepContext<'_, '_>,
+    graph: &ServiceGraph,
+    index: usize,
+    hop: &Hop,
+    attempted: &mut Vec<usize>,
+) -> Result<()> {
+    let key = Step::Hop(index, HopStep::StartServices).key();
+    let set = hop_services(graph, hop)?;
+    if set.is_empty() {
+        cx.ui.event(Event::NoServices);
+        return cx.journal.mark(&key, None);
+    }
+    let ui = cx.ui;
+    let report = Services::new(graph, cx.config, cx.paths).execute(
+        Action::Start,
+        &set,
+        Purpose::Run,
+        &mut |p| event(ui, Action::Start, Purpose::Run, p),
+    );
+    attempted.extend(report.done.iter().copied());
+    attempted.extend(report.failed.iter().map(|(i, _)| *i));
+    if !report.failed.is_empty() {
+        return Err(failure(&report, graph).into());
+    }
+    cx.journal.mark(&key, None)
 }

@@ -28,12 +28,12 @@ use anyhow::{Context as _, Result};
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::UpgradeError;
-use crate::plan::Plan;
-use crate::repo::index::{Artifact, Catalog};
-use crate::run::{self, Event, Ui};
+use crate::model::catalog::Artifact;
+use crate::model::version::compare_evr;
+use crate::planner;
 use crate::state::State;
-use crate::steps::packages::{self, RpmDb};
-use crate::version::compare_evr;
+use crate::steps::packages;
+use crate::ui::{Event, Ui};
 
 /// Set in the environment of the re-executed shim: it then neither refreshes nor re-execs.
 pub const REEXEC_GUARD: &str = "UPGRADE_SHIM_REEXEC";
@@ -42,13 +42,6 @@ pub struct ShimOptions {
     pub self_update: bool,
     /// Arguments for `real-upgrade`, unchanged.
     pub args: Vec<OsString>,
-}
-
-/// What a refresh installed.
-#[derive(Debug, Clone)]
-pub struct Refreshed {
-    pub from: Option<String>,
-    pub to: String,
 }
 
 /// Never returns on success: the process becomes `real-upgrade`.
@@ -62,7 +55,7 @@ pub fn exec_real_upgrade(options: &ShimOptions, ui: &dyn Ui) -> Result<std::conv
         let before = exe.as_deref().and_then(identity);
         let ctx = Context::new(Some(root.clone()), argument(&options.args, "--config"));
         let refreshed = refresh(&ctx, ui).context("failed to refresh the upgrader")?;
-        if let (Some(_), Some(exe)) = (refreshed, &exe)
+        if let (true, Some(exe)) = (refreshed, &exe)
             && identity(exe) != before
         {
             tracing::info!(exe = %exe.display(), "the shim was replaced: running the new one");
@@ -100,30 +93,34 @@ pub fn exec_real_upgrade(options: &ShimOptions, ui: &dyn Ui) -> Result<std::conv
     .into())
 }
 
-/// Installs the index's upgrader when it is newer than the installed one; `None`: nothing to do.
-pub fn refresh(ctx: &Context, ui: &dyn Ui) -> Result<Option<Refreshed>> {
+/// Installs the index's upgrader when it is newer than the installed one.
+/// Returns whether it installed one.
+pub fn refresh(ctx: &Context, ui: &dyn Ui) -> Result<bool> {
     let config = Config::load(&ctx.config_path)?;
     if config.repository.url.is_none() {
         // nothing to refresh from; real-upgrade reports the missing repository
-        return Ok(None);
+        return Ok(false);
     }
-    let trusted = run::load_trusted(ctx, &config)?;
+    let state = State::open_existing(&ctx.paths().state_db)?;
+    let recorded = planner::Recorded::read(state.as_ref())?;
+    drop(state);
+    let trusted = planner::load_trusted(&config, ctx, &recorded)?;
     let Some(upgrader) = &trusted.catalog.upgrader else {
-        return Ok(None);
+        return Ok(false);
     };
     let paths = ctx.paths();
-    let rpmdb = RpmDb::load(&ctx.root)?;
+    let rpmdb = crate::host::installed_packages(&ctx.root)?;
     let installed = rpmdb
         .newest(&config.upgrader_package())
-        .map(|p| version_of(&p.evr).to_string());
+        .map(|p| planner::version_of(&p.evr).to_string());
     if installed
         .as_deref()
         .is_some_and(|v| compare_evr(v, &upgrader.version).is_ge())
     {
         tracing::debug!(version = ?installed, "the upgrader is up to date");
-        return Ok(None);
+        return Ok(false);
     }
-    let _lock = run::lock::RunLock::acquire(&paths.lock)?;
+    let _lock = crate::exec::lock::RunLock::acquire(&paths.lock)?;
     tracing::info!(from = ?installed, to = %upgrader.version, "refreshing the upgrader");
     let wanted: Vec<&Artifact> = upgrader
         .packages
@@ -134,7 +131,7 @@ pub fn refresh(ctx: &Context, ui: &dyn Ui) -> Result<Option<Refreshed>> {
                 .is_none_or(|p| compare_evr(&p.evr, &a.evr).is_lt())
         })
         .collect();
-    let files = run::download(&trusted.repo, &wanted, &paths.cache, ui)?;
+    let files = crate::exec::download(&trusted.repo, &wanted, &paths.cache, ui)?;
     if !files.is_empty() {
         let report = packages::install(&ctx.root, &files)?;
         for line in &report.output {
@@ -148,57 +145,7 @@ pub fn refresh(ctx: &Context, ui: &dyn Ui) -> Result<Option<Refreshed>> {
         to: &upgrader.version,
     });
     tracing::info!(to = %upgrader.version, "upgrader refreshed");
-    Ok(Some(Refreshed {
-        from: installed,
-        to: upgrader.version.clone(),
-    }))
-}
-
-/// The version of the upgrader that runs: the installed upgrader package's, else this program's.
-pub fn running_upgrader(config: &Config, rpmdb: &RpmDb) -> String {
-    rpmdb
-        .newest(&config.upgrader_package())
-        .map_or(env!("CARGO_PKG_VERSION"), |p| version_of(&p.evr))
-        .to_string()
-}
-
-/// Refuses a plan with a hop to a release whose `requires_upgrader` is newer than the running
-/// upgrader.
-pub fn ensure_upgrader_suffices(
-    config: &Config,
-    catalog: &Catalog,
-    plan: &Plan,
-    rpmdb: &RpmDb,
-) -> Result<(), UpgradeError> {
-    let running = running_upgrader(config, rpmdb);
-    for hop in &plan.hops {
-        let required = catalog
-            .releases
-            .iter()
-            .find(|r| r.version.to_string() == hop.to)
-            .and_then(|r| r.requires_upgrader.as_deref());
-        if let Some(required) = required
-            && compare_evr(&running, required).is_lt()
-        {
-            return Err(UpgradeError::input_hint(
-                format!(
-                    "release `{}` requires upgrader `{required}` or newer; the running upgrader \
-                     (`{}`) is `{running}`",
-                    hop.to,
-                    config.upgrader_package()
-                ),
-                "run `upgrade` without `--no-self-update` so that it refreshes the upgrader \
-                 first, or choose an earlier release with `--to`",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `1.2.0` of `[E:]1.2.0-1`.
-fn version_of(evr: &str) -> &str {
-    let v = evr.split_once(':').map_or(evr, |(_, v)| v);
-    v.rsplit_once('-').map_or(v, |(v, _)| v)
+    Ok(true)
 }
 
 /// The value of `NAME DIR` / `NAME=DIR` among real-upgrade's arguments.
@@ -229,14 +176,4 @@ fn identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn version_of_evr() {
-        assert_eq!(super::version_of("1:1.2.0-1"), "1.2.0");
-        assert_eq!(super::version_of("1.2.0-1"), "1.2.0");
-        assert_eq!(super::version_of("1.2.0"), "1.2.0");
-    }
 }

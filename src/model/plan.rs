@@ -7,13 +7,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::UpgradeError;
-use crate::repo::index::{Artifact, Catalog};
-use crate::steps::migrations::{self, Migration};
-use crate::steps::packages::{InstalledPackage, RpmDb};
-use crate::steps::preflight::{BITS32, Checks, VersionRange};
-use crate::steps::services::ServiceGraph;
-use crate::version::{Version, compare_evr};
+use crate::model::catalog::{Artifact, Catalog};
+use crate::model::checks::{BITS32, Checks, VersionRange};
+use crate::model::journal::JournalKey;
+use crate::model::migration::{self, Migration};
+use crate::model::rpm::{InstalledPackage, RpmDb};
+use crate::model::services::ServiceGraph;
+use crate::model::version::{Version, compare_evr};
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -31,9 +33,9 @@ pub struct Hop {
     /// This hop ends on a release that upgrades must pass through.
     pub stop: bool,
     pub packages: Vec<PackageChange>,
-    /// Schema migrations in (from, to], as `VERSION/FILE`.
+    /// Schema migrations in (from, to], in the order they apply.
     #[serde(default)]
-    pub migrations: Vec<String>,
+    pub migrations: Vec<PlannedMigration>,
     pub hooks: PlannedHooks,
     /// The services this hop stops and starts (SPEC §8), in start order; on a fresh install
     /// every service, which is only started.
@@ -72,8 +74,68 @@ impl PrerequisiteChange {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PlannedHooks {
-    pub pre: Vec<String>,
-    pub post: Vec<String>,
+    pub pre: Vec<PlannedHook>,
+    pub post: Vec<PlannedHook>,
+}
+
+/// A hook the plan runs, and the file it resolved to when the plan was made (vendor's or
+/// admin's); the run refuses to run another file under that name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredHook")]
+pub struct PlannedHook {
+    pub name: String,
+    /// `None` in plans stored by versions that recorded names alone.
+    pub path: Option<PathBuf>,
+}
+
+/// A migration the plan applies, with the sha256 its file had when the plan was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredMigration")]
+pub struct PlannedMigration {
+    /// `VERSION/FILE`, as the ledger and messages name it.
+    pub label: String,
+    /// `None` in plans stored by versions that recorded labels alone.
+    pub sha256: Option<String>,
+}
+
+/// NB: open runs are resumed from their stored plan, possibly by a newer version of this tool:
+/// plans that list hooks and migrations by name alone still read.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredHook {
+    Name(String),
+    Full { name: String, path: Option<PathBuf> },
+}
+
+impl From<StoredHook> for PlannedHook {
+    fn from(stored: StoredHook) -> PlannedHook {
+        match stored {
+            StoredHook::Name(name) => PlannedHook { name, path: None },
+            StoredHook::Full { name, path } => PlannedHook { name, path },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredMigration {
+    Label(String),
+    Full {
+        label: String,
+        sha256: Option<String>,
+    },
+}
+
+impl From<StoredMigration> for PlannedMigration {
+    fn from(stored: StoredMigration) -> PlannedMigration {
+        match stored {
+            StoredMigration::Label(label) => PlannedMigration {
+                label,
+                sha256: None,
+            },
+            StoredMigration::Full { label, sha256 } => PlannedMigration { label, sha256 },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,42 +159,53 @@ pub enum PackageOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Download,
-    PreHooks(usize),
-    StopServices(usize),
-    Packages(usize),
-    Migrate(usize),
-    PostHooks(usize),
-    StartServices(usize),
-    Record(usize),
+    /// A step of hop `.0`.
+    Hop(usize, HopStep),
+}
+
+/// The steps of one hop, in execution order (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopStep {
+    PreHooks,
+    StopServices,
+    Packages,
+    Migrate,
+    PostHooks,
+    StartServices,
+    Record,
+}
+
+impl HopStep {
+    pub const ALL: [HopStep; 7] = [
+        HopStep::PreHooks,
+        HopStep::StopServices,
+        HopStep::Packages,
+        HopStep::Migrate,
+        HopStep::PostHooks,
+        HopStep::StartServices,
+        HopStep::Record,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            HopStep::PreHooks => "pre-hooks",
+            HopStep::StopServices => "stop-services",
+            HopStep::Packages => "packages",
+            HopStep::Migrate => "migrate",
+            HopStep::PostHooks => "post-hooks",
+            HopStep::StartServices => "start-services",
+            HopStep::Record => "record",
+        }
+    }
 }
 
 impl Step {
     /// The journal key; stable across versions of this tool, since open runs are resumed by it.
-    pub fn key(self) -> String {
-        match self {
+    pub fn key(self) -> JournalKey {
+        JournalKey::new(match self {
             Step::Download => "download".into(),
-            Step::PreHooks(h) => format!("hop{h}:pre-hooks"),
-            Step::StopServices(h) => format!("hop{h}:stop-services"),
-            Step::Packages(h) => format!("hop{h}:packages"),
-            Step::Migrate(h) => format!("hop{h}:migrate"),
-            Step::PostHooks(h) => format!("hop{h}:post-hooks"),
-            Step::StartServices(h) => format!("hop{h}:start-services"),
-            Step::Record(h) => format!("hop{h}:record"),
-        }
-    }
-
-    /// The hop a step belongs to; `None` for the download.
-    pub fn hop(self) -> Option<usize> {
-        match self {
-            Step::Download => None,
-            Step::PreHooks(h)
-            | Step::StopServices(h)
-            | Step::Packages(h)
-            | Step::Migrate(h)
-            | Step::PostHooks(h)
-            | Step::StartServices(h)
-            | Step::Record(h) => Some(h),
-        }
+            Step::Hop(h, step) => format!("hop{h}:{}", step.name()),
+        })
     }
 }
 
@@ -156,29 +229,25 @@ impl Plan {
             ))
         })?;
         let target = match input.target {
-            Some(v) => catalog.release(v).ok_or_else(|| {
-                let known: Vec<&str> = catalog
-                    .releases
-                    .iter()
-                    .map(|r| r.version.as_str())
-                    .collect();
-                UpgradeError::input_hint(
-                    format!("release `{v}` is not in the repository"),
-                    format!("available releases: {}", known.join(", ")),
-                )
-            })?,
+            Some(v) => catalog
+                .release(v)
+                .ok_or_else(|| UpgradeError::UnknownRelease {
+                    version: v.to_string(),
+                    available: catalog
+                        .releases
+                        .iter()
+                        .map(|r| r.version.to_string())
+                        .collect(),
+                })?,
             None => newest,
         };
         if let Some(installed) = input.installed
             && target.version < *installed
         {
-            return Err(UpgradeError::input_hint(
-                format!(
-                    "release `{}` is older than the installed `{installed}`",
-                    target.version
-                ),
-                "downgrades are not supported; choose a newer release with `--to`",
-            ));
+            return Err(UpgradeError::Downgrade {
+                target: target.version.to_string(),
+                installed: installed.to_string(),
+            });
         }
         let mut hops = Vec::new();
         let mut from = input.installed.cloned();
@@ -218,9 +287,12 @@ impl Plan {
                     }
                 })
                 .collect();
-            let migrations = migrations::in_hop(input.migrations, from.as_ref(), &release.version)
+            let migrations = migration::in_hop(input.migrations, from.as_ref(), &release.version)
                 .into_iter()
-                .map(Migration::label)
+                .map(|m| PlannedMigration {
+                    label: m.label(),
+                    sha256: Some(m.sha256.clone()),
+                })
                 .collect();
             let prerequisites = release
                 .prerequisites
@@ -254,19 +326,8 @@ impl Plan {
     }
 
     pub fn steps(&self) -> Vec<Step> {
-        let mut steps = vec![Step::Download];
-        for h in 0..self.hops.len() {
-            steps.extend([
-                Step::PreHooks(h),
-                Step::StopServices(h),
-                Step::Packages(h),
-                Step::Migrate(h),
-                Step::PostHooks(h),
-                Step::StartServices(h),
-                Step::Record(h),
-            ]);
-        }
-        steps
+        let hops = (0..self.hops.len()).flat_map(|h| HopStep::ALL.map(|s| Step::Hop(h, s)));
+        std::iter::once(Step::Download).chain(hops).collect()
     }
 
     /// Every artifact the plan installs or upgrades, prerequisites included.
@@ -294,7 +355,7 @@ impl Hop {
 
 /// Applies the prerequisite policy to what is installed (or installed by an earlier hop).
 fn prerequisite(
-    p: &crate::steps::preflight::Prerequisite,
+    p: &crate::model::catalog::Prerequisite,
     rpmdb: &RpmDb,
     evrs: &mut std::collections::HashMap<String, String>,
 ) -> PrerequisiteChange {
@@ -368,7 +429,7 @@ fn affected_services(graph: &ServiceGraph, fresh: bool, packages: &[PackageChang
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::version::VersionScheme;
+    use crate::model::version::VersionScheme;
     use std::path::Path;
 
     const INDEX: &str = r#"

@@ -7,15 +7,15 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{load_catalog, lock::RunLock};
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::UpgradeError;
-use crate::plan::Plan;
+use crate::exec::lock::RunLock;
+use crate::model::plan::Plan;
+use crate::model::version::compare_evr;
+use crate::planner::{self, Recorded};
 use crate::state::State;
 use crate::steps::migrations::{self, db};
-use crate::steps::packages::RpmDb;
-use crate::version::compare_evr;
 
 #[derive(Debug, Serialize)]
 pub struct Adopted {
@@ -40,14 +40,15 @@ pub fn adopt(ctx: &Context, version: &str) -> Result<Adopted> {
         ))
         .into());
     }
-    let catalog = load_catalog(ctx, &config)?;
+    let recorded = Recorded::read(Some(&state))?;
+    let catalog = planner::load_trusted(&config, ctx, &recorded)?.catalog;
     let release = catalog.release(&version).ok_or_else(|| {
         UpgradeError::input_hint(
             format!("release `{version}` is not in the repository"),
             "adopt the release that is installed; `real-upgrade status` shows the available ones",
         )
     })?;
-    let rpmdb = RpmDb::load(&ctx.root)?;
+    let rpmdb = crate::host::installed_packages(&ctx.root)?;
     let mismatches: Vec<String> = release
         .packages
         .iter()

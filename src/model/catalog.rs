@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::UpgradeError;
-use crate::steps::preflight::{Checks, Prerequisite};
-use crate::version::{Version, VersionScheme};
+use crate::model::checks::{Checks, VersionRange};
+use crate::model::version::{Version, VersionScheme};
 
 pub const FORMAT: u32 = 1;
 
@@ -101,21 +101,6 @@ pub struct Release {
 }
 
 impl Catalog {
-    /// Reads and validates the index at `path` for `product`.
-    pub fn load(
-        path: &Path,
-        product: &str,
-        scheme: VersionScheme,
-    ) -> Result<Catalog, UpgradeError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            UpgradeError::input_hint(
-                format!("failed to read repository index `{}`: {e}", path.display()),
-                "check `[repository] url` in the configuration",
-            )
-        })?;
-        Catalog::parse(&text, path, product, scheme)
-    }
-
     pub fn parse(
         text: &str,
         path: &Path,
@@ -349,6 +334,17 @@ fn plain_line(line: &str) -> bool {
         None => !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'_'),
     };
     key_ok && value_ok
+}
+
+/// A prerequisite package a release needs from the operating system, with its supported range;
+/// `package` is the repository's build of it, when the vendor publishes one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prerequisite {
+    pub name: String,
+    pub version: VersionRange,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<Artifact>,
 }
 
 impl Artifact {

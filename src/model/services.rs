@@ -12,10 +12,19 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::config::ServiceBackend;
-use crate::context::Paths;
 use crate::error::UpgradeError;
 use crate::tomlfile::location;
+
+/// How a service is stopped, started and asked whether it runs (`[services] backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceBackend {
+    #[default]
+    Systemd,
+    Sysv,
+    Runit,
+    Command,
+}
 
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -53,7 +62,7 @@ struct RawReady {
 }
 
 fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    crate::config::duration(d).map(Some)
+    crate::tomlfile::duration(d).map(Some)
 }
 
 /// When a service is restarted by an upgrade besides when its packages change.
@@ -120,23 +129,6 @@ pub struct ServiceGraph {
 }
 
 impl ServiceGraph {
-    /// Reads the admin's `service-order.toml`, else the vendor's; no file is an empty graph.
-    pub fn load(paths: &Paths, default: ServiceBackend) -> Result<ServiceGraph, UpgradeError> {
-        let admin = paths.admin_etc.join("service-order.toml");
-        let vendor = paths.vendor_share.join("service-order.toml");
-        // NB: the admin's file replaces the vendor's entirely; it is not merged.
-        let Some(path) = [admin, vendor].into_iter().find(|p| p.exists()) else {
-            return Ok(ServiceGraph::default());
-        };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            UpgradeError::input(format!(
-                "failed to read service order `{}`: {e}",
-                path.display()
-            ))
-        })?;
-        ServiceGraph::parse(&text, &path, default)
-    }
-
     /// Parses and checks `text`, read from `path`.
     pub fn parse(
         text: &str,
@@ -228,10 +220,6 @@ impl ServiceGraph {
             by_name,
             source: Some(path.to_path_buf()),
         })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.services.is_empty()
     }
 
     /// Every service, dependencies first.

@@ -7,345 +7,23 @@
 //! into a [`Report`]: one [`CheckResult`] per stable key, with its status, the measured and the
 //! required value and a hint. Any inhibitor stops the upgrade with exit 3; warnings are shown.
 //!
-//! ```toml
-//! [checks]                               # upgrade.toml; [releases.checks] in releases.toml
-//! arch = ["x86_64"]                      # key `arch`
-//! os_id = ["rhel", "rocky"]              # key `os-id` (ID, or a word of ID_LIKE)
-//! os_version = ">= 8, < 10"              # key `os-version` (VERSION_ID, rpm ordering)
-//! free_space = { "/var" = "2GiB", "/opt/demo" = "500MiB" }   # keys `free-space:PATH`
-//! memory = "2GiB"                        # key `memory`
-//! swap_ratio = 0.5                       # key `swap`, a warning by default
-//! packages_required = ["openssl"]        # keys `package-required:NAME`
-//! packages_forbidden = ["demo-legacy"]   # keys `package-forbidden:NAME`
-//! ports_free = ["127.0.0.1:8080"]        # keys `port-free:ADDR`
-//! ports_reachable = ["127.0.0.1:5432"]   # keys `port-reachable:ADDR`
-//! warnings = ["free-space:/tmp", "custom:"]   # re-grade keys (or `prefix:`) as warnings…
-//! inhibitors = ["swap"]                  # …or as inhibitors
-//! ```
-//!
-//! Custom checks (`/usr/share/upgrade/checks.d/`, `/etc/upgrade/checks.d/`) print one line and
-//! exit 0 (pass), 1 (warning) or 2 (inhibitor); key `custom:NAME`. Prerequisites (key
-//! `prerequisite:NAME`, and `prerequisite-arch:NAME` for a 32-bit build) are declared per release:
-//! `prerequisites = [{ name = "libfoo", version = ">= 1.1, < 3", package = "packages/….rpm" }]`.
-//!
-//! `real-upgrade check --json` prints `{ product, from, to, inhibited, inhibitors, warnings,
-//! results }`; each result is `{ key, status: passed|warning|inhibitor, severity:
-//! warning|inhibitor, measured, required, hint (null when passed), source: config|release
-//! VERSION|checks.d, note? }`, inhibitors first, then warnings, then passed, each by key. An
-//! inhibited upgrade with `--json` prints the failure document with the same `results`.
+//! The declarations, their keys and the `check --json` document are described in the README
+//! ("Preflight checks"), the one place an operator reads them.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
-use crate::context::Paths;
+use crate::config::{Config, PackageBackend};
+use crate::context::{Context, Paths};
 use crate::error::UpgradeError;
-use crate::plan::{PackageOp, Plan};
+use crate::model::checks::{BITS32, CheckResult, Checks, Report, Severity, Size, Status};
+use crate::model::plan::{PackageOp, Plan};
+use crate::model::rpm::RpmDb;
 use crate::steps::hooks::{self, HookEnv, HookOutcome, Phase};
-use crate::steps::packages::RpmDb;
-use crate::version::compare_evr;
-
-/// The checks a release or the configuration declares; every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Checks {
-    /// Allowed machine architectures (`x86_64`, `aarch64`…).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub arch: Vec<String>,
-    /// Allowed `ID`s of the root's `/etc/os-release` (an `ID_LIKE` entry matches too).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub os_id: Vec<String>,
-    /// The range `VERSION_ID` must be in, e.g. `">= 8, < 10"`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub os_version: Option<VersionRange>,
-    /// Minimum free space per path, resolved under the root (`{ "/var" = "2GiB" }`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub free_space: BTreeMap<String, Size>,
-    /// Minimum memory of the host.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<Size>,
-    /// Swap must be at least this fraction of memory (a warning unless listed in `inhibitors`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub swap_ratio: Option<f64>,
-    /// Packages the root's rpm database must hold.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub packages_required: Vec<String>,
-    /// Packages the root's rpm database must not hold.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub packages_forbidden: Vec<String>,
-    /// `HOST:PORT`s nothing may listen on.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ports_free: Vec<String>,
-    /// `HOST:PORT`s that must accept a TCP connection.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ports_reachable: Vec<String>,
-    /// Keys (or key prefixes ending in `:`) whose failure is only a warning.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// Keys (or key prefixes ending in `:`) whose failure inhibits although it would warn.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub inhibitors: Vec<String>,
-}
-
-impl Checks {
-    pub fn is_empty(&self) -> bool {
-        *self == Checks::default()
-    }
-}
-
-/// A prerequisite package a release needs from the operating system, with its supported range;
-/// `package` is the repository's build of it, when the vendor publishes one.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prerequisite {
-    pub name: String,
-    pub version: VersionRange,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<crate::repo::index::Artifact>,
-}
-
-/// A byte count written `"512MiB"`, `"2G"`, `"1048576"` (binary units).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Size(pub u64);
-
-impl TryFrom<String> for Size {
-    type Error = String;
-    fn try_from(text: String) -> Result<Size, String> {
-        let t = text.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (number, unit) = t.split_at(split);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid size `{text}`; write e.g. \"512MiB\" or \"2GiB\""))?;
-        let shift = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 0,
-            "k" | "kb" | "kib" => 10,
-            "m" | "mb" | "mib" => 20,
-            "g" | "gb" | "gib" => 30,
-            "t" | "tb" | "tib" => 40,
-            _ => {
-                return Err(format!(
-                    "invalid size unit in `{text}`; use B, KiB, MiB, GiB or TiB"
-                ));
-            }
-        };
-        Ok(Size((number * (1u64 << shift) as f64) as u64))
-    }
-}
-
-impl From<Size> for String {
-    fn from(s: Size) -> String {
-        s.to_string()
-    }
-}
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-        let mut value = self.0 as f64;
-        let mut unit = 0;
-        while value >= 1024.0 && unit < units.len() - 1 {
-            value /= 1024.0;
-            unit += 1;
-        }
-        if value.fract() == 0.0 {
-            write!(f, "{value}{}", units[unit])
-        } else {
-            write!(f, "{value:.1}{}", units[unit])
-        }
-    }
-}
-
-/// Comma-separated constraints compared the way rpm compares versions: `">= 1.1, < 3"`.
-/// A bare version means `>=`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct VersionRange {
-    text: String,
-    constraints: Vec<(Op, String)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Ge,
-    Gt,
-    Le,
-    Lt,
-    Eq,
-}
-
-impl TryFrom<String> for VersionRange {
-    type Error = String;
-    fn try_from(text: String) -> Result<VersionRange, String> {
-        let mut constraints = Vec::new();
-        for part in text.split(',') {
-            let part = part.trim();
-            let (op, rest) = [
-                (">=", Op::Ge),
-                ("<=", Op::Le),
-                ("==", Op::Eq),
-                (">", Op::Gt),
-                ("<", Op::Lt),
-                ("=", Op::Eq),
-            ]
-            .iter()
-            .find_map(|(p, op)| part.strip_prefix(p).map(|r| (*op, r)))
-            .unwrap_or((Op::Ge, part));
-            let version = rest.trim();
-            if version.is_empty() || version.contains(char::is_whitespace) {
-                return Err(format!(
-                    "invalid version range `{text}`; write e.g. \">= 1.1, < 3\""
-                ));
-            }
-            constraints.push((op, version.to_string()));
-        }
-        Ok(VersionRange { text, constraints })
-    }
-}
-
-impl From<VersionRange> for String {
-    fn from(r: VersionRange) -> String {
-        r.text
-    }
-}
-
-impl fmt::Display for VersionRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl VersionRange {
-    /// `evr` is below a lower bound.
-    pub fn below(&self, evr: &str) -> bool {
-        self.constraints.iter().any(|(op, v)| {
-            let c = compare_evr(evr, v);
-            match op {
-                Op::Ge => c.is_lt(),
-                Op::Gt | Op::Eq => c.is_le() && !(*op == Op::Eq && c.is_eq()),
-                Op::Le | Op::Lt => false,
-            }
-        })
-    }
-
-    /// `evr` is above an upper bound.
-    pub fn above(&self, evr: &str) -> bool {
-        self.constraints.iter().any(|(op, v)| {
-            let c = compare_evr(evr, v);
-            match op {
-                Op::Le | Op::Eq => c.is_gt(),
-                Op::Lt => c.is_ge(),
-                Op::Ge | Op::Gt => false,
-            }
-        })
-    }
-
-    pub fn contains(&self, evr: &str) -> bool {
-        !self.below(evr) && !self.above(evr)
-    }
-
-    /// The constraint as dnf reads it on its command line (`name >= 1.1`): dnf takes one.
-    pub fn dnf_spec(&self, name: &str) -> String {
-        let lower = self.constraints.iter().find_map(|(op, v)| match op {
-            Op::Ge => Some(format!("{name} >= {v}")),
-            Op::Gt => Some(format!("{name} > {v}")),
-            Op::Eq => Some(format!("{name} = {v}")),
-            _ => None,
-        });
-        lower.unwrap_or_else(|| name.to_string())
-    }
-}
-
-/// What a check declares when it fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warning,
-    Inhibitor,
-}
-
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Passed,
-    Warning,
-    Inhibitor,
-}
-
-/// One check's result; `key` is stable across versions of this tool.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub key: String,
-    pub status: Status,
-    /// What a failure of this check means, whether or not it failed.
-    pub severity: Severity,
-    pub measured: String,
-    pub required: String,
-    /// What to do about a failure; `None` when it passed.
-    pub hint: Option<String>,
-    /// Where it was declared: `config`, `release 2.0.0` or `checks.d`.
-    pub source: String,
-    /// Something worth knowing although the check passed (a newer prerequisite kept).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-/// Every check of a run, worst first.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Report {
-    pub results: Vec<CheckResult>,
-}
-
-impl Report {
-    pub fn inhibitors(&self) -> impl Iterator<Item = &CheckResult> {
-        self.results
-            .iter()
-            .filter(|r| r.status == Status::Inhibitor)
-    }
-
-    pub fn warnings(&self) -> impl Iterator<Item = &CheckResult> {
-        self.results.iter().filter(|r| r.status == Status::Warning)
-    }
-
-    pub fn is_inhibited(&self) -> bool {
-        self.inhibitors().next().is_some()
-    }
-
-    /// The error that stops the run, when any check inhibits it.
-    pub fn ensure_passed(&self) -> Result<(), UpgradeError> {
-        if !self.is_inhibited() {
-            return Ok(());
-        }
-        Err(UpgradeError::Inhibited {
-            report: Box::new(self.clone()),
-        })
-    }
-
-    /// Keeps the worst result of each key, then sorts worst first and by key.
-    fn finish(mut self) -> Report {
-        let mut by_key: BTreeMap<String, CheckResult> = BTreeMap::new();
-        for r in self.results.drain(..) {
-            match by_key.get(&r.key) {
-                Some(old) if old.status >= r.status => {}
-                _ => {
-                    by_key.insert(r.key.clone(), r);
-                }
-            }
-        }
-        let mut results: Vec<CheckResult> = by_key.into_values().collect();
-        results.sort_by(|a, b| b.status.cmp(&a.status).then_with(|| a.key.cmp(&b.key)));
-        Report { results }
-    }
-}
 
 /// What [`evaluate`] reads.
 pub struct PreflightInput<'a> {
@@ -355,6 +33,8 @@ pub struct PreflightInput<'a> {
     /// The configuration's `[checks]`.
     pub config: &'a Checks,
     pub plan: &'a Plan,
+    /// What the root's rpm database held when the plan was made.
+    pub rpmdb: &'a RpmDb,
     /// Prerequisites without a repository build can come from the system's repositories.
     pub system_repositories: bool,
     pub timeout: Duration,
@@ -363,7 +43,7 @@ pub struct PreflightInput<'a> {
 /// Runs every check of the configuration, of each release the plan passes through, the custom
 /// checks and the prerequisite policy; changes nothing.
 pub fn evaluate(input: &PreflightInput<'_>) -> Result<Report> {
-    let host = Host::read(input.root)?;
+    let host = Host::read(input.root, input.rpmdb)?;
     let mut results = Vec::new();
     let mut declared: Vec<(&Checks, String)> = vec![(input.config, "config".to_string())];
     for hop in &input.plan.hops {
@@ -402,19 +82,19 @@ pub fn evaluate(input: &PreflightInput<'_>) -> Result<Report> {
 }
 
 /// What the checks measure on this host and root, read once.
-struct Host {
+struct Host<'a> {
     root: PathBuf,
     arch: String,
     os_release: Result<BTreeMap<String, String>, String>,
     meminfo: Result<(u64, u64), String>,
-    rpmdb: Result<RpmDb, String>,
+    rpmdb: &'a RpmDb,
 }
 
-impl Host {
-    fn read(root: &Path) -> Result<Host> {
+impl<'a> Host<'a> {
+    fn read(root: &Path, rpmdb: &'a RpmDb) -> Result<Host<'a>> {
         let os_path = root.join("etc/os-release");
         let os_release = std::fs::read_to_string(&os_path)
-            .map(|t| parse_os_release(&t))
+            .map(|t| crate::host::parse_os_release(&t))
             .map_err(|e| format!("cannot read `{}`: {e}", os_path.display()));
         let meminfo = std::fs::read_to_string("/proc/meminfo")
             .map_err(|e| format!("cannot read `/proc/meminfo`: {e}"))
@@ -424,36 +104,9 @@ impl Host {
             arch: std::env::consts::ARCH.to_string(),
             os_release,
             meminfo,
-            rpmdb: RpmDb::load(root).map_err(|e| format!("{e:#}")),
+            rpmdb,
         })
     }
-}
-
-/// The root's `/etc/os-release` as a map; a missing file is empty.
-pub fn os_release(root: &Path) -> Result<BTreeMap<String, String>> {
-    let path = root.join("etc/os-release");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(parse_os_release(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => {
-            Err(anyhow::Error::new(e).context(format!("failed to read `{}`", path.display())))
-        }
-    }
-}
-
-fn parse_os_release(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(v);
-            (k.trim().to_string(), v.to_string())
-        })
-        .collect()
 }
 
 /// (MemTotal, SwapTotal) in bytes.
@@ -504,7 +157,7 @@ impl CheckResult {
     }
 }
 
-fn evaluate_checks(c: &Checks, source: &str, host: &Host) -> Vec<CheckResult> {
+fn evaluate_checks(c: &Checks, source: &str, host: &Host<'_>) -> Vec<CheckResult> {
     let mut out = Vec::new();
     let inhibitor = |key: &str| result(key.to_string(), source, Severity::Inhibitor);
     if !c.arch.is_empty() {
@@ -621,26 +274,18 @@ fn evaluate_checks(c: &Checks, source: &str, host: &Host) -> Vec<CheckResult> {
             true => (format!("package-required:{name}"), "installed"),
             false => (format!("package-forbidden:{name}"), "not installed"),
         };
-        let r = match &host.rpmdb {
-            Ok(db) => {
-                let installed = db.newest(name);
-                inhibitor(&key)
-                    .measured(
-                        installed
-                            .map_or("not installed".into(), |p| format!("{}.{}", p.evr, p.arch)),
-                        expected,
-                    )
-                    .fail_if(installed.is_some() != required, || match required {
-                        true => format!("install `{name}` (dnf install {name}), then run again"),
-                        false => format!(
-                            "remove `{name}`, which conflicts with this release (dnf remove {name})"
-                        ),
-                    })
-            }
-            Err(e) => inhibitor(&key)
-                .measured(e.clone(), expected)
-                .fail_if(true, || "repair the root's rpm database".into()),
-        };
+        let installed = host.rpmdb.newest(name);
+        let r = inhibitor(&key)
+            .measured(
+                installed.map_or("not installed".into(), |p| format!("{}.{}", p.evr, p.arch)),
+                expected,
+            )
+            .fail_if(installed.is_some() != required, || match required {
+                true => format!("install `{name}` (dnf install {name}), then run again"),
+                false => format!(
+                    "remove `{name}`, which conflicts with this release (dnf remove {name})"
+                ),
+            });
         out.push(r);
     }
     for addr in &c.ports_free {
@@ -713,9 +358,6 @@ fn free_space(root: &Path, path: &str) -> Result<(u64, PathBuf), String> {
     let avail = stat.blocks_available() as u64 * stat.fragment_size() as u64;
     Ok((avail, at))
 }
-
-/// The 32-bit x86 architectures rpm knows; a build of one cannot stand in for x86_64.
-pub const BITS32: [&str; 4] = ["i386", "i486", "i586", "i686"];
 
 /// The prerequisite policy's problems: a 32-bit build where a 64-bit one is needed, and a
 /// prerequisite to install or upgrade that no configured source has.
@@ -856,40 +498,29 @@ fn custom_checks(input: &PreflightInput<'_>) -> Result<Vec<CheckResult>> {
     Ok(out)
 }
 
+/// Runs every preflight check of `plan` and of the configuration (SPEC §9); changes nothing.
+pub fn run(ctx: &Context, config: &Config, plan: &Plan, rpmdb: &RpmDb) -> Result<Report> {
+    evaluate(&PreflightInput {
+        root: &ctx.root,
+        paths: &ctx.paths(),
+        superuser: ctx.superuser,
+        config: &config.checks,
+        plan,
+        rpmdb,
+        system_repositories: config.packages.backend == PackageBackend::Dnf
+            && !config.packages.repos.is_empty(),
+        timeout: config.hooks.timeout,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn range(t: &str) -> VersionRange {
-        VersionRange::try_from(t.to_string()).unwrap()
-    }
-
-    #[test]
-    fn ranges() {
-        let r = range(">= 1.1, < 3");
-        assert!(r.below("1.0-1"));
-        assert!(r.contains("1.1"));
-        assert!(r.contains("2.9-4"));
-        assert!(r.above("3.0-1"));
-        assert!(range("8").contains("9.3"));
-        assert!(range("= 2.0").contains("2.0"));
-        assert!(range("= 2.0").below("1.9"));
-        assert_eq!(r.dnf_spec("libfoo"), "libfoo >= 1.1");
-        assert!(VersionRange::try_from(">= ".to_string()).is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(Size::try_from("2GiB".to_string()).unwrap().0, 2 << 30);
-        assert_eq!(Size::try_from("512M".to_string()).unwrap().0, 512 << 20);
-        assert_eq!(Size::try_from("10".to_string()).unwrap().0, 10);
-        assert!(Size::try_from("lots".to_string()).is_err());
-        assert_eq!(Size(3 << 29).to_string(), "1.5GiB");
-    }
-
     #[test]
     fn os_release_and_meminfo() {
-        let os = parse_os_release("ID=\"rocky\"\nVERSION_ID='9.3'\nID_LIKE=rhel centos\n");
+        let os =
+            crate::host::parse_os_release("ID=\"rocky\"\nVERSION_ID='9.3'\nID_LIKE=rhel centos\n");
         assert_eq!(os["ID"], "rocky");
         assert_eq!(os["VERSION_ID"], "9.3");
         let (mem, swap) = parse_meminfo("MemTotal:  1024 kB\nSwapTotal: 0 kB\n").unwrap();
