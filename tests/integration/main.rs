@@ -15,4 +15,5 @@ mod migrations;
 mod preflight;
 mod run;
 mod services;
+mod snapshots;
 mod trust;

@@ -2,7 +2,6 @@
 //! older, newer, missing and 32-bit prerequisites, a nearly full tmpfs, custom checks per exit
 //! code; inhibitors stop before any change; the dnf backend against a createrepo_c repository.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,10 +42,6 @@ impl Drop for Tmpfs {
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
-}
-
-fn os_release(sb: &Sandbox, text: &str) {
-    write(&sb.root.join("etc/os-release"), text);
 }
 
 /// Installs packages straight into the root's rpm database (the host's state before the run).
@@ -94,15 +89,6 @@ fn publish(sb: &Sandbox, server: RpmSpec, prerequisite_builds: &[RpmSpec], extra
     run.assert_code(0);
 }
 
-fn check_script(sb: &Sandbox, name: &str, body: &str) {
-    let dir = sb.root.join("etc/upgrade/checks.d");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 fn results(doc: &serde_json::Value) -> Vec<(String, String)> {
     doc["results"]
         .as_array()
@@ -129,8 +115,7 @@ fn result<'a>(doc: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
 #[test]
 fn every_problem_is_reported_at_once_and_inhibitors_change_nothing() {
     let sb = Sandbox::new();
-    os_release(
-        &sb,
+    sb.os_release(
         "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"centos fedora\"\nVERSION_ID=\"7.9\"\n",
     );
     rpm_install(
@@ -151,9 +136,9 @@ fn every_problem_is_reported_at_once_and_inhibitors_change_nothing() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = listener.local_addr().unwrap().port();
     let closed = free_port();
-    check_script(&sb, "10-ok", "echo all good; exit 0");
-    check_script(&sb, "20-slow-disk", "echo disk is slow; exit 1");
-    check_script(&sb, "30-licence", "echo licence expired; exit 2");
+    sb.check_script("10-ok", "echo all good; exit 0");
+    sb.check_script("20-slow-disk", "echo disk is slow; exit 1");
+    sb.check_script("30-licence", "echo licence expired; exit 2");
     sb.write_config(&format!(
         "[checks]\narch = [\"s390x\"]\nmemory = \"64TiB\"\nswap_ratio = 1000.0\n\
          free_space = {{ \"/var/lib/demo-data\" = \"512KiB\", \"/\" = \"1KiB\" }}\n\
@@ -306,9 +291,9 @@ packages_forbidden = ["demo-legacy"]
 #[test]
 fn warnings_pass_and_prerequisites_follow_the_policy() {
     let sb = Sandbox::new();
-    os_release(&sb, "ID=rocky\nVERSION_ID=\"9.3\"\n");
+    sb.os_release("ID=rocky\nVERSION_ID=\"9.3\"\n");
     rpm_install(&sb, &[pkg("libold", "1.0"), pkg("libnew", "5.0")]);
-    check_script(&sb, "20-slow-disk", "echo disk is slow; exit 1");
+    sb.check_script("20-slow-disk", "echo disk is slow; exit 1");
     sb.write_config("[checks]\nswap_ratio = 1000.0\nwarnings = [\"os-version\"]\n");
     publish(
         &sb,
@@ -376,7 +361,7 @@ fn dnf_backend_resolves_dependencies_from_a_createrepo_repository() {
         );
     }
     let sb = Sandbox::new();
-    os_release(&sb, "ID=rocky\nVERSION_ID=\"9.3\"\n");
+    sb.os_release("ID=rocky\nVERSION_ID=\"9.3\"\n");
     // the operating system's repository: a dependency of demo-server and a prerequisite
     let os_repo = sb.base.join("os-repo");
     pkg("libdep", "1.0").build(&os_repo);
@@ -430,7 +415,7 @@ fn dnf_backend_resolves_dependencies_from_a_createrepo_repository() {
 #[test]
 fn dnf_backend_names_a_prerequisite_no_source_has() {
     let sb = Sandbox::new();
-    os_release(&sb, "ID=rocky\nVERSION_ID=\"9.3\"\n");
+    sb.os_release("ID=rocky\nVERSION_ID=\"9.3\"\n");
     let os_repo = sb.base.join("os-repo");
     pkg("libdep", "1.0").build(&os_repo);
     let out = Command::new("createrepo_c")

@@ -5,31 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn three_releases(sb: &Sandbox) {
-    sb.publish(vec![
-        rel(
-            "1.0.0",
-            vec![pkg("demo-server", "1.0.0"), pkg("demo-cli", "1.0.0")],
-        ),
-        stop(
-            "2.0.0",
-            vec![
-                pkg("demo-server", "2.0.0"),
-                pkg("demo-cli", "1.0.0"),
-                pkg("demo-web", "2.0.0"),
-            ],
-        ),
-        rel(
-            "3.0.0",
-            vec![
-                pkg("demo-server", "3.0.0"),
-                pkg("demo-cli", "1.0.0"),
-                pkg("demo-web", "3.0.0"),
-            ],
-        ),
-    ]);
-}
-
 #[test]
 fn fresh_install_is_an_upgrade_from_nothing() {
     let sb = Sandbox::new();

@@ -29,6 +29,16 @@ pub struct Rel {
     pub stop: bool,
     pub requires_upgrader: Option<&'static str>,
     pub packages: Vec<RpmSpec>,
+    /// More lines of this release's table in `releases.toml` (prerequisites, `[releases.checks]`).
+    pub toml: String,
+}
+
+impl Rel {
+    /// This release with `toml` added to its table in `releases.toml`.
+    pub fn with_toml(mut self, toml: &str) -> Rel {
+        self.toml += toml;
+        self
+    }
 }
 
 pub fn rel(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
@@ -37,6 +47,7 @@ pub fn rel(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
         stop: false,
         requires_upgrader: None,
         packages,
+        toml: String::new(),
     }
 }
 
@@ -46,7 +57,35 @@ pub fn stop(version: &'static str, packages: Vec<RpmSpec>) -> Rel {
         stop: true,
         requires_upgrader: None,
         packages,
+        toml: String::new(),
     }
+}
+
+/// Publishes releases 1.0.0 (`demo-server`, `demo-cli`), 2.0.0, a required stop that adds
+/// `demo-web`, and 3.0.0; `demo-cli` stays at 1.0.0 throughout.
+pub fn three_releases(sb: &Sandbox) {
+    sb.publish(vec![
+        rel(
+            "1.0.0",
+            vec![pkg("demo-server", "1.0.0"), pkg("demo-cli", "1.0.0")],
+        ),
+        stop(
+            "2.0.0",
+            vec![
+                pkg("demo-server", "2.0.0"),
+                pkg("demo-cli", "1.0.0"),
+                pkg("demo-web", "2.0.0"),
+            ],
+        ),
+        rel(
+            "3.0.0",
+            vec![
+                pkg("demo-server", "3.0.0"),
+                pkg("demo-cli", "1.0.0"),
+                pkg("demo-web", "3.0.0"),
+            ],
+        ),
+    ]);
 }
 
 /// Everything `releases.toml` can say, for [`Sandbox::publish_full`].
@@ -160,6 +199,7 @@ impl Sandbox {
             if let Some(req) = r.requires_upgrader {
                 toml += &format!("requires_upgrader = {req:?}\n");
             }
+            toml += &r.toml;
         }
         std::fs::write(self.repo.join("releases.toml"), toml).unwrap();
         vendor(&["index".as_ref(), self.repo.as_os_str()]);
@@ -225,12 +265,24 @@ impl Sandbox {
             "usr/share/upgrade"
         };
         let dir = self.root.join(dir).join(format!("{phase}-upgrade.d"));
+        write_script(&dir, name, body)
+    }
+
+    /// Writes an executable custom check into the root's `/etc/upgrade/checks.d`.
+    pub fn check_script(&self, name: &str, body: &str) -> PathBuf {
+        write_script(&self.root.join("etc/upgrade/checks.d"), name, body)
+    }
+
+    /// Writes the root's `/etc/os-release`.
+    pub fn os_release(&self, text: &str) {
+        std::fs::write(self.root.join("etc/os-release"), text).unwrap();
+    }
+
+    /// Writes the vendor's service graph, `/usr/share/upgrade/service-order.toml`.
+    pub fn service_order(&self, toml: &str) {
+        let dir = self.root.join("usr/share/upgrade");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
+        std::fs::write(dir.join("service-order.toml"), toml).unwrap();
     }
 
     /// A hook that appends `phase name FROM TO FRESH RESUMED` to the sandbox's hook log.
@@ -319,6 +371,17 @@ impl Sandbox {
         assert_eq!(run.code, 0, "{}", run.stderr);
         run.json()["installed"].as_str().map(str::to_string)
     }
+}
+
+/// Writes `#!/bin/sh` and `body` to the executable `dir/name`, in a directory of mode 0755 (as
+/// hooks and checks must be).
+fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 /// `real-upgrade repo ARGS…` (the vendor side), which must succeed.
