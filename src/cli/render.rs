@@ -172,7 +172,8 @@ impl Human {
             );
             let stop = match hop.from {
                 None => "none (fresh install)".to_string(),
-                Some(_) => list(&hop.services),
+                // NB: services stop dependents first, the reverse of the start order
+                Some(_) => list(&hop.services.iter().rev().cloned().collect::<Vec<_>>()),
             };
             out += &format!(
                 "    stop services:      {stop}{}\n",

@@ -575,18 +575,8 @@ fn a_resumed_run_erases_what_an_interrupted_rpm_upgrade_left_behind() {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().contains("demo-server-1.0.0"))
         .unwrap();
-    let mut cmd = Command::new("rpm");
-    cmd.arg("--root").arg(&t.sb.root).args([
-        "--dbpath",
-        "/var/lib/rpm",
-        "-i",
-        "--justdb",
-        "--oldpackage",
-        "--replacefiles",
-    ]);
-    if Path::new("/etc/debian_version").exists() {
-        cmd.arg("--force-debian");
-    }
+    let mut cmd = t.sb.rpm();
+    cmd.args(["-i", "--justdb", "--oldpackage", "--replacefiles"]);
     assert!(cmd.arg(&old).status().unwrap().success());
     assert!(
         t.sb.rpm_qa()
@@ -656,13 +646,8 @@ fn a_resumed_run_redoes_a_transaction_cut_before_its_scriptlets() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().contains("-1.0.0-"))
         .collect();
-    let mut cmd = Command::new("rpm");
-    cmd.arg("--root")
-        .arg(&t.sb.root)
-        .args(["--dbpath", "/var/lib/rpm", "-i", "--noscripts"]);
-    if Path::new("/etc/debian_version").exists() {
-        cmd.arg("--force-debian");
-    }
+    let mut cmd = t.sb.rpm();
+    cmd.args(["-i", "--noscripts"]);
     assert!(cmd.args(&files).status().unwrap().success());
     let out = t.upgrade(&[]).output().unwrap();
     assert_eq!(

@@ -437,13 +437,7 @@ fn adopt_records_the_installed_release_and_a_baseline() {
     let db = TestDb::postgres();
     product(&sb, &db);
     // an installation that predates the tool: release 1.0.0's packages installed by hand
-    let mut rpm = std::process::Command::new("rpm");
-    rpm.arg("--root")
-        .arg(&sb.root)
-        .args(["--dbpath", "/var/lib/rpm"]);
-    if std::path::Path::new("/etc/debian_version").exists() {
-        rpm.arg("--force-debian");
-    }
+    let mut rpm = sb.rpm();
     let status = rpm
         .arg("-i")
         .arg(sb.repo.join("packages/demo-server-1.0.0-1.x86_64.rpm"))

@@ -48,13 +48,7 @@ fn write(path: &Path, text: &str) {
 fn rpm_install(sb: &Sandbox, specs: &[RpmSpec]) {
     let dir = sb.base.join("preinstalled");
     let files: Vec<PathBuf> = specs.iter().map(|s| s.build(&dir)).collect();
-    let mut cmd = Command::new("rpm");
-    cmd.arg("--root")
-        .arg(&sb.root)
-        .args(["--dbpath", "/var/lib/rpm"]);
-    if Path::new("/etc/debian_version").exists() {
-        cmd.arg("--force-debian");
-    }
+    let mut cmd = sb.rpm();
     let out = cmd
         .args(["-i", "--nodeps", "--ignorearch"])
         .args(&files)

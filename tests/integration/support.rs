@@ -1,7 +1,5 @@
 //! A sandbox root with its own repository, and helpers to drive the real binaries against it.
 
-#![allow(dead_code)]
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -241,7 +239,8 @@ impl Sandbox {
     }
 
     /// `rpm -i` of package files into the root, outside any run (as an installer would).
-    pub fn rpm_install(&self, files: &[PathBuf]) {
+    /// `rpm` aimed at the sandbox root, as the tool aims it (`src/host.rs`).
+    pub fn rpm(&self) -> Command {
         let mut cmd = Command::new("rpm");
         cmd.arg("--root")
             .arg(&self.root)
@@ -249,6 +248,11 @@ impl Sandbox {
         if Path::new("/etc/debian_version").exists() {
             cmd.arg("--force-debian");
         }
+        cmd
+    }
+
+    pub fn rpm_install(&self, files: &[PathBuf]) {
+        let mut cmd = self.rpm();
         let out = cmd.arg("-i").args(files).output().unwrap();
         assert!(
             out.status.success(),
@@ -346,13 +350,7 @@ impl Sandbox {
         if !self.root.join("var/lib/rpm").exists() {
             return Vec::new();
         }
-        let mut cmd = Command::new("rpm");
-        cmd.arg("--root")
-            .arg(&self.root)
-            .args(["--dbpath", "/var/lib/rpm"]);
-        if Path::new("/etc/debian_version").exists() {
-            cmd.arg("--force-debian");
-        }
+        let mut cmd = self.rpm();
         let out = cmd
             .args(["-qa", "--qf", "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\n"])
             .output()
