@@ -187,11 +187,8 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
         Some(Command::Services(ServicesCommand::Restart { names })) => {
             open_log(&ctx, human);
             let restarted = ops::services::restart(&ctx, &names, human)?;
-            json_if(
-                json_out,
-                &serde_json::json!({ "result": "restarted", "services": restarted }),
-            );
-            human.say(&format!("restarted {} service(s)", restarted.len()));
+            json_if(json_out, &restarted);
+            human.say(&format!("restarted {} service(s)", restarted.services.len()));
             Ok(exit::OK)
         }
         Some(Command::Repo(RepoCommand::Index { dir })) => {
@@ -263,18 +260,36 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
     Ok(exit::OK)
 }
 
-/// The roff man pages of both binaries, generated from the clap definitions.
-pub fn man_pages() -> Vec<(&'static str, Vec<u8>)> {
-    let render = |cmd: clap::Command| {
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd.version(None))
-            .section("8")
-            .render(&mut out)
-            .expect("rendering to memory");
-        out
-    };
-    vec![
-        ("upgrade.8", render(args::ShimCli::command())),
-        ("real-upgrade.8", render(Cli::command())),
-    ]
+/// The roff man pages of both binaries and of every subcommand (`real-upgrade-status.8`,
+/// `real-upgrade-migrations-repair.8`, …), generated from the clap definitions: a page's
+/// "SUBCOMMANDS" section names exactly these.
+pub fn man_pages() -> Vec<(String, Vec<u8>)> {
+    let mut pages = Vec::new();
+    man_page(args::ShimCli::command(), "upgrade", "upgrade", &mut pages);
+    man_page(Cli::command(), "real-upgrade", "real-upgrade", &mut pages);
+    pages
+}
+
+fn man_page(cmd: clap::Command, page: &str, bin: &str, pages: &mut Vec<(String, Vec<u8>)>) {
+    // NB: no page for clap's `help` subcommand, so none is named either
+    let cmd = cmd
+        .version(None)
+        .disable_help_subcommand(true)
+        .display_name(page.to_string())
+        .bin_name(bin.to_string());
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        man_page(
+            sub.clone(),
+            &format!("{page}-{name}"),
+            &format!("{bin} {name}"),
+            pages,
+        );
+    }
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .section("8")
+        .render(&mut out)
+        .expect("rendering to memory");
+    pages.push((format!("{page}.8"), out));
 }

@@ -64,9 +64,17 @@ pub fn order(ctx: &Context) -> Result<ServiceOrder> {
     })
 }
 
-/// Restarts `names` and the services after them (every service when `names` is empty); returns
-/// the names restarted, in start order.
-pub fn restart(ctx: &Context, names: &[String], ui: &dyn Ui) -> Result<Vec<String>> {
+/// What `services restart` did; `--json` prints exactly this.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restarted {
+    /// Always `restarted`.
+    pub result: &'static str,
+    /// The services restarted, in start order.
+    pub services: Vec<String>,
+}
+
+/// Restarts `names` and the services after them (every service when `names` is empty).
+pub fn restart(ctx: &Context, names: &[String], ui: &dyn Ui) -> Result<Restarted> {
     let config = Config::load(&ctx.config_path)?;
     let paths = ctx.paths();
     let graph = services::load_graph(&paths, config.services.backend)?;
@@ -95,5 +103,8 @@ pub fn restart(ctx: &Context, names: &[String], ui: &dyn Ui) -> Result<Vec<Strin
         restore(&services, &report.skipped, ui);
         return Err(services::failure(&report, &graph).into());
     }
-    Ok(graph.names(set))
+    Ok(Restarted {
+        result: "restarted",
+        services: graph.names(set),
+    })
 }
