@@ -32,11 +32,12 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Work on the system under DIR, like `rpm --root` (tests and the demo use a sandbox)
-    #[arg(long, value_name = "DIR", global = true)]
+    /// Work on the system under DIR, like `rpm --root` (tests and the demo use a sandbox); it
+    /// must exist
+    #[arg(long, value_name = "DIR", global = true, value_parser = existing_dir)]
     pub root: Option<PathBuf>,
-    /// Read the configuration from FILE instead of ROOT/etc/upgrade/upgrade.toml
-    #[arg(long, value_name = "FILE", global = true)]
+    /// Read the configuration from FILE instead of ROOT/etc/upgrade/upgrade.toml; it must exist
+    #[arg(long, value_name = "FILE", global = true, value_parser = existing_file)]
     pub config: Option<PathBuf>,
     /// Print one JSON document on stdout (human output stays on stderr)
     #[arg(long, global = true)]
@@ -194,4 +195,32 @@ pub struct ShimCli {
         value_name = "REAL-UPGRADE ARGS"
     )]
     pub args: Vec<std::ffi::OsString>,
+}
+
+/// `--root`: an existing directory, made absolute at once. NB: a relative root would mean
+/// another place for every program the run starts in another directory, and a journaled run
+/// resumed from elsewhere.
+fn existing_dir(text: &str) -> Result<PathBuf, String> {
+    existing(text, std::fs::Metadata::is_dir, "a directory")
+}
+
+/// `--config`: an existing file, made absolute; a missing one is not silently the defaults.
+fn existing_file(text: &str) -> Result<PathBuf, String> {
+    existing(text, std::fs::Metadata::is_file, "a file")
+}
+
+fn existing(
+    text: &str,
+    kind: fn(&std::fs::Metadata) -> bool,
+    what: &str,
+) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    match std::fs::metadata(&path) {
+        Ok(m) if kind(&m) => std::path::absolute(&path).map_err(|e| format!("`{text}`: {e}")),
+        Ok(_) => Err(format!("`{text}` is not {what}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("`{text}` does not exist"))
+        }
+        Err(e) => Err(format!("`{text}`: {e}")),
+    }
 }

@@ -188,7 +188,10 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
             open_log(&ctx, human);
             let restarted = ops::services::restart(&ctx, &names, human)?;
             json_if(json_out, &restarted);
-            human.say(&format!("restarted {} service(s)", restarted.services.len()));
+            human.say(&format!(
+                "restarted {} service(s)",
+                restarted.services.len()
+            ));
             Ok(exit::OK)
         }
         Some(Command::Repo(RepoCommand::Index { dir })) => {

@@ -114,3 +114,37 @@ fn bad_usage_is_exit_2() {
         .assert_code(2)
         .assert_stderr("failed to read repository index");
 }
+
+#[test]
+fn a_relative_root_is_made_absolute_and_a_missing_root_or_config_is_refused() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
+    // relative to the current directory, and journaled as the absolute path
+    let run = std::process::Command::new(REAL_UPGRADE)
+        .current_dir(&sb.base)
+        .args(["--root", "root", "--yes", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+    let history = sb.run(&["history", "1", "--json"]).json();
+    assert_eq!(history["run"]["status"], "succeeded");
+    let missing = sb.base.join("no-such-root");
+    let out = std::process::Command::new(REAL_UPGRADE)
+        .arg("--root")
+        .arg(&missing)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(!missing.exists(), "a missing root is not created");
+    sb.run(&["--config", "/no/such/upgrade.toml", "status"])
+        .assert_code(2)
+        .assert_stderr("`/no/such/upgrade.toml` does not exist");
+}
