@@ -27,7 +27,7 @@ fn man_pages_are_current() {
     for (name, page) in &pages {
         let path = dir.join(name);
         if std::env::var_os("UPDATE_MAN").is_some() {
-            std::fs::write(&path, &page).unwrap();
+            std::fs::write(&path, page).unwrap();
             continue;
         }
         let committed = std::fs::read(&path).unwrap_or_default();
