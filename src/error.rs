@@ -115,6 +115,25 @@ pub enum UpgradeError {
     /// A person must confirm and none can be asked (exit 2).
     #[error("no terminal to ask for confirmation on")]
     NoTerminal,
+    /// The rpm database holds the product's packages but no version is recorded (exit 2): a
+    /// lost or emptied `state.db` must not turn an installed host into a fresh install.
+    #[error(
+        "the product's packages are installed ({}) but this root records no installed version",
+        packages.join(", ")
+    )]
+    Unrecorded { packages: Vec<String> },
+    /// `--to` asks for another target than the open run's, which changed the host (exit 2).
+    #[error(
+        "run {id} to {open_to} is open and has changed this host; it cannot go to `{asked}` instead"
+    )]
+    OpenRunDiffers {
+        id: i64,
+        open_to: String,
+        asked: String,
+    },
+    /// `abandon` of a run that changed the host (exit 2).
+    #[error("run {id} has changed this host (done: {done}); it cannot be abandoned")]
+    RunChangedHost { id: i64, done: String },
     /// `history ID` names a run this root never had (exit 2).
     #[error("there is no run {id}")]
     UnknownRun { id: i64 },
@@ -181,6 +200,9 @@ impl UpgradeError {
             | UpgradeError::UnknownRelease { .. }
             | UpgradeError::Downgrade { .. }
             | UpgradeError::NoTerminal
+            | UpgradeError::Unrecorded { .. }
+            | UpgradeError::OpenRunDiffers { .. }
+            | UpgradeError::RunChangedHost { .. }
             | UpgradeError::UnknownRun { .. } => exit::USAGE,
             UpgradeError::Inhibited { .. } => exit::INHIBITED,
             UpgradeError::Declined => exit::DECLINED,
@@ -245,6 +267,17 @@ impl UpgradeError {
                     .into(),
             ),
             UpgradeError::UnknownRun { .. } => Some("`real-upgrade history` lists the runs".into()),
+            UpgradeError::Unrecorded { .. } => Some(
+                "if `state.db` was lost, record the installed release with `real-upgrade adopt \
+                 VERSION`, then run `upgrade`"
+                    .into(),
+            ),
+            UpgradeError::OpenRunDiffers { .. } => {
+                Some("run `upgrade` without `--to` to finish the open run first".into())
+            }
+            UpgradeError::RunChangedHost { .. } => {
+                Some("run `upgrade` to finish it (it resumes where it stopped)".into())
+            }
             UpgradeError::Inhibited { .. } => Some(
                 "nothing was changed; resolve every inhibitor listed above, then run again \
                  (`real-upgrade check` runs the checks alone)"

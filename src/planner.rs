@@ -72,6 +72,9 @@ pub fn plan_from(
         .transpose()?;
     let target = to.map(|v| scheme.parse(v)).transpose()?;
     let rpmdb = crate::host::installed_packages(&ctx.root)?;
+    if installed.is_none() {
+        ensure_fresh(config, catalog, &rpmdb)?;
+    }
     let migrations = migrations::discover(&paths.migrations, scheme)?;
     let services = crate::steps::services::load_graph(&paths, config.services.backend)?;
     let mut hooks = PlannedHooks::default();
@@ -101,6 +104,34 @@ pub fn plan_from(
         plan,
         rpmdb,
         services,
+    })
+}
+
+/// A host is fresh only when the rpm database holds none of the product's packages (SPEC §5);
+/// the upgrader's own packages may be there (the operator installs them first).
+fn ensure_fresh(config: &Config, catalog: &Catalog, rpmdb: &RpmDb) -> Result<(), UpgradeError> {
+    let own = config.upgrader_package();
+    let upgrader: Vec<&str> = catalog
+        .upgrader
+        .iter()
+        .flat_map(|u| u.packages.iter().map(|a| a.name.as_str()))
+        .chain([own.as_str()])
+        .collect();
+    let mut installed: Vec<String> = catalog
+        .releases
+        .iter()
+        .flat_map(|r| &r.packages)
+        .map(|a| a.name.as_str())
+        .filter(|n| !upgrader.contains(n) && rpmdb.newest(n).is_some())
+        .map(str::to_string)
+        .collect();
+    installed.sort();
+    installed.dedup();
+    if installed.is_empty() {
+        return Ok(());
+    }
+    Err(UpgradeError::Unrecorded {
+        packages: installed,
     })
 }
 

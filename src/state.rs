@@ -59,6 +59,17 @@ pub struct OpenRun {
     pub done: HashSet<JournalKey>,
 }
 
+impl OpenRun {
+    /// What it has done to the host: every journal key but the download's (the cache is not
+    /// the host); empty when abandoning it loses nothing.
+    pub fn changes(&self) -> Vec<&JournalKey> {
+        let download = crate::model::plan::Step::Download.key();
+        let mut keys: Vec<&JournalKey> = self.done.iter().filter(|k| **k != download).collect();
+        keys.sort();
+        keys
+    }
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS installed (
     id INTEGER PRIMARY KEY CHECK (id = 1),

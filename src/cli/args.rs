@@ -105,6 +105,12 @@ pub enum Command {
         /// The release that is installed
         version: String,
     },
+    /// Close the open run if it has changed nothing yet, so the next run plans anew
+    ///
+    /// A run that stopped before its first hook, package or migration (say, on an index the
+    /// vendor has since fixed) can be dropped; one that changed the host must be finished with
+    /// `upgrade`.
+    Abandon,
     /// Show the service order, or restart services in it
     #[command(subcommand)]
     Services(ServicesCommand),

@@ -85,16 +85,23 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
     match cli.command {
         None => upgrade(&ctx, &cli.run, json_out, human),
         Some(Command::Plan { to: sub }) => {
-            let plan = ops::plan::plan(&ctx, &ops::plan::PlanOptions { to: to(sub) })?;
+            let shown = ops::plan::plan(&ctx, &ops::plan::PlanOptions { to: to(sub) })?;
+            let plan = &shown.plan;
+            if let Some(run) = &shown.open_run {
+                human.say(&format!(
+                    "run {} is open (`{}`): `upgrade` resumes this plan; steps marked [done] are skipped",
+                    run.id, run.status
+                ));
+            }
             if json_out {
-                render::json(&plan);
+                render::json(plan);
             } else if plan.is_up_to_date() {
                 human.say(&format!(
                     "{} {} is installed: up to date",
                     plan.product, plan.to
                 ));
             } else {
-                eprint!("{}", human.render_plan(&plan, &Default::default()));
+                eprint!("{}", human.render_plan(plan, &shown.done));
             }
             Ok(exit::OK)
         }
@@ -175,6 +182,17 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
                     "recorded {} migration(s) as applied in `{db}`",
                     adopted.baseline.len()
                 ));
+            }
+            Ok(exit::OK)
+        }
+        Some(Command::Abandon) => {
+            let abandoned = ops::abandon::abandon(&ctx)?;
+            json_if(json_out, &abandoned);
+            match (abandoned.run, &abandoned.to) {
+                (Some(id), Some(to)) => human.say(&format!(
+                    "abandoned run {id} to {to}; the next `upgrade` plans anew"
+                )),
+                _ => human.say("no open run"),
             }
             Ok(exit::OK)
         }

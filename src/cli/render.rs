@@ -250,7 +250,12 @@ impl Human {
             (None, Some(e)) => self.warn(&format!("the repository index could not be read: {e}")),
             (None, None) => self.say("available: no releases"),
         }
-        if let Some(run) = &status.open_run {
+        if let (Some(run), Some(pid)) = (&status.open_run, status.running_pid) {
+            self.say(&format!(
+                "run {} to {} is in progress (pid {pid})",
+                run.id, run.to
+            ));
+        } else if let Some(run) = &status.open_run {
             self.say(&format!(
                 "unfinished run {} to {} ({}); run `upgrade` to resume it",
                 run.id, run.to, run.status

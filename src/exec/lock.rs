@@ -53,3 +53,25 @@ impl RunLock {
         Ok(RunLock { _file: file })
     }
 }
+
+/// The PID of the process holding the lock at `path`, if one does; reads `/proc/locks` rather
+/// than probing with a lock of its own, so asking never makes a starting run fail.
+pub fn holder(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let dev = meta.dev();
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        meta.ino()
+    );
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE START END`
+        (fields.get(1) == Some(&"FLOCK") && fields.get(5) == Some(&id.as_str()))
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
+}

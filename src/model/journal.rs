@@ -21,6 +21,8 @@ pub enum RunStatus {
     Succeeded,
     /// An installation that predates this tool, recorded by `adopt`.
     Adopted,
+    /// Closed by `abandon` (or replanned with another `--to`) before it changed anything.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -37,14 +39,19 @@ impl RunStatus {
             RunStatus::Reboot => "reboot",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Adopted => "adopted",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 
     pub fn parse(text: &str) -> Option<RunStatus> {
-        [RunStatus::Succeeded, RunStatus::Adopted]
-            .into_iter()
-            .chain(RunStatus::OPEN)
-            .find(|s| s.as_str() == text)
+        [
+            RunStatus::Succeeded,
+            RunStatus::Adopted,
+            RunStatus::Abandoned,
+        ]
+        .into_iter()
+        .chain(RunStatus::OPEN)
+        .find(|s| s.as_str() == text)
     }
 }
 
@@ -97,9 +104,13 @@ mod tests {
 
     #[test]
     fn statuses_read_back_as_written() {
-        for s in [RunStatus::Succeeded, RunStatus::Adopted]
-            .into_iter()
-            .chain(RunStatus::OPEN)
+        for s in [
+            RunStatus::Succeeded,
+            RunStatus::Adopted,
+            RunStatus::Abandoned,
+        ]
+        .into_iter()
+        .chain(RunStatus::OPEN)
         {
             assert_eq!(RunStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));

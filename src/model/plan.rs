@@ -244,6 +244,15 @@ impl Plan {
         if let Some(installed) = input.installed
             && target.version < *installed
         {
+            // NB: the newest release was withdrawn: nothing newer is up to date, not a downgrade
+            if input.target.is_none() {
+                return Ok(Plan {
+                    product: catalog.product.clone(),
+                    from: Some(installed.to_string()),
+                    to: installed.to_string(),
+                    hops: Vec::new(),
+                });
+            }
             return Err(UpgradeError::Downgrade {
                 target: target.version.to_string(),
                 installed: installed.to_string(),

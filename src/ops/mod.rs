@@ -1,6 +1,7 @@
 //! One module per command, like cargo's `ops`: each takes its options and returns a typed,
 //! serialisable result for [`crate::cli`] to render as text or JSON.
 
+pub mod abandon;
 pub mod adopt;
 pub mod check;
 pub mod history;

@@ -1,18 +1,60 @@
-//! `real-upgrade plan`: the plan an upgrade would run now, changing nothing.
+//! `real-upgrade plan`: the plan `upgrade` would run now, changing nothing. With a run open, that
+//! is the open run's stored plan, which `upgrade` resumes (SPEC §5, "Open runs").
+
+use std::collections::HashSet;
 
 use anyhow::Result;
 
 use crate::config::Config;
 use crate::context::Context;
+use crate::error::UpgradeError;
+use crate::model::journal::JournalKey;
 use crate::model::plan::Plan;
 use crate::planner;
+use crate::state::{RunRecord, State};
 
 pub struct PlanOptions {
     /// The target release; the newest when `None`.
     pub to: Option<String>,
 }
 
-pub fn plan(ctx: &Context, opts: &PlanOptions) -> Result<Plan> {
+/// The plan, and the open run it belongs to when `upgrade` would resume one.
+pub struct PlanShown {
+    pub plan: Plan,
+    pub open_run: Option<RunRecord>,
+    /// The open run's journal keys already done.
+    pub done: HashSet<JournalKey>,
+}
+
+pub fn plan(ctx: &Context, opts: &PlanOptions) -> Result<PlanShown> {
     let config = Config::load(&ctx.config_path)?;
-    Ok(planner::plan(ctx, &config, opts.to.as_deref())?.plan)
+    let state = State::open_existing(&ctx.paths().state_db)?;
+    if let Some(open) = state.as_ref().map(State::open_run).transpose()?.flatten() {
+        let scheme = config.version_scheme;
+        let other = match &opts.to {
+            Some(to) => scheme.parse(to)? != scheme.parse(&open.plan.to)?,
+            None => false,
+        };
+        if !other {
+            return Ok(PlanShown {
+                plan: open.plan,
+                open_run: Some(open.record),
+                done: open.done,
+            });
+        }
+        if !open.changes().is_empty() {
+            return Err(UpgradeError::OpenRunDiffers {
+                id: open.record.id,
+                open_to: open.plan.to.clone(),
+                asked: opts.to.clone().unwrap_or_default(),
+            }
+            .into());
+        }
+    }
+    drop(state);
+    Ok(PlanShown {
+        plan: planner::plan(ctx, &config, opts.to.as_deref())?.plan,
+        open_run: None,
+        done: HashSet::new(),
+    })
 }

@@ -18,6 +18,8 @@ pub struct Status {
     /// `None` when either side is unknown.
     pub up_to_date: Option<bool>,
     pub open_run: Option<RunRecord>,
+    /// The PID of a run in progress on this root (it holds the lock).
+    pub running_pid: Option<u32>,
     /// Why the index could not be read; status still reports the rest.
     pub index_error: Option<String>,
 }
@@ -45,6 +47,7 @@ pub fn status(ctx: &Context) -> Result<Status> {
         available: available.map(|v| v.to_string()),
         up_to_date,
         open_run,
+        running_pid: crate::exec::lock::holder(&ctx.paths().lock),
         index_error,
     })
 }

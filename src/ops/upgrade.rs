@@ -66,6 +66,29 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         Some(state) => state.open_run()?,
         None => None,
     };
+    // NB: an explicit `--to` other than the open run's target replans only when the open run
+    // changed nothing; a run that did must be finished (SPEC §5, "Open runs").
+    let open = match (open, &opts.to, &existing) {
+        (Some(open), Some(to), Some(state))
+            if config.version_scheme.parse(to)?
+                != config.version_scheme.parse(&open.plan.to)? =>
+        {
+            if !open.changes().is_empty() {
+                return Err(UpgradeError::OpenRunDiffers {
+                    id: open.record.id,
+                    open_to: open.plan.to.clone(),
+                    asked: to.clone(),
+                }
+                .into());
+            }
+            if !opts.dry_run {
+                let why = format!("replanned to `{to}` before it changed anything");
+                state.set_status(open.record.id, RunStatus::Abandoned, Some(&why))?;
+            }
+            None
+        }
+        (open, _, _) => open,
+    };
     // NB: a resumed run executes its stored plan: nothing is planned (or read of the host)
     // again, and its checks ran before its first attempt.
     let (plan, done, record, fresh) = match open {

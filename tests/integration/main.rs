@@ -12,6 +12,7 @@ mod hooks;
 mod input;
 mod layers;
 mod migrations;
+mod openruns;
 mod preflight;
 mod run;
 mod services;
