@@ -5,6 +5,7 @@ mod support;
 mod badinput;
 #[cfg(feature = "fault-injection")]
 mod crash;
+mod demo;
 mod docs;
 mod fuzz;
 mod hooks;
