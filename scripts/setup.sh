@@ -1,5 +1,28 @@
 # Sourced by scripts/demo and scripts/test: installs what building and testing need when it is
-# missing, on Debian-family (apt-get) and RHEL-family (dnf/yum) machines.
+# missing, on Debian-family (apt-get) and RHEL-family (dnf/yum) machines, and ends what they
+# start when they end (`at_exit`).
+
+# at_exit FUNCTION: runs FUNCTION once when the script ends, whatever ends it: its last command, a
+# failure, Ctrl-C (INT), TERM or HUP. The script then exits with its status, or dies of the signal
+# again so that its caller sees that signal.
+# NB: bash runs a trap only once the foreground command ends; it does not interrupt it
+at_exit() {
+    local signal
+    for signal in EXIT INT TERM HUP; do
+        # shellcheck disable=SC2064 # the function and the signal are meant to be expanded now
+        trap "_at_exit $1 $signal" "$signal"
+    done
+}
+
+_at_exit() { # FUNCTION EXIT|SIGNAL
+    local status=$?
+    trap - EXIT INT TERM HUP
+    "$1" || true
+    if [ "$2" != EXIT ]; then
+        kill -s "$2" $$
+    fi
+    exit "$status"
+}
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then

@@ -6,6 +6,7 @@ mod badinput;
 mod contract;
 #[cfg(feature = "fault-injection")]
 mod crash;
+mod demo;
 mod docs;
 mod fuzz;
 mod hooks;
