@@ -172,8 +172,7 @@ impl Human {
             );
             let stop = match hop.from {
                 None => "none (fresh install)".to_string(),
-                // NB: services stop dependents first, the reverse of the start order
-                Some(_) => list(&hop.services.iter().rev().cloned().collect::<Vec<_>>()),
+                Some(_) => list(&hop.services),
             };
             out += &format!(
                 "    stop services:      {stop}{}\n",

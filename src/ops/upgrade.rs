@@ -12,11 +12,14 @@ use crate::context::Context;
 use crate::error::UpgradeError;
 use crate::exec::{self, lock};
 use crate::model::catalog::Artifact;
+use crate::model::journal::JournalKey;
 use crate::model::journal::RunStatus;
 use crate::model::plan::{HopStep, Plan, Step};
+use crate::model::rpm::RpmDb;
+use crate::model::services::ServiceGraph;
 use crate::planner::{self, Recorded};
 use crate::repo::Repository;
-use crate::state::State;
+use crate::state::{OpenRun, RunRecord, State};
 use crate::steps::migrations::db as migration_db;
 use crate::steps::services;
 use crate::ui::{Event, PlanView, Ui};
@@ -62,62 +65,39 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         false => Some(lock::RunLock::acquire(&paths.lock)?),
     };
     let existing = State::open_existing(&paths.state_db)?;
-    let open = match &existing {
-        Some(state) => state.open_run()?,
-        None => None,
-    };
-    // NB: an explicit `--to` other than the open run's target replans only when the open run
-    // changed nothing; a run that did must be finished (SPEC §5, "Open runs").
-    let open = match (open, &opts.to, &existing) {
-        (Some(open), Some(to), Some(state))
-            if config.version_scheme.parse(to)?
-                != config.version_scheme.parse(&open.plan.to)? =>
-        {
-            if !open.changes().is_empty() {
-                return Err(UpgradeError::OpenRunDiffers {
-                    id: open.record.id,
-                    open_to: open.plan.to.clone(),
-                    asked: to.clone(),
-                }
-                .into());
-            }
-            if !opts.dry_run {
-                let why = format!("replanned to `{to}` before it changed anything");
-                state.set_status(open.record.id, RunStatus::Abandoned, Some(&why))?;
-            }
-            None
-        }
-        (open, _, _) => open,
-    };
-    // NB: a resumed run executes its stored plan: nothing is planned (or read of the host)
-    // again, and its checks ran before its first attempt.
-    let (plan, done, record, fresh) = match open {
-        Some(open) => (open.plan, open.done, Some(open.record), None),
+    let (plan, source) = match open_run(&config, opts, existing.as_ref())? {
+        // NB: a resumed run executes its stored plan: nothing is planned (or read of the host)
+        // again, and its checks ran before its first attempt.
+        Some(open) => (
+            open.plan,
+            Source::Resumed {
+                record: open.record,
+                done: open.done,
+            },
+        ),
         None => {
             let recorded = Recorded::read(existing.as_ref())?;
             let trusted = planner::load_trusted(&config, ctx, &recorded)?;
-            let planned = planner::plan_from(
-                ctx,
-                &config,
-                &trusted.catalog,
-                &recorded,
-                opts.to.as_deref(),
-            )?;
-            let sequence = trusted.catalog.sequence;
-            (
-                planned.plan,
-                HashSet::new(),
-                None,
-                Some((sequence, planned.rpmdb, planned.services)),
-            )
+            let to = opts.to.as_deref();
+            let planned = planner::plan_from(ctx, &config, &trusted.catalog, &recorded, to)?;
+            let source = Source::Planned {
+                sequence: trusted.catalog.sequence,
+                rpmdb: planned.rpmdb,
+                graph: planned.services,
+            };
+            (planned.plan, source)
         }
+    };
+    let record = match &source {
+        Source::Resumed { record, .. } => Some(record),
+        Source::Planned { .. } => None,
     };
     let mut outcome = Outcome {
         result: RunResult::UpToDate,
         product: plan.product.clone(),
         from: plan.from.clone(),
         to: plan.to.clone(),
-        run_id: record.as_ref().map(|r| r.id),
+        run_id: record.map(|r| r.id),
         resumed: record.is_some(),
         config_files: Vec::new(),
         plan: plan.clone(),
@@ -125,12 +105,16 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
     if plan.is_up_to_date() {
         return Ok(outcome);
     }
+    let no_keys = HashSet::new();
     ui.plan(&PlanView {
         plan: &plan,
-        done: &done,
-        resumed: record.as_ref(),
+        done: match &source {
+            Source::Resumed { done, .. } => done,
+            Source::Planned { .. } => &no_keys,
+        },
+        resumed: record,
     });
-    if let Some((_, rpmdb, _)) = &fresh {
+    if let Source::Planned { rpmdb, .. } = &source {
         let report = check::run(ctx, &config, &plan, rpmdb)?;
         ui.event(Event::Checks { report: &report });
         report.ensure_passed()?;
@@ -147,33 +131,12 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         return Ok(outcome);
     }
     confirm(ctx, opts, ui, &plan, record.is_some())?;
-    // NB: an unreachable database is found before anything changes, not after the packages.
-    let migrating = plan.hops.iter().enumerate().any(|(h, hop)| {
-        !hop.migrations.is_empty() && !done.contains(&Step::Hop(h, HopStep::Migrate).key())
-    });
-    if migrating {
-        migration_db::connect(&config.database_url(), &ctx.root)?;
-    }
     let mut state = match existing {
         Some(state) => state,
         None => State::open(&paths.state_db)?,
     };
-    let graph = match fresh {
-        Some((sequence, _, graph)) => {
-            state.accept_sequence(sequence)?;
-            graph
-        }
-        None => services::load_graph(&paths, config.services.backend)?,
-    };
-    let run_id = match &record {
-        Some(r) => {
-            state.resume_run(r.id)?;
-            r.id
-        }
-        None => state.begin_run(&plan)?,
-    };
+    let (run_id, done, graph) = begin(ctx, &config, &mut state, &plan, source)?;
     outcome.run_id = Some(run_id);
-    tracing::info!(run = run_id, from = ?plan.from, to = %plan.to, resumed = record.is_some(), "run started");
     let result = exec::execute(
         exec::Run {
             ctx,
@@ -182,38 +145,128 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
             state: &mut state,
             run_id,
             done,
-            resumed: record.is_some(),
+            resumed: outcome.resumed,
             ui,
             graph: &graph,
         },
         &plan,
     );
-    match result {
+    outcome.config_files = close(&state, run_id, &plan, result)?;
+    outcome.result = RunResult::Upgraded;
+    Ok(outcome)
+}
+
+/// Where a run's plan came from.
+enum Source {
+    /// The open run's stored plan, with what it has done.
+    Resumed {
+        record: RunRecord,
+        done: HashSet<JournalKey>,
+    },
+    /// Planned now, from an index of `sequence`, and what the planner read of the host.
+    Planned {
+        sequence: u64,
+        rpmdb: RpmDb,
+        graph: ServiceGraph,
+    },
+}
+
+/// The open run to resume, if any. NB: an explicit `--to` other than the open run's target
+/// replans only when the open run changed nothing (it is closed as abandoned); a run that did
+/// must be finished (SPEC §5, "Open runs").
+fn open_run(config: &Config, opts: &RunOptions, state: Option<&State>) -> Result<Option<OpenRun>> {
+    let Some(state) = state else {
+        return Ok(None);
+    };
+    let Some(open) = state.open_run()? else {
+        return Ok(None);
+    };
+    let scheme = config.version_scheme;
+    let Some(to) = opts
+        .to
+        .as_ref()
+        .filter(|to| scheme.parse(to).ok() != scheme.parse(&open.plan.to).ok())
+    else {
+        return Ok(Some(open));
+    };
+    scheme.parse(to)?;
+    if !open.changes().is_empty() {
+        return Err(UpgradeError::OpenRunDiffers {
+            id: open.record.id,
+            open_to: open.plan.to.clone(),
+            asked: to.clone(),
+        }
+        .into());
+    }
+    if !opts.dry_run {
+        let why = format!("replanned to `{to}` before it changed anything");
+        state.set_status(open.record.id, RunStatus::Abandoned, Some(&why))?;
+    }
+    Ok(None)
+}
+
+/// Begins the run in the journal (or resumes it); returns its id, what is done and the service
+/// graph. NB: an unreachable database is found here, before anything changes, not after the
+/// packages.
+fn begin(
+    ctx: &Context,
+    config: &Config,
+    state: &mut State,
+    plan: &Plan,
+    source: Source,
+) -> Result<(i64, HashSet<JournalKey>, ServiceGraph)> {
+    let done = match &source {
+        Source::Resumed { done, .. } => done.clone(),
+        Source::Planned { .. } => HashSet::new(),
+    };
+    let migrating = plan.hops.iter().enumerate().any(|(h, hop)| {
+        !hop.migrations.is_empty() && !done.contains(&Step::Hop(h, HopStep::Migrate).key())
+    });
+    if migrating {
+        migration_db::connect(&config.database_url(), &ctx.root)?;
+    }
+    let (run_id, graph) = match source {
+        Source::Resumed { record, .. } => {
+            state.resume_run(record.id)?;
+            let graph = services::load_graph(&ctx.paths(), config.services.backend)?;
+            (record.id, graph)
+        }
+        Source::Planned {
+            sequence, graph, ..
+        } => {
+            state.accept_sequence(sequence)?;
+            (state.begin_run(plan)?, graph)
+        }
+    };
+    tracing::info!(run = run_id, from = ?plan.from, to = %plan.to, resumed = !done.is_empty(), "run started");
+    Ok((run_id, done, graph))
+}
+
+/// Records how the run ended: succeeded closes it; a failure or a reboot request leaves it open.
+fn close(
+    state: &State,
+    run_id: i64,
+    plan: &Plan,
+    result: Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let err = match result {
         Ok(config_files) => {
             state.set_status(run_id, RunStatus::Succeeded, None)?;
             tracing::info!(run = run_id, to = %plan.to, "run succeeded");
-            outcome.result = RunResult::Upgraded;
-            outcome.config_files = config_files;
-            Ok(outcome)
+            return Ok(config_files);
         }
-        Err(err) => {
-            let reboot = matches!(
-                crate::error::find(&err),
-                Some(UpgradeError::RebootRequired { .. })
-            );
-            let status = if reboot {
-                RunStatus::Reboot
-            } else {
-                RunStatus::Failed
-            };
-            let message = format!("{err:#}");
-            tracing::error!(run = run_id, %status, "{message}");
-            if let Err(e) = state.set_status(run_id, status, Some(&message)) {
-                tracing::error!("failed to record the run's status: {e:#}");
-            }
-            Err(err)
-        }
+        Err(err) => err,
+    };
+    let status = match crate::error::find(&err) {
+        Some(UpgradeError::RebootRequired { .. }) => RunStatus::Reboot,
+        _ => RunStatus::Failed,
+    };
+    let message = format!("{err:#}");
+    tracing::error!(run = run_id, %status, "{message}");
+    if let Err(e) = state.set_status(run_id, status, Some(&message)) {
+        tracing::error!("failed to record the run's status: {e:#}");
     }
+    Err(err)
 }
 
 fn confirm(
