@@ -53,6 +53,7 @@ pub fn evaluate(input: &PreflightInput<'_>) -> Result<Report> {
         results.extend(evaluate_checks(checks, source, &host));
     }
     results.extend(prerequisites(input));
+    results.extend(package_arches(input.plan, &host.arch));
     results.extend(custom_checks(input)?);
     // NB: severity overrides are the configuration's: the administrator has the last word.
     for r in &mut results {
@@ -357,6 +358,36 @@ fn free_space(root: &Path, path: &str) -> Result<(u64, PathBuf), String> {
     #[allow(clippy::unnecessary_cast)] // NB: the field types differ between libcs
     let avail = stat.blocks_available() as u64 * stat.fragment_size() as u64;
     Ok((avail, at))
+}
+
+/// Every package the plan installs must be built for this machine (or `noarch`); key
+/// `package-arch:NAME`, reported only when one is not (a passed result per package would bury
+/// the declared checks). NB: rpm refuses such a package only inside the transaction, after the
+/// services were stopped.
+fn package_arches(plan: &Plan, arch: &str) -> Vec<CheckResult> {
+    plan.hops
+        .iter()
+        .flat_map(|hop| {
+            hop.artifacts()
+                .map(move |a| (a, format!("release {}", hop.to)))
+        })
+        .filter(|(a, _)| a.arch != arch && a.arch != "noarch")
+        .map(|(a, source)| {
+            result(
+                format!("package-arch:{}", a.name),
+                &source,
+                Severity::Inhibitor,
+            )
+            .measured(a.arch.clone(), format!("{arch} or noarch"))
+            .fail_if(a.arch != arch && a.arch != "noarch", || {
+                format!(
+                    "`{}` is built for {}; ask the vendor for a {arch} build",
+                    a.nevra(),
+                    a.arch
+                )
+            })
+        })
+        .collect()
 }
 
 /// The prerequisite policy's problems: a 32-bit build where a 64-bit one is needed, and a

@@ -134,6 +134,10 @@ pub enum UpgradeError {
     /// `abandon` of a run that changed the host (exit 2).
     #[error("run {id} has changed this host (done: {done}); it cannot be abandoned")]
     RunChangedHost { id: i64, done: String },
+    /// `state.db` cannot be opened or prepared (exit 1): corrupt, unreadable, a full disk, a
+    /// symlink.
+    #[error("the state database `{path}` cannot be used: {detail}")]
+    StateUnusable { path: String, detail: String },
     /// `history ID` names a run this root never had (exit 2).
     #[error("there is no run {id}")]
     UnknownRun { id: i64 },
@@ -211,6 +215,7 @@ impl UpgradeError {
             UpgradeError::HookFailed { .. }
             | UpgradeError::ChecksumMismatch { .. }
             | UpgradeError::PackageMismatch { .. }
+            | UpgradeError::StateUnusable { .. }
             | UpgradeError::MigrationDrift { .. }
             | UpgradeError::LockTimeout { .. }
             | UpgradeError::PlanChanged { .. }
@@ -267,6 +272,12 @@ impl UpgradeError {
                     .into(),
             ),
             UpgradeError::UnknownRun { .. } => Some("`real-upgrade history` lists the runs".into()),
+            UpgradeError::StateUnusable { .. } => Some(
+                "check the disk and the file's permissions; if the file is damaged, restore it \
+                 from a backup, or move it aside and record the installed release with \
+                 `real-upgrade adopt VERSION`"
+                    .into(),
+            ),
             UpgradeError::Unrecorded { .. } => Some(
                 "if `state.db` was lost, record the installed release with `real-upgrade adopt \
                  VERSION`, then run `upgrade`"

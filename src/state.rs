@@ -15,15 +15,17 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context as _, Result};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
+use crate::error::UpgradeError;
 use crate::model::journal::{JournalKey, RunStatus};
 use crate::model::plan::Plan;
 
@@ -112,13 +114,18 @@ impl State {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("failed to create `{}`", dir.display()))?;
         }
-        let conn = Connection::open(path)
-            .with_context(|| format!("failed to open state database `{}`", path.display()))?;
+        let unusable = |e: rusqlite::Error| UpgradeError::StateUnusable {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        // NB: never through a symlink: under `--root`, a link could point at any file of the host
+        let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(path, flags).map_err(unusable)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
         )
         .and_then(|()| conn.execute_batch(SCHEMA))
-        .with_context(|| format!("failed to prepare state database `{}`", path.display()))?;
+        .map_err(unusable)?;
         let hooks_journal = path.with_file_name("hooks.journal");
         Ok(State {
             conn,
@@ -226,6 +233,7 @@ impl State {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .with_context(|| format!("failed to open `{}`", path.display()))?;
             self.hooks_file = Some(file);

@@ -39,12 +39,22 @@ pub fn location(text: &str, path: &Path, offset: usize) -> String {
     format!("{}:{line}:{column}", path.display())
 }
 
-/// A duration written `"90s"`, `"10m"` (humantime).
+/// The longest duration a configuration may give (a timeout, a wait): a week.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A duration written `"90s"`, `"10m"` (humantime), at most [`MAX_DURATION`]. NB: a huge one
+/// would overflow a deadline (`Instant + d` panics) or wait for ever.
 pub fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
+    let d = humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(
             "invalid duration `{text}` ({e}); write e.g. \"90s\" or \"10m\""
         ))
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(serde::de::Error::custom(format!(
+            "duration `{text}` is longer than the longest allowed, 7 days"
+        )));
+    }
+    Ok(d)
 }

@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -26,6 +27,8 @@ impl RunLock {
             .write(true)
             .create(true)
             .truncate(false)
+            // NB: never through a symlink: truncating the lock must not truncate another file
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .with_context(|| format!("failed to open lock file `{}`", path.display()))?;
         match file.try_lock() {

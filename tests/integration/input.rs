@@ -148,3 +148,64 @@ fn a_relative_root_is_made_absolute_and_a_missing_root_or_config_is_refused() {
         .assert_code(2)
         .assert_stderr("`/no/such/upgrade.toml` does not exist");
 }
+
+#[test]
+fn a_huge_duration_is_refused_where_it_is_written() {
+    for (table, key) in [
+        ("hooks", "timeout"),
+        ("services", "timeout"),
+        ("database", "lock_timeout"),
+    ] {
+        let sb = Sandbox::new();
+        sb.write_config(&format!("[{table}]\n{key} = \"100000000y\"\n"));
+        sb.run(&["status"])
+            .assert_code(2)
+            .assert_stderr("upgrade.toml:")
+            .assert_stderr("duration `100000000y` is longer than the longest allowed, 7 days");
+    }
+}
+
+#[test]
+fn state_files_are_never_opened_through_a_symlink() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
+    let state = sb.root.join("var/lib/upgrade");
+    std::fs::create_dir_all(&state).unwrap();
+    let precious = sb.base.join("precious");
+    std::fs::write(&precious, "keep me\n").unwrap();
+    // the lock: the run refuses rather than truncate the file the link points at
+    std::os::unix::fs::symlink(&precious, state.join("lock")).unwrap();
+    sb.run(&["--yes"])
+        .assert_code(1)
+        .assert_stderr("failed to open lock file");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+    std::fs::remove_file(state.join("lock")).unwrap();
+    // the log: a warning, and the run goes on without it
+    let log = sb.root.join("var/log/upgrade");
+    std::fs::create_dir_all(&log).unwrap();
+    let _ = std::fs::remove_file(log.join("upgrade.log"));
+    std::os::unix::fs::symlink(&precious, log.join("upgrade.log")).unwrap();
+    sb.run(&["--yes"])
+        .assert_code(0)
+        .assert_stderr("warning: cannot write the log");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+    // state.db: refused with a hint
+    std::fs::rename(state.join("state.db"), sb.base.join("state.db")).unwrap();
+    std::os::unix::fs::symlink(sb.base.join("state.db"), state.join("state.db")).unwrap();
+    sb.run(&["status"])
+        .assert_code(1)
+        .assert_stderr("error: the state database `")
+        .assert_stderr("hint: check the disk and the file's permissions");
+}
+
+#[test]
+fn a_corrupt_state_db_is_a_clear_error_with_a_hint() {
+    let sb = Sandbox::new();
+    let state = sb.root.join("var/lib/upgrade");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("state.db"), vec![0x5a; 8192]).unwrap();
+    sb.run(&["status"])
+        .assert_code(1)
+        .assert_stderr("cannot be used: file is not a database")
+        .assert_stderr("real-upgrade adopt VERSION");
+}

@@ -434,3 +434,25 @@ fn dnf_backend_names_a_prerequisite_no_source_has() {
         .assert_stderr("`libsys >= 3.0`");
     assert!(sb.rpm_qa().is_empty());
 }
+
+#[test]
+fn a_package_built_for_another_architecture_inhibits_before_anything_changes() {
+    let sb = Sandbox::new();
+    let mut foreign = pkg("demo-server", "1.0.0");
+    foreign.arch = "aarch64".into();
+    let mut any = pkg("demo-docs", "1.0.0");
+    any.arch = "noarch".into();
+    sb.publish(vec![rel("1.0.0", vec![foreign, any])]);
+    sb.logging_hook("pre", false, "10-pre");
+    let run = sb.run(&["--yes", "--json"]);
+    run.assert_code(3)
+        .assert_stderr("package-arch:demo-server: measured `aarch64`, required `x86_64 or noarch`")
+        .assert_stderr("ask the vendor for a x86_64 build");
+    assert!(
+        !run.stderr.contains("package-arch:demo-docs"),
+        "{}",
+        run.stderr
+    );
+    assert!(sb.rpm_qa().is_empty());
+    assert!(sb.hook_log().is_empty());
+}
