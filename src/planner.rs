@@ -49,7 +49,7 @@ pub struct Planned {
 
 /// Plans an upgrade of the root in `ctx` from its installed state; changes nothing.
 pub fn plan(ctx: &Context, config: &Config, to: Option<&str>) -> Result<Planned> {
-    let state = State::open_existing(&ctx.paths().state_db)?;
+    let state = State::open_existing_read(&ctx.paths().state_db)?;
     let recorded = Recorded::read(state.as_ref())?;
     let catalog = load_trusted(config, ctx, &recorded)?.catalog;
     plan_from(ctx, config, &catalog, &recorded, to)

@@ -134,6 +134,48 @@ impl State {
         })
     }
 
+    /// Opens the state database to read it only, when it exists: for the commands that change
+    /// nothing (`status`, `history`, `plan`, `check`, `--dry-run`), which must work for a user
+    /// who cannot write `/var/lib/upgrade` and on a read-only one.
+    ///
+    /// NB: reading a WAL database normally creates `state.db-shm` beside it; where that cannot
+    /// be done, the file is read as immutable (a run that holds it open is then not seen
+    /// mid-transaction; its committed journal is).
+    pub fn open_existing_read(path: &Path) -> Result<Option<State>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let unusable = |e: rusqlite::Error| UpgradeError::StateUnusable {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let probe = |conn: Connection| -> rusqlite::Result<Connection> {
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            Ok(conn)
+        };
+        let conn = match Connection::open_with_flags(path, flags).and_then(probe) {
+            Ok(conn) => conn,
+            Err(_) => {
+                let escaped = path
+                    .display()
+                    .to_string()
+                    .replace('%', "%25")
+                    .replace('?', "%3f")
+                    .replace('#', "%23");
+                let uri = format!("file:{escaped}?immutable=1");
+                Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .and_then(probe)
+                    .map_err(unusable)?
+            }
+        };
+        Ok(Some(State {
+            conn,
+            hooks_journal: path.with_file_name("hooks.journal"),
+            hooks_file: None,
+        }))
+    }
+
     /// Opens the state database when it exists; a host that never ran has none (and gets none).
     pub fn open_existing(path: &Path) -> Result<Option<State>> {
         if path.exists() {

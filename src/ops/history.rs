@@ -18,7 +18,7 @@ pub struct RunDetail {
 
 /// Every run, oldest first; none on a root that never ran.
 pub fn runs(ctx: &Context) -> Result<Vec<RunRecord>> {
-    match State::open_existing(&ctx.paths().state_db)? {
+    match State::open_existing_read(&ctx.paths().state_db)? {
         Some(state) => state.runs(),
         None => Ok(Vec::new()),
     }
@@ -26,7 +26,7 @@ pub fn runs(ctx: &Context) -> Result<Vec<RunRecord>> {
 
 /// Run `id`; `None` on a root that never ran.
 pub fn run(ctx: &Context, id: i64) -> Result<Option<RunDetail>> {
-    let Some(state) = State::open_existing(&ctx.paths().state_db)? else {
+    let Some(state) = State::open_existing_read(&ctx.paths().state_db)? else {
         return Ok(None);
     };
     let (run, plan) = state.run(id)?.ok_or(UpgradeError::UnknownRun { id })?;

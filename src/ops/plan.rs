@@ -28,7 +28,7 @@ pub struct PlanShown {
 
 pub fn plan(ctx: &Context, opts: &PlanOptions) -> Result<PlanShown> {
     let config = Config::load(&ctx.config_path)?;
-    let state = State::open_existing(&ctx.paths().state_db)?;
+    let state = State::open_existing_read(&ctx.paths().state_db)?;
     if let Some(open) = state.as_ref().map(State::open_run).transpose()?.flatten() {
         let scheme = config.version_scheme;
         let other = match &opts.to {

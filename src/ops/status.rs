@@ -26,7 +26,7 @@ pub struct Status {
 
 pub fn status(ctx: &Context) -> Result<Status> {
     let config = Config::load(&ctx.config_path)?;
-    let state = State::open_existing(&ctx.paths().state_db)?;
+    let state = State::open_existing_read(&ctx.paths().state_db)?;
     let recorded = planner::Recorded::read(state.as_ref())?;
     let open_run = match &state {
         Some(s) => s.open_run()?.map(|o| o.record),

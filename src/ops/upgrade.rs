@@ -64,7 +64,10 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         true => None,
         false => Some(lock::RunLock::acquire(&paths.lock)?),
     };
-    let existing = State::open_existing(&paths.state_db)?;
+    let existing = match opts.dry_run {
+        true => State::open_existing_read(&paths.state_db)?,
+        false => State::open_existing(&paths.state_db)?,
+    };
     let (plan, source) = match open_run(&config, opts, existing.as_ref())? {
         // NB: a resumed run executes its stored plan: nothing is planned (or read of the host)
         // again, and its checks ran before its first attempt.

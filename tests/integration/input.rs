@@ -209,3 +209,54 @@ fn a_corrupt_state_db_is_a_clear_error_with_a_hint() {
         .assert_stderr("cannot be used: file is not a database")
         .assert_stderr("real-upgrade adopt VERSION");
 }
+
+#[test]
+fn read_only_commands_work_on_a_read_only_state_directory() {
+    let sb = Sandbox::new();
+    sb.publish(vec![
+        rel("1.0.0", vec![pkg("demo-server", "1.0.0")]),
+        rel("2.0.0", vec![pkg("demo-server", "2.0.0")]),
+    ]);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let state = sb.root.join("var/lib/upgrade");
+    // NB: the tests run as root, whom file modes do not stop: a read-only bind mount in a mount
+    // namespace of the command's own does, and ends with it.
+    let read_only = |args: &str| {
+        let script = format!(
+            "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec {bin} --root {root} {args}",
+            d = state.display(),
+            bin = REAL_UPGRADE,
+            root = sb.root.display()
+        );
+        let out = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [
+        "status",
+        "history",
+        "history 1",
+        "plan",
+        "--dry-run",
+        "check",
+    ] {
+        let (code, stderr) = read_only(args);
+        assert_eq!(
+            code,
+            Some(0),
+            "`{args}` on a read-only state directory: {stderr}"
+        );
+    }
+    let (_, stderr) = read_only("status");
+    assert!(stderr.contains("installed: 1.0.0"), "{stderr}");
+    let (code, stderr) = read_only("--yes");
+    assert_ne!(code, Some(0), "an upgrade cannot run there: {stderr}");
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+}
