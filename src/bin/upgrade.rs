@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     // NB: clap stops at the first argument it does not know (`--root DIR`), so an option given
     // after it is one of real-upgrade's arguments: take it out wherever it is.
     let mut self_update = !cli.no_self_update;
-    let args = cli
+    let args: Vec<std::ffi::OsString> = cli
         .args
         .into_iter()
         .filter(|a| {
@@ -23,11 +23,18 @@ fn main() -> ExitCode {
             !ours
         })
         .collect();
+    // NB: only a run that will change the host refreshes the upgrader: not `--dry-run`, `plan`,
+    // `status`, `--help` or a command line real-upgrade will refuse anyway.
+    let self_update = self_update && upgrade::cli::changes_host(&args);
+    let json = args.iter().any(|a| a == "--json");
     let options = ShimOptions { self_update, args };
     match exec_real_upgrade(&options, &human) {
         Ok(never) => match never {},
         Err(err) => {
             human.error(&err);
+            if json {
+                upgrade::cli::print_failure(&err);
+            }
             ExitCode::from(upgrade::error::exit_code(&err))
         }
     }

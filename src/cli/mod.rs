@@ -46,17 +46,27 @@ pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                     Some(UpgradeError::Inhibited { .. }) => human.last_report().map(|r| r.results),
                     _ => None,
                 };
-                render::json(&Failure {
-                    result: "failed",
-                    exit_code: code,
-                    error: format!("{err:#}"),
-                    hint: find(&err).and_then(UpgradeError::hint),
-                    results,
-                });
+                render::json(&Failure::of(&err, results));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether `real-upgrade ARGS` may change the host: the run itself, not `--dry-run`, and not a
+/// command line it refuses. The `upgrade` shim refreshes the upgrader only then.
+pub fn changes_host(args: &[OsString]) -> bool {
+    let argv = std::iter::once(OsString::from("real-upgrade")).chain(args.iter().cloned());
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => cli.command.is_none() && !cli.run.dry_run,
+        Err(_) => false,
+    }
+}
+
+/// Prints the `--json` document of a failure on stdout (for the shim, which fails before
+/// real-upgrade runs).
+pub fn print_failure(err: &anyhow::Error) {
+    render::json(&Failure::of(err, None));
 }
 
 /// The `--json` document of a failed command.
@@ -69,6 +79,18 @@ struct Failure {
     /// The preflight results, when checks inhibited the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     results: Option<Vec<CheckResult>>,
+}
+
+impl Failure {
+    fn of(err: &anyhow::Error, results: Option<Vec<CheckResult>>) -> Failure {
+        Failure {
+            result: "failed",
+            exit_code: exit_code(err),
+            error: format!("{err:#}"),
+            hint: find(err).and_then(UpgradeError::hint),
+            results,
+        }
+    }
 }
 
 /// Prints `value` as the JSON document on stdout when `--json` was given.

@@ -410,3 +410,41 @@ fn trust_signatures_verify_with_stock_minisign() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn trust_the_shim_refreshes_only_for_a_run_that_changes_the_host() {
+    let (sb, server) = with_upgraders(|p| p);
+    for args in [
+        &["--dry-run"][..],
+        &["plan"],
+        &["status"],
+        &["--help"],
+        &["--yes", "--frobnicate"],
+    ] {
+        let run = shim(&sb, UPGRADE, args);
+        assert!(
+            !run.stderr.contains("refreshed"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            sb.rpm_qa()
+                .contains(&"demo-upgrade-1.0.0-1.noarch".to_string()),
+            "{args:?} refreshed the upgrader"
+        );
+    }
+    // a refresh that fails still prints one JSON document with --json
+    drop(server);
+    let run = shim(&sb, UPGRADE, &["--yes", "--json"]);
+    run.assert_code(1);
+    let doc = run.json();
+    assert_eq!(doc["result"], "failed");
+    assert_eq!(doc["exit_code"], 1);
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed to refresh the upgrader"),
+        "{doc}"
+    );
+}
