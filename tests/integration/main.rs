@@ -11,6 +11,7 @@ mod fuzz;
 mod hooks;
 mod input;
 mod layers;
+mod migration_rules;
 mod migrations;
 mod preflight;
 mod run;

@@ -94,7 +94,10 @@ impl Url {
             let path = path.split('?').next().unwrap_or(path);
             if !path.starts_with('/') {
                 return Err(UpgradeError::input_hint(
-                    format!("database url `{url}`: the SQLite path must be absolute"),
+                    format!(
+                        "database url `{}`: the SQLite path must be absolute",
+                        redact(url)
+                    ),
                     "write `sqlite:///var/lib/PRODUCT/PRODUCT.db` (three slashes)",
                 ));
             }
@@ -116,18 +119,50 @@ impl Url {
     }
 }
 
-/// `scheme://user:secret@host/db` → `scheme://user@host/db`.
+/// Query parameters that carry a password (compared ignoring case).
+const SECRET_PARAMETERS: [&str; 3] = ["password", "pass", "sslpassword"];
+
+/// The URL without its secrets, for messages and output:
+/// `scheme://user:secret@host/db?sslmode=require&password=secret` →
+/// `scheme://user@host/db?sslmode=require`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    // NB: the user part ends at the last `@` before the path: a password may hold an `@`.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, rest) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{host}")
+            format!("{user}@{host}")
         }
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    let query = query.map(|query| {
+        let (query, fragment) = match query.split_once('#') {
+            Some((query, fragment)) => (query, format!("#{fragment}")),
+            None => (query, String::new()),
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let key = pair.split('=').next().unwrap_or("");
+                !SECRET_PARAMETERS
+                    .iter()
+                    .any(|secret| key.eq_ignore_ascii_case(secret))
+            })
+            .collect();
+        match kept.is_empty() {
+            true => fragment,
+            false => format!("?{}{fragment}", kept.join("&")),
+        }
+    });
+    format!("{scheme}://{authority}{path}{}", query.unwrap_or_default())
 }
 
 fn unreachable_db(url: &str, e: impl std::fmt::Display) -> anyhow::Error {
@@ -244,7 +279,7 @@ impl Sqlite {
 
 impl Database for Sqlite {
     fn describe(&self) -> String {
-        self.url.clone()
+        redact(&self.url)
     }
 
     fn prepare_ledger(&mut self) -> Result<()> {
@@ -279,7 +314,7 @@ impl Database for Sqlite {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(lock_timed_out(&self.url, timeout));
+                    return Err(lock_timed_out(&self.describe(), timeout));
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
@@ -311,7 +346,7 @@ impl Database for Sqlite {
             })
         })?;
         rows.collect::<Result<_, _>>()
-            .with_context(|| format!("failed to read the ledger of `{}`", self.url))
+            .with_context(|| format!("failed to read the ledger of `{}`", self.describe()))
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
@@ -704,5 +739,35 @@ impl Database for Mysql {
         "MariaDB commits schema changes as it goes: the migration may be half applied and is recorded \
          as failed; repair the database, run `real-upgrade migrations repair`, then `upgrade` again"
             .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_removes_passwords_from_user_and_query() {
+        for (url, redacted) in [
+            (
+                "postgres://app:s3cret@db:5432/prod",
+                "postgres://app@db:5432/prod",
+            ),
+            ("postgres://app:p@ss@db/prod", "postgres://app@db/prod"),
+            (
+                "postgres://app@db/prod?sslmode=require&password=s3cret",
+                "postgres://app@db/prod?sslmode=require",
+            ),
+            (
+                "postgres://db/prod?PassWord=s3cret&application_name=x&SSLPASSWORD=s3cret",
+                "postgres://db/prod?application_name=x",
+            ),
+            ("mysql://root@db/x?pass=s3cret", "mysql://root@db/x"),
+            ("mysql://db?pass=s3cret#frag", "mysql://db#frag"),
+            ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
+            ("postgres://db/x?passes=1", "postgres://db/x?passes=1"),
+        ] {
+            assert_eq!(redact(url), redacted, "{url}");
+        }
     }
 }
