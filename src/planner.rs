@@ -96,6 +96,7 @@ pub fn plan_from(
         migrations: &migrations,
         services: &services,
     })?;
+    migrations::ensure_runnable(&migrations, &plan)?;
     ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;
     Ok(Planned {
         plan,

@@ -8,6 +8,9 @@
 //! PostgreSQL); on MariaDB, whose DDL commits implicitly, a failure leaves a `success = false`
 //! row that blocks later runs until `real-upgrade migrations repair`. Runners on several hosts
 //! sharing one database are serialised by a database lock ([`db`]).
+//!
+//! Planning checks every planned migration before anything changes ([`ensure_runnable`]): an
+//! SQL file must be UTF-8.
 
 pub mod db;
 
@@ -23,7 +26,7 @@ use super::StepContext;
 use super::hooks::{self, HookEnv, Phase};
 use crate::error::UpgradeError;
 use crate::model::migration::{Kind, Migration};
-use crate::model::plan::{Hop, HopStep, PlannedMigration, Step};
+use crate::model::plan::{Hop, HopStep, Plan, PlannedMigration, Step};
 use crate::model::version::{Version, VersionScheme};
 use crate::ui::Event;
 
@@ -120,6 +123,46 @@ fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migra
         path,
         kind,
         sha256,
+    })
+}
+
+/// Refuses, before anything changes, a migration of `plan` that cannot be applied as planned
+/// (see [`check_runnable`]).
+pub fn ensure_runnable(all: &[Migration], plan: &Plan) -> Result<()> {
+    let by_label: HashMap<String, &Migration> = all.iter().map(|m| (m.label(), m)).collect();
+    let planned: Vec<&Migration> = plan
+        .hops
+        .iter()
+        .flat_map(|hop| &hop.migrations)
+        .filter_map(|p| by_label.get(&p.label).copied())
+        .collect();
+    check_runnable(&planned)
+}
+
+/// Fails on an SQL migration that is not UTF-8 (exit 2).
+fn check_runnable(migrations: &[&Migration]) -> Result<()> {
+    for m in migrations.iter().filter(|m| m.kind == Kind::Sql) {
+        read_sql(m)?;
+    }
+    Ok(())
+}
+
+/// The text of an SQL migration; not UTF-8 is an error naming the file and the line.
+fn read_sql(m: &Migration) -> Result<String> {
+    let bytes = std::fs::read(&m.path)
+        .with_context(|| format!("failed to read migration `{}`", m.path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+        UpgradeError::input_hint(
+            format!(
+                "migration `{}` is not valid UTF-8 (line {line})",
+                m.path.display()
+            ),
+            "SQL migrations are UTF-8 text: convert the file (`iconv -t UTF-8`), then run \
+             `upgrade` again",
+        )
+        .into()
     })
 }
 
@@ -259,12 +302,10 @@ pub fn apply(
                 .position(|m| m.kind != Kind::Sql)
                 .map_or(pending.len(), |n| i + n);
             let batch = &pending[i..end];
-            let mut sql = Vec::with_capacity(batch.len());
-            for m in batch {
-                let text = std::fs::read_to_string(&m.path)
-                    .with_context(|| format!("failed to read migration `{}`", m.path.display()))?;
-                sql.push(text);
-            }
+            let sql = batch
+                .iter()
+                .map(|m| read_sql(m))
+                .collect::<Result<Vec<_>>>()?;
             let outcome = db.apply_sql(batch, &sql);
             for (m, took) in batch.iter().zip(&outcome.applied) {
                 on_applied(m, *took);
@@ -399,6 +440,8 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         cx.ui.event(Event::MigrationFixed { label });
     }
     if !pending.is_empty() {
+        // NB: again, for a resumed run and for a migration fixed after it failed.
+        check_runnable(&pending)?;
         if !cx.journal.is_done(&begun) {
             cx.journal.mark(&begun, None)?;
         }
