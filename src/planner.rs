@@ -96,7 +96,7 @@ pub fn plan_from(
         migrations: &migrations,
         services: &services,
     })?;
-    migrations::ensure_runnable(&migrations, &plan)?;
+    migrations::ensure_runnable(&migrations, &plan, &config.database_url())?;
     ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;
     Ok(Planned {
         plan,

@@ -2,6 +2,10 @@
 //! kept truthful when a migration ends its transaction anyway (issue 12: #6, #11, #13, #20, #21);
 //! real SQLite, PostgreSQL and MariaDB as in `migrations.rs`.
 
+use std::time::Duration;
+
+use upgrade::steps::migrations::{self, db};
+
 use crate::migrations::assert_nothing_changed;
 use crate::support::*;
 
@@ -104,3 +108,173 @@ fn a_migration_that_is_not_utf8_is_refused_before_anything_changes() {
     assert_nothing_changed(&sb);
     assert!(!has_table(&db, "a"));
 }
+
+/// A module `$name` of tests, one per backend listed, each running `$check(db, sandbox)` with a
+/// database of its own: `$name::sqlite`, `$name::postgres`, `$name::mariadb`.
+macro_rules! on_backends {
+    ($name:ident: $check:expr; $($backend:ident),+) => {
+        mod $name {
+            use crate::support::*;
+            $(
+                #[test]
+                fn $backend() {
+                    let sb = Sandbox::new();
+                    let db = match stringify!($backend) {
+                        "sqlite" => TestDb::sqlite(&sb),
+                        "postgres" => TestDb::postgres(),
+                        _ => TestDb::mariadb(),
+                    };
+                    $check(db, sb);
+                }
+            )+
+        }
+    };
+}
+
+// ---- #6: transaction control -----------------------------------------------------------------
+
+fn transaction_control_is_refused(db: TestDb, sb: Sandbox) {
+    let (body, statement) = match db {
+        TestDb::Sqlite { .. } => (
+            "-- make b\nBEGIN TRANSACTION;\nCREATE TABLE b (id INTEGER);\nCOMMIT;\n",
+            "BEGIN",
+        ),
+        TestDb::Postgres { .. } => ("CREATE TABLE b (id INTEGER);\n  commit;\n", "COMMIT"),
+        TestDb::Mariadb { .. } => (
+            "CREATE TABLE b (id INTEGER);\nSTART TRANSACTION; INSERT INTO b VALUES (1); COMMIT;\n",
+            "START TRANSACTION",
+        ),
+    };
+    one_release_with(&sb, &db, "002-tx.sql", body);
+    sb.run(&["--yes"])
+        .assert_code(2)
+        .assert_stderr("1.0.0/002-tx.sql")
+        .assert_stderr("line 2")
+        .assert_stderr(&format!("`{statement}`"));
+    assert_nothing_changed(&sb);
+    assert!(!has_table(&db, "a") && !has_table(&db, "b"));
+    // without it, the migration applies with its ledger row
+    sb.migration("1.0.0", "002-tx.sql", "CREATE TABLE b (id INTEGER);\n");
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(db.ledger(), ["1.0.0/001-a.sql:ok", "1.0.0/002-tx.sql:ok"]);
+    assert!(db.has_table("b"));
+}
+
+on_backends!(transaction_control_is_refused_before_anything_changes:
+    super::transaction_control_is_refused; sqlite, postgres, mariadb);
+
+/// Blocks (SQLite triggers, PostgreSQL function bodies, MariaDB procedures), strings and
+/// comments that hold the words are not transaction control.
+fn blocks_strings_and_comments_are_not_transaction_control(db: TestDb, sb: Sandbox) {
+    let body = match db {
+        TestDb::Sqlite { .. } => {
+            "CREATE TABLE log ([what; END] TEXT);\nCREATE TABLE seen (n INTEGER);\n\
+             CREATE TRIGGER t AFTER INSERT ON log BEGIN\n  INSERT INTO seen VALUES (1);\n  \
+             SELECT CASE WHEN 1 THEN 1 END;\nEND;\n\
+             INSERT INTO log VALUES ('COMMIT; BEGIN'), ('x'), ('it''s; END');\n\
+             -- COMMIT;\n/* ROLLBACK; */\n"
+        }
+        TestDb::Postgres { .. } => {
+            "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$\nBEGIN\n  RETURN 1;\nEND\n$body$;\n\
+             CREATE FUNCTION g() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT CASE WHEN true THEN 1 END;\nEND;\n\
+             CREATE TABLE log (what text);\n\
+             INSERT INTO log VALUES (E'it\\'s; COMMIT'), ($$END;$$), ('a\\');\n\
+             /* nested /* ROLLBACK; */ still a comment; COMMIT; */\n-- END;\n"
+        }
+        TestDb::Mariadb { .. } => {
+            "CREATE PROCEDURE p()\nBEGIN\n  IF 1 = 1 THEN\n    SELECT 1;\n  END IF;\n  SELECT 2;\nEND;\n\
+             BEGIN NOT ATOMIC\n  DECLARE n INT DEFAULT 1;\n  SELECT n;\nEND;\n\
+             CREATE TABLE log (what VARCHAR(50));\n\
+             INSERT INTO log VALUES ('it\\'s; COMMIT'), (\"END;\"), ('x'); # don't COMMIT here\n"
+        }
+    };
+    one_release_with(&sb, &db, "002-blocks.sql", body);
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(
+        db.ledger(),
+        ["1.0.0/001-a.sql:ok", "1.0.0/002-blocks.sql:ok"]
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM log"), 3);
+}
+
+on_backends!(blocks_strings_and_comments_are_not_transaction_control:
+    super::blocks_strings_and_comments_are_not_transaction_control; sqlite, postgres, mariadb);
+
+/// A migration that ends its transaction anyway (here past the planner, through the library):
+/// the ledger says what committed and records the migration as failed, and the error does not
+/// claim a rollback.
+fn ended_transaction_is_recorded_truthfully(db: TestDb, sb: Sandbox, end: &str) {
+    sb.migration("1.0.0", "001-a.sql", "CREATE TABLE a (id INTEGER);\n");
+    sb.migration(
+        "1.0.0",
+        "002-ends.sql",
+        &format!("CREATE TABLE b (id INTEGER);\n{end};\nCREATE TABLE c (id INTEGER);\n"),
+    );
+    let all = migrations::discover(
+        &sb.root.join("usr/share/upgrade/migrations"),
+        upgrade::model::version::VersionScheme::Semver,
+    )
+    .unwrap();
+    let hop: Vec<_> = all.iter().collect();
+    let mut database = db::connect(db.url(), &sb.root).unwrap();
+    let mut applied = Vec::new();
+    let err = migrations::apply(
+        database.as_mut(),
+        &all,
+        &hop,
+        Duration::from_secs(5),
+        &mut |_| unreachable!("no executable migration"),
+        &mut |m, _| applied.push(m.label()),
+    )
+    .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("migration `1.0.0/002-ends.sql` ended the transaction"),
+        "{message}"
+    );
+    let hint = upgrade::error::find(&err).and_then(|e| e.hint()).unwrap();
+    assert!(!hint.contains("rolled back"), "{hint}");
+    assert!(hint.contains("migrations repair"), "{hint}");
+    let committed = end == "COMMIT";
+    let expected: &[&str] = match committed {
+        true => &["1.0.0/001-a.sql:ok", "1.0.0/002-ends.sql:failed"],
+        false => &["1.0.0/002-ends.sql:failed"],
+    };
+    assert_eq!(db.ledger(), expected);
+    assert_eq!(
+        applied,
+        match committed {
+            true => vec!["1.0.0/001-a.sql".to_string()],
+            false => vec![],
+        }
+    );
+    assert_eq!(
+        db.has_table("a"),
+        committed,
+        "the ledger agrees with the schema"
+    );
+    // the failed row blocks later runs until `migrations repair`
+    let again = migrations::apply(
+        database.as_mut(),
+        &all,
+        &hop,
+        Duration::from_secs(5),
+        &mut |_| Ok(()),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(format!("{again:#}").contains("failed earlier"), "{again:#}");
+}
+
+fn a_migration_that_commits(db: TestDb, sb: Sandbox) {
+    ended_transaction_is_recorded_truthfully(db, sb, "COMMIT");
+}
+
+fn a_migration_that_rolls_back(db: TestDb, sb: Sandbox) {
+    ended_transaction_is_recorded_truthfully(db, sb, "ROLLBACK");
+}
+
+on_backends!(a_migration_that_commits_is_recorded_as_failed:
+    super::a_migration_that_commits; sqlite, postgres);
+on_backends!(a_migration_that_rolls_back_is_recorded_as_failed:
+    super::a_migration_that_rolls_back; sqlite, postgres);

@@ -3,6 +3,14 @@
 //!
 //! Each owns its ledger table, its lock (a `flock` beside the SQLite file, a PostgreSQL advisory
 //! lock, MariaDB `GET_LOCK`, each with a bounded wait) and how a batch of SQL migrations commits.
+//!
+//! NB: the ledger never disagrees with the schema, even when a migration ends its transaction
+//! (`COMMIT`, `ROLLBACK`, `END`). Planning refuses migrations that say so
+//! ([`super::ensure_runnable`]), but a reader of SQL can be fooled, so applying checks as well:
+//! on SQLite and PostgreSQL each migration runs under a savepoint, and a savepoint that is gone
+//! after a migration means its transaction ended. What committed is then whatever the ledger
+//! holds, and the migration is recorded as failed (it may be half applied) so that nobody builds
+//! on it until `migrations repair`, as on MariaDB, where DDL commits as it goes anyway.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +20,7 @@ use serde::Serialize;
 
 use super::Migration;
 use crate::error::UpgradeError;
+use crate::model::migration::Dialect;
 
 /// A row of `upgrade_migrations`.
 #[derive(Debug, Clone, Serialize)]
@@ -25,11 +34,11 @@ pub struct LedgerRow {
     pub success: bool,
 }
 
-/// What a batch of SQL migrations did: the durations of those applied, in order, then the error
-/// that stopped it, if any.
+/// What a batch of SQL migrations did: the durations of those applied, the first ones of the
+/// batch in order, then the migration that stopped it (its index in the batch) and why.
 pub struct BatchOutcome {
     pub applied: Vec<Duration>,
-    pub error: Option<anyhow::Error>,
+    pub failed: Option<(usize, anyhow::Error)>,
 }
 
 pub trait Database {
@@ -80,6 +89,16 @@ pub fn url_for_programs(url: &str, root: &Path) -> Result<String> {
         Url::Sqlite(path) => format!("sqlite://{}", path.display()),
         _ => url.to_string(),
     })
+}
+
+/// The dialect migrations for the database at `url` are written in (SQLite for a URL that
+/// [`connect`] refuses).
+pub fn dialect(url: &str) -> Dialect {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("postgres" | "postgresql") => Dialect::Postgres,
+        Some("mysql" | "mariadb") => Dialect::Mysql,
+        _ => Dialect::Sqlite,
+    }
 }
 
 enum Url {
@@ -181,45 +200,112 @@ fn lock_timed_out(db: &str, timeout: Duration) -> anyhow::Error {
     .into()
 }
 
+/// The savepoint each SQL migration runs under on SQLite and PostgreSQL.
+const SAVEPOINT: &str = "upgrade_migration";
+
+/// A database where an SQL migration commits together with its ledger row (SQLite, PostgreSQL).
+trait Transactional: Database {
+    /// Runs one or more statements.
+    fn exec(&mut self, sql: &str) -> Result<()>;
+    /// Runs `m` and writes its ledger row under [`SAVEPOINT`], which it opens and releases.
+    fn step(&mut self, m: &Migration, text: &str) -> Result<()>;
+    /// Whether the connection is still up: then a savepoint that cannot be rolled back to was
+    /// ended by the migration, not by a lost server.
+    fn connected(&self) -> bool;
+}
+
 /// Applies SQL migrations in one transaction with a savepoint each (SQLite and PostgreSQL).
 ///
 /// A failed migration rolls back to its savepoint, its ledger row with it, and the ones before it
 /// still commit; a crash rolls back the whole batch, ledger rows included, so the ledger never
 /// disagrees with the schema. One commit (one fsync) for the batch instead of one per migration.
-/// `step` composes the query for one migration: savepoint, migration, ledger row, release.
 fn savepoint_batch(
-    exec: &mut dyn FnMut(&str) -> Result<()>,
+    db: &mut dyn Transactional,
     begin: &str,
     batch: &[&Migration],
     sql: &[String],
-    step: &dyn Fn(&Migration, &str) -> String,
 ) -> BatchOutcome {
     let mut applied = Vec::new();
-    if let Err(e) = exec(begin) {
+    if let Err(e) = db.exec(begin) {
         return BatchOutcome {
             applied,
-            error: Some(e),
+            failed: Some((0, e)),
         };
     }
-    let mut error = None;
-    for (m, text) in batch.iter().zip(sql) {
+    let mut failed = None;
+    for (i, (m, text)) in batch.iter().zip(sql).enumerate() {
         let started = Instant::now();
-        if let Err(e) = exec(&step(m, text)) {
-            let _ = exec("ROLLBACK TO SAVEPOINT migration; RELEASE SAVEPOINT migration");
-            error = Some(e);
+        if let Err(e) = db.step(m, text) {
+            let undo = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}");
+            if let Err(lost) = db.exec(&undo) {
+                return savepoint_lost(db, batch, i, applied, started.elapsed(), e, lost);
+            }
+            failed = Some((i, e));
             break;
         }
         applied.push(started.elapsed());
         crate::fault::point!("migration:{}", m.label());
     }
-    if let Err(e) = exec("COMMIT") {
-        let _ = exec("ROLLBACK");
+    if let Err(e) = db.exec("COMMIT") {
+        let _ = db.exec("ROLLBACK");
         return BatchOutcome {
             applied: Vec::new(),
-            error: Some(e.context("commit failed")),
+            failed: Some((0, e.context("commit failed"))),
         };
     }
-    BatchOutcome { applied, error }
+    BatchOutcome { applied, failed }
+}
+
+/// Migration `i` of the batch failed and its savepoint is gone: the transaction is no longer the
+/// batch's. Rolls back whatever is open, takes what committed from the ledger, and, when the
+/// migration ended the transaction itself, records it as failed: part of it may have committed.
+fn savepoint_lost(
+    db: &mut dyn Transactional,
+    batch: &[&Migration],
+    i: usize,
+    mut applied: Vec<Duration>,
+    took: Duration,
+    cause: anyhow::Error,
+    lost: anyhow::Error,
+) -> BatchOutcome {
+    let ended = db.connected();
+    let _ = db.exec("ROLLBACK");
+    // NB: a `COMMIT` in the migration committed the migrations before it, ledger rows included;
+    // a `ROLLBACK` undid them. The ledger knows which.
+    let committed = match db.ledger() {
+        Ok(rows) => {
+            let ok: std::collections::HashSet<(String, u32)> = rows
+                .into_iter()
+                .filter(|r| r.success)
+                .map(|r| (r.version, r.sequence))
+                .collect();
+            batch[..i]
+                .iter()
+                .take_while(|m| ok.contains(&m.key()))
+                .count()
+        }
+        Err(_) => 0,
+    };
+    applied.truncate(committed);
+    let m = batch[i];
+    let error = if ended {
+        let cause = match db.record(m, false, took) {
+            Ok(()) => cause,
+            Err(e) => cause.context(format!("and recording the failure failed too: {e:#}")),
+        };
+        cause.context(UpgradeError::MigrationEndedTransaction {
+            migration: m.label(),
+            database: db.describe(),
+        })
+    } else {
+        cause.context(format!(
+            "and rolling back to the savepoint failed: {lost:#}"
+        ))
+    };
+    BatchOutcome {
+        applied,
+        failed: Some((i, error)),
+    }
 }
 
 const PG_UPSERT: &str = "ON CONFLICT (version, sequence) DO UPDATE SET name = excluded.name, \
@@ -350,27 +436,7 @@ impl Database for Sqlite {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        let conn = &self.conn;
-        savepoint_batch(
-            &mut |q| Ok(conn.execute_batch(q)?),
-            "BEGIN IMMEDIATE",
-            batch,
-            sql,
-            &|m, text| {
-                // NB: the duration is measured by SQLite itself, from the savepoint on.
-                format!(
-                    "SAVEPOINT migration;\nCREATE TEMP TABLE IF NOT EXISTS upgrade_clock (t REAL);\n\
-                 DELETE FROM upgrade_clock; INSERT INTO upgrade_clock VALUES (julianday('now'));\n{text}\n;\n{};\nRELEASE migration;",
-                    ledger_insert(
-                        "INSERT OR REPLACE",
-                        m,
-                        true,
-                        "CAST((julianday('now') - (SELECT t FROM upgrade_clock)) * 86400000 AS INTEGER)",
-                        ""
-                    )
-                )
-            },
-        )
+        savepoint_batch(self, "BEGIN IMMEDIATE", batch, sql)
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
@@ -395,6 +461,41 @@ impl Database for Sqlite {
 
     fn failure_hint(&self) -> String {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+}
+
+impl Transactional for Sqlite {
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    fn step(&mut self, m: &Migration, text: &str) -> Result<()> {
+        // NB: the duration is measured by SQLite itself, from the savepoint on.
+        self.conn.execute_batch(&format!(
+            "SAVEPOINT {SAVEPOINT};\nCREATE TEMP TABLE IF NOT EXISTS upgrade_clock (t REAL);\n\
+             DELETE FROM upgrade_clock; INSERT INTO upgrade_clock VALUES (julianday('now'));"
+        ))?;
+        self.conn.execute_batch(text)?;
+        // NB: checked before the ledger row, which would commit on its own once out of the
+        // transaction.
+        if self.conn.is_autocommit() {
+            anyhow::bail!("no transaction is open after the migration");
+        }
+        self.conn.execute_batch(&format!(
+            "{};\nRELEASE {SAVEPOINT};",
+            ledger_insert(
+                "INSERT OR REPLACE",
+                m,
+                true,
+                "CAST((julianday('now') - (SELECT t FROM upgrade_clock)) * 86400000 AS INTEGER)",
+                ""
+            )
+        ))?;
+        Ok(())
+    }
+
+    fn connected(&self) -> bool {
+        true
     }
 }
 
@@ -511,27 +612,7 @@ impl Database for Postgres {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        let client = &mut self.client;
-        savepoint_batch(
-            &mut |q| Ok(client.batch_execute(q)?),
-            "BEGIN",
-            batch,
-            sql,
-            &|m, text| {
-                // NB: one round trip per migration: savepoint, migration and ledger row travel as one
-                // simple query, the duration measured by the server from the savepoint on.
-                format!(
-                    "SAVEPOINT migration;\nSELECT set_config('upgrade.started', clock_timestamp()::text, true);\n{text}\n;\n{};\nRELEASE SAVEPOINT migration;",
-                    ledger_insert(
-                        "INSERT",
-                        m,
-                        true,
-                        "(extract(epoch FROM clock_timestamp() - current_setting('upgrade.started')::timestamptz) * 1000)::bigint",
-                        PG_UPSERT,
-                    )
-                )
-            },
-        )
+        savepoint_batch(self, "BEGIN", batch, sql)
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
@@ -557,6 +638,33 @@ impl Database for Postgres {
 
     fn failure_hint(&self) -> String {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+}
+
+impl Transactional for Postgres {
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
+    fn step(&mut self, m: &Migration, text: &str) -> Result<()> {
+        // NB: one round trip per migration: savepoint, migration and ledger row travel as one
+        // simple query, the duration measured by the server from the savepoint on. After a
+        // `COMMIT` in the migration the rest runs in an implicit transaction, which the failing
+        // `RELEASE` rolls back, ledger row included (the duration must not fail before it).
+        Ok(self.client.batch_execute(&format!(
+            "SAVEPOINT {SAVEPOINT};\nSELECT set_config('upgrade.started', clock_timestamp()::text, true);\n{text}\n;\n{};\nRELEASE SAVEPOINT {SAVEPOINT};",
+            ledger_insert(
+                "INSERT",
+                m,
+                true,
+                "(extract(epoch FROM clock_timestamp() - coalesce(nullif(current_setting('upgrade.started', true), '')::timestamptz, clock_timestamp())) * 1000)::bigint",
+                PG_UPSERT,
+            )
+        ))?)
+    }
+
+    fn connected(&self) -> bool {
+        !self.client.is_closed()
     }
 }
 
@@ -702,15 +810,15 @@ impl Database for Mysql {
                         error.context(format!("and recording the failure failed too: {record}"));
                 }
                 return BatchOutcome {
+                    failed: Some((applied.len(), error)),
                     applied,
-                    error: Some(error),
                 };
             }
             applied.push(started.elapsed());
         }
         BatchOutcome {
             applied,
-            error: None,
+            failed: None,
         }
     }
 

@@ -10,7 +10,12 @@
 //! sharing one database are serialised by a database lock ([`db`]).
 //!
 //! Planning checks every planned migration before anything changes ([`ensure_runnable`]): an
-//! SQL file must be UTF-8.
+//! SQL file must be UTF-8 and must not control its transaction.
+//!
+//! NB: transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, `END`, savepoints) is refused by
+//! reading the SQL ([`crate::model::migration::scan_sql`]), which names the file and line; as a
+//! reader can be fooled, applying also notices a migration that ended its transaction and
+//! records it truthfully ([`db`]), so the ledger never disagrees with the schema.
 
 pub mod db;
 
@@ -25,7 +30,7 @@ use self::db::{Database, LedgerRow};
 use super::StepContext;
 use super::hooks::{self, HookEnv, Phase};
 use crate::error::UpgradeError;
-use crate::model::migration::{Kind, Migration};
+use crate::model::migration::{Dialect, Kind, Migration, scan_sql};
 use crate::model::plan::{Hop, HopStep, Plan, PlannedMigration, Step};
 use crate::model::version::{Version, VersionScheme};
 use crate::ui::Event;
@@ -127,8 +132,8 @@ fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migra
 }
 
 /// Refuses, before anything changes, a migration of `plan` that cannot be applied as planned
-/// (see [`check_runnable`]).
-pub fn ensure_runnable(all: &[Migration], plan: &Plan) -> Result<()> {
+/// (see [`check_runnable`]); `database_url` decides how SQL is read.
+pub fn ensure_runnable(all: &[Migration], plan: &Plan, database_url: &str) -> Result<()> {
     let by_label: HashMap<String, &Migration> = all.iter().map(|m| (m.label(), m)).collect();
     let planned: Vec<&Migration> = plan
         .hops
@@ -136,13 +141,22 @@ pub fn ensure_runnable(all: &[Migration], plan: &Plan) -> Result<()> {
         .flat_map(|hop| &hop.migrations)
         .filter_map(|p| by_label.get(&p.label).copied())
         .collect();
-    check_runnable(&planned)
+    check_runnable(&planned, db::dialect(database_url))
 }
 
-/// Fails on an SQL migration that is not UTF-8 (exit 2).
-fn check_runnable(migrations: &[&Migration]) -> Result<()> {
+/// Fails on an SQL migration that is not UTF-8 or controls its own transaction (exit 2).
+fn check_runnable(migrations: &[&Migration], dialect: Dialect) -> Result<()> {
     for m in migrations.iter().filter(|m| m.kind == Kind::Sql) {
-        read_sql(m)?;
+        let text = read_sql(m)?;
+        if let Some(control) = scan_sql(&text, dialect).transaction_control {
+            return Err(UpgradeError::MigrationTransactionControl {
+                migration: m.label(),
+                path: m.path.display().to_string(),
+                line: control.line,
+                statement: control.statement,
+            }
+            .into());
+        }
     }
     Ok(())
 }
@@ -311,12 +325,17 @@ pub fn apply(
                 on_applied(m, *took);
                 done.push(m.label());
             }
-            if let Some(err) = outcome.error {
-                let failed = batch[outcome.applied.len()];
+            if let Some((index, err)) = outcome.failed {
+                // NB: a migration that ended its transaction says so itself: nothing rolled back.
+                if let Some(UpgradeError::MigrationEndedTransaction { .. }) =
+                    crate::error::find(&err)
+                {
+                    return Err(err);
+                }
                 return Err(err.context(UpgradeError::step(
                     format!(
                         "migration `{}` failed on `{}`",
-                        failed.label(),
+                        batch[index].label(),
                         db.describe()
                     ),
                     db.failure_hint(),
@@ -440,12 +459,12 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         cx.ui.event(Event::MigrationFixed { label });
     }
     if !pending.is_empty() {
+        let url = cx.config.database_url();
         // NB: again, for a resumed run and for a migration fixed after it failed.
-        check_runnable(&pending)?;
+        check_runnable(&pending, db::dialect(&url))?;
         if !cx.journal.is_done(&begun) {
             cx.journal.mark(&begun, None)?;
         }
-        let url = cx.config.database_url();
         let mut db = db::connect(&url, &cx.ctx.root)?;
         let env = HookEnv {
             phase: Phase::Migrate,
