@@ -278,3 +278,32 @@ on_backends!(a_migration_that_commits_is_recorded_as_failed:
     super::a_migration_that_commits; sqlite, postgres);
 on_backends!(a_migration_that_rolls_back_is_recorded_as_failed:
     super::a_migration_that_rolls_back; sqlite, postgres);
+
+// ---- #13: empty migrations -------------------------------------------------------------------
+
+fn empty_migrations_apply_as_no_ops(db: TestDb, sb: Sandbox) {
+    sb.write_config(&db.config());
+    sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
+    sb.migration("1.0.0", "001-empty.sql", "");
+    sb.migration("1.0.0", "002-blank.sql", "\n  \n");
+    sb.migration(
+        "1.0.0",
+        "003-comments.sql",
+        "-- nothing to do yet\n/* reserved */\n;\n",
+    );
+    sb.migration("1.0.0", "004-a.sql", "CREATE TABLE a (id INTEGER);\n");
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(
+        db.ledger(),
+        [
+            "1.0.0/001-empty.sql:ok",
+            "1.0.0/002-blank.sql:ok",
+            "1.0.0/003-comments.sql:ok",
+            "1.0.0/004-a.sql:ok"
+        ]
+    );
+    assert!(db.has_table("a"));
+}
+
+on_backends!(empty_migrations_apply_as_no_ops:
+    super::empty_migrations_apply_as_no_ops; sqlite, postgres, mariadb);

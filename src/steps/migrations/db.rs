@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::Migration;
 use crate::error::UpgradeError;
-use crate::model::migration::Dialect;
+use crate::model::migration::{Dialect, scan_sql};
 
 /// A row of `upgrade_migrations`.
 #[derive(Debug, Clone, Serialize)]
@@ -782,10 +782,15 @@ impl Database for Mysql {
         let mut applied = Vec::new();
         for (m, text) in batch.iter().zip(sql) {
             let started = Instant::now();
+            // NB: MariaDB refuses a query of comments alone ("Query was empty"): nothing to run.
+            let blank = scan_sql(text, Dialect::Mysql).statements == 0;
             let result = self
                 .conn
                 .query_drop("START TRANSACTION")
-                .and_then(|()| run_all(&mut self.conn, text))
+                .and_then(|()| match blank {
+                    true => Ok(()),
+                    false => run_all(&mut self.conn, text),
+                })
                 .and_then(|()| {
                     self.conn.query_drop(ledger_insert(
                         "REPLACE",
