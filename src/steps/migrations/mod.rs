@@ -10,7 +10,8 @@
 //! sharing one database are serialised by a database lock ([`db`]).
 //!
 //! Planning checks every planned migration before anything changes ([`ensure_runnable`]): an
-//! SQL file must be UTF-8 and must not control its transaction.
+//! SQL file must be UTF-8 and must not control its transaction, and when running as root an
+//! executable (and its directory) must be root's and writable by no one else, as hooks must.
 //!
 //! NB: transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, `END`, savepoints) is refused by
 //! reading the SQL ([`crate::model::migration::scan_sql`]), which names the file and line; as a
@@ -133,7 +134,12 @@ fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migra
 
 /// Refuses, before anything changes, a migration of `plan` that cannot be applied as planned
 /// (see [`check_runnable`]); `database_url` decides how SQL is read.
-pub fn ensure_runnable(all: &[Migration], plan: &Plan, database_url: &str) -> Result<()> {
+pub fn ensure_runnable(
+    all: &[Migration],
+    plan: &Plan,
+    database_url: &str,
+    superuser: bool,
+) -> Result<()> {
     let by_label: HashMap<String, &Migration> = all.iter().map(|m| (m.label(), m)).collect();
     let planned: Vec<&Migration> = plan
         .hops
@@ -141,24 +147,57 @@ pub fn ensure_runnable(all: &[Migration], plan: &Plan, database_url: &str) -> Re
         .flat_map(|hop| &hop.migrations)
         .filter_map(|p| by_label.get(&p.label).copied())
         .collect();
-    check_runnable(&planned, db::dialect(database_url))
+    check_runnable(&planned, db::dialect(database_url), superuser)
 }
 
-/// Fails on an SQL migration that is not UTF-8 or controls its own transaction (exit 2).
-fn check_runnable(migrations: &[&Migration], dialect: Dialect) -> Result<()> {
-    for m in migrations.iter().filter(|m| m.kind == Kind::Sql) {
-        let text = read_sql(m)?;
-        if let Some(control) = scan_sql(&text, dialect).transaction_control {
-            return Err(UpgradeError::MigrationTransactionControl {
-                migration: m.label(),
-                path: m.path.display().to_string(),
-                line: control.line,
-                statement: control.statement,
+/// Fails on an SQL migration that is not UTF-8 or controls its own transaction (exit 2) and,
+/// as root, on executable migrations that are not root's or that others may write to, or whose
+/// directory is (exit 1, naming each file and its mode as for hooks).
+fn check_runnable(migrations: &[&Migration], dialect: Dialect, superuser: bool) -> Result<()> {
+    let mut refused = Vec::new();
+    let mut dirs = std::collections::HashSet::new();
+    for m in migrations {
+        match m.kind {
+            Kind::Sql => {
+                let text = read_sql(m)?;
+                if let Some(control) = scan_sql(&text, dialect).transaction_control {
+                    return Err(UpgradeError::MigrationTransactionControl {
+                        migration: m.label(),
+                        path: m.path.display().to_string(),
+                        line: control.line,
+                        statement: control.statement,
+                    }
+                    .into());
+                }
             }
-            .into());
+            Kind::Executable if superuser => {
+                refused.extend(unsafe_owner(&m.path)?);
+                // NB: a directory is checked once, however many migrations it holds.
+                if let Some(dir) = m.path.parent()
+                    && dirs.insert(dir)
+                {
+                    refused.extend(unsafe_owner(dir)?);
+                }
+            }
+            Kind::Executable => {}
         }
     }
-    Ok(())
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(UpgradeError::step(
+        format!("refusing to run unsafe migrations: {}", refused.join("; ")),
+        "an executable migration and its directory must be owned by root and not writable by \
+         group or others (chown root:root, chmod go-w), then run `upgrade` again",
+    )
+    .into())
+}
+
+/// Why running `path` as root is unsafe, if it is ([`hooks::unsafe_owner`]).
+fn unsafe_owner(path: &Path) -> Result<Option<String>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(hooks::unsafe_owner(path, &meta))
 }
 
 /// The text of an SQL migration; not UTF-8 is an error naming the file and the line.
@@ -461,7 +500,7 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
     if !pending.is_empty() {
         let url = cx.config.database_url();
         // NB: again, for a resumed run and for a migration fixed after it failed.
-        check_runnable(&pending, db::dialect(&url))?;
+        check_runnable(&pending, db::dialect(&url), cx.ctx.superuser)?;
         if !cx.journal.is_done(&begun) {
             cx.journal.mark(&begun, None)?;
         }
