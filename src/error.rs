@@ -151,6 +151,25 @@ pub enum UpgradeError {
         message: String,
         hint: Option<String>,
     },
+    /// A planned migration begins, ends or cuts the transaction it is applied in (exit 2):
+    /// refused before anything changes.
+    #[error(
+        "migration `{migration}` controls its own transaction: `{statement}` at line {line} of \
+         `{path}`"
+    )]
+    MigrationTransactionControl {
+        migration: String,
+        path: String,
+        line: usize,
+        statement: String,
+    },
+    /// A migration ended the transaction it was applied in (exit 1): what it did before may have
+    /// committed, so it is recorded as failed.
+    #[error(
+        "migration `{migration}` ended the transaction it was applied in on `{database}`: it may \
+         be half applied, and is recorded as failed"
+    )]
+    MigrationEndedTransaction { migration: String, database: String },
 }
 
 /// How a hook ended when it did not succeed.
@@ -207,7 +226,8 @@ impl UpgradeError {
             | UpgradeError::Unrecorded { .. }
             | UpgradeError::OpenRunDiffers { .. }
             | UpgradeError::RunChangedHost { .. }
-            | UpgradeError::UnknownRun { .. } => exit::USAGE,
+            | UpgradeError::UnknownRun { .. }
+            | UpgradeError::MigrationTransactionControl { .. } => exit::USAGE,
             UpgradeError::Inhibited { .. } => exit::INHIBITED,
             UpgradeError::Declined => exit::DECLINED,
             UpgradeError::Locked { .. } => exit::LOCKED,
@@ -219,7 +239,8 @@ impl UpgradeError {
             | UpgradeError::MigrationDrift { .. }
             | UpgradeError::LockTimeout { .. }
             | UpgradeError::PlanChanged { .. }
-            | UpgradeError::Step { .. } => exit::FAILED,
+            | UpgradeError::Step { .. }
+            | UpgradeError::MigrationEndedTransaction { .. } => exit::FAILED,
         }
     }
 
@@ -307,6 +328,17 @@ impl UpgradeError {
             UpgradeError::HookFailed { .. } => {
                 Some("fix the hook or what it checks, then run `upgrade` again to resume".into())
             }
+            UpgradeError::MigrationTransactionControl { .. } => Some(
+                "`upgrade` applies each migration in a transaction with its ledger row: remove \
+                 the statement from the migration, then run `upgrade` again"
+                    .into(),
+            ),
+            UpgradeError::MigrationEndedTransaction { .. } => Some(
+                "remove the `COMMIT`, `ROLLBACK` or `END` from the migration (`upgrade` applies \
+                 each in a transaction of its own), repair the database, then run \
+                 `real-upgrade migrations repair` and `upgrade` again"
+                    .into(),
+            ),
         }
     }
 }

@@ -99,6 +99,7 @@ pub fn plan_from(
         migrations: &migrations,
         services: &services,
     })?;
+    migrations::ensure_runnable(&migrations, &plan, &config.database_url(), ctx.superuser)?;
     ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;
     Ok(Planned {
         plan,

@@ -172,7 +172,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn unsafe_owner(path: &Path, meta: &fs::Metadata) -> Option<String> {
+pub fn unsafe_owner(path: &Path, meta: &fs::Metadata) -> Option<String> {
     let mode = meta.permissions().mode() & 0o7777;
     if meta.uid() != 0 {
         Some(format!(

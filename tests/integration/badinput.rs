@@ -620,7 +620,7 @@ const CASES: &[Case] = &[
             std::fs::write(p, b"SELECT '\xff';").unwrap();
         },
         args: &["--yes"],
-        code: 1,
+        code: 2,
         needles: &["001-a.sql"],
     },
     Case {

@@ -12,6 +12,7 @@ mod fuzz;
 mod hooks;
 mod input;
 mod layers;
+mod migration_rules;
 mod migrations;
 mod openruns;
 mod preflight;

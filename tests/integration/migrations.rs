@@ -477,8 +477,18 @@ fn an_unreachable_database_is_a_clear_error_and_nothing_is_done() {
     sb.run(&["--yes"])
         .assert_code(1)
         .assert_stderr("cannot connect to database `postgres://postgres@127.0.0.1:1/nowhere`");
-    assert!(sb.hook_log().is_empty());
-    assert!(sb.rpm_qa().is_empty());
+    assert_nothing_changed(&sb);
+}
+
+/// Nothing of the run happened: no package, no hook, no recorded version, no run.
+#[track_caller]
+pub fn assert_nothing_changed(sb: &Sandbox) {
+    assert!(
+        sb.rpm_qa().is_empty(),
+        "packages changed: {:?}",
+        sb.rpm_qa()
+    );
+    assert!(sb.hook_log().is_empty(), "hooks ran: {:?}", sb.hook_log());
     assert_eq!(sb.installed(), None);
     assert!(
         sb.run(&["history", "--json"])

@@ -3,6 +3,14 @@
 //!
 //! Each owns its ledger table, its lock (a `flock` beside the SQLite file, a PostgreSQL advisory
 //! lock, MariaDB `GET_LOCK`, each with a bounded wait) and how a batch of SQL migrations commits.
+//!
+//! NB: the ledger never disagrees with the schema, even when a migration ends its transaction
+//! (`COMMIT`, `ROLLBACK`, `END`). Planning refuses migrations that say so
+//! ([`super::ensure_runnable`]), but a reader of SQL can be fooled, so applying checks as well:
+//! on SQLite and PostgreSQL each migration runs under a savepoint, and a savepoint that is gone
+//! after a migration means its transaction ended. What committed is then whatever the ledger
+//! holds, and the migration is recorded as failed (it may be half applied) so that nobody builds
+//! on it until `migrations repair`, as on MariaDB, where DDL commits as it goes anyway.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +20,7 @@ use serde::Serialize;
 
 use super::Migration;
 use crate::error::UpgradeError;
+use crate::model::migration::{Dialect, scan_sql};
 
 /// A row of `upgrade_migrations`.
 #[derive(Debug, Clone, Serialize)]
@@ -25,11 +34,11 @@ pub struct LedgerRow {
     pub success: bool,
 }
 
-/// What a batch of SQL migrations did: the durations of those applied, in order, then the error
-/// that stopped it, if any.
+/// What a batch of SQL migrations did: the durations of those applied, the first ones of the
+/// batch in order, then the migration that stopped it (its index in the batch) and why.
 pub struct BatchOutcome {
     pub applied: Vec<Duration>,
-    pub error: Option<anyhow::Error>,
+    pub failed: Option<(usize, anyhow::Error)>,
 }
 
 pub trait Database {
@@ -82,6 +91,16 @@ pub fn url_for_programs(url: &str, root: &Path) -> Result<String> {
     })
 }
 
+/// The dialect migrations for the database at `url` are written in (SQLite for a URL that
+/// [`connect`] refuses).
+pub fn dialect(url: &str) -> Dialect {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("postgres" | "postgresql") => Dialect::Postgres,
+        Some("mysql" | "mariadb") => Dialect::Mysql,
+        _ => Dialect::Sqlite,
+    }
+}
+
 enum Url {
     Sqlite(PathBuf),
     Postgres,
@@ -94,7 +113,10 @@ impl Url {
             let path = path.split('?').next().unwrap_or(path);
             if !path.starts_with('/') {
                 return Err(UpgradeError::input_hint(
-                    format!("database url `{url}`: the SQLite path must be absolute"),
+                    format!(
+                        "database url `{}`: the SQLite path must be absolute",
+                        redact(url)
+                    ),
                     "write `sqlite:///var/lib/PRODUCT/PRODUCT.db` (three slashes)",
                 ));
             }
@@ -116,18 +138,50 @@ impl Url {
     }
 }
 
-/// `scheme://user:secret@host/db` → `scheme://user@host/db`.
+/// Query parameters that carry a password (compared ignoring case).
+const SECRET_PARAMETERS: [&str; 3] = ["password", "pass", "sslpassword"];
+
+/// The URL without its secrets, for messages and output:
+/// `scheme://user:secret@host/db?sslmode=require&password=secret` →
+/// `scheme://user@host/db?sslmode=require`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    // NB: the user part ends at the last `@` before the path: a password may hold an `@`.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, rest) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{host}")
+            format!("{user}@{host}")
         }
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    let query = query.map(|query| {
+        let (query, fragment) = match query.split_once('#') {
+            Some((query, fragment)) => (query, format!("#{fragment}")),
+            None => (query, String::new()),
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let key = pair.split('=').next().unwrap_or("");
+                !SECRET_PARAMETERS
+                    .iter()
+                    .any(|secret| key.eq_ignore_ascii_case(secret))
+            })
+            .collect();
+        match kept.is_empty() {
+            true => fragment,
+            false => format!("?{}{fragment}", kept.join("&")),
+        }
+    });
+    format!("{scheme}://{authority}{path}{}", query.unwrap_or_default())
 }
 
 fn unreachable_db(url: &str, e: impl std::fmt::Display) -> anyhow::Error {
@@ -146,45 +200,112 @@ fn lock_timed_out(db: &str, timeout: Duration) -> anyhow::Error {
     .into()
 }
 
+/// The savepoint each SQL migration runs under on SQLite and PostgreSQL.
+const SAVEPOINT: &str = "upgrade_migration";
+
+/// A database where an SQL migration commits together with its ledger row (SQLite, PostgreSQL).
+trait Transactional: Database {
+    /// Runs one or more statements.
+    fn exec(&mut self, sql: &str) -> Result<()>;
+    /// Runs `m` and writes its ledger row under [`SAVEPOINT`], which it opens and releases.
+    fn step(&mut self, m: &Migration, text: &str) -> Result<()>;
+    /// Whether the connection is still up: then a savepoint that cannot be rolled back to was
+    /// ended by the migration, not by a lost server.
+    fn connected(&self) -> bool;
+}
+
 /// Applies SQL migrations in one transaction with a savepoint each (SQLite and PostgreSQL).
 ///
 /// A failed migration rolls back to its savepoint, its ledger row with it, and the ones before it
 /// still commit; a crash rolls back the whole batch, ledger rows included, so the ledger never
 /// disagrees with the schema. One commit (one fsync) for the batch instead of one per migration.
-/// `step` composes the query for one migration: savepoint, migration, ledger row, release.
 fn savepoint_batch(
-    exec: &mut dyn FnMut(&str) -> Result<()>,
+    db: &mut dyn Transactional,
     begin: &str,
     batch: &[&Migration],
     sql: &[String],
-    step: &dyn Fn(&Migration, &str) -> String,
 ) -> BatchOutcome {
     let mut applied = Vec::new();
-    if let Err(e) = exec(begin) {
+    if let Err(e) = db.exec(begin) {
         return BatchOutcome {
             applied,
-            error: Some(e),
+            failed: Some((0, e)),
         };
     }
-    let mut error = None;
-    for (m, text) in batch.iter().zip(sql) {
+    let mut failed = None;
+    for (i, (m, text)) in batch.iter().zip(sql).enumerate() {
         let started = Instant::now();
-        if let Err(e) = exec(&step(m, text)) {
-            let _ = exec("ROLLBACK TO SAVEPOINT migration; RELEASE SAVEPOINT migration");
-            error = Some(e);
+        if let Err(e) = db.step(m, text) {
+            let undo = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}");
+            if let Err(lost) = db.exec(&undo) {
+                return savepoint_lost(db, batch, i, applied, started.elapsed(), e, lost);
+            }
+            failed = Some((i, e));
             break;
         }
         applied.push(started.elapsed());
         crate::fault::point!("migration:{}", m.label());
     }
-    if let Err(e) = exec("COMMIT") {
-        let _ = exec("ROLLBACK");
+    if let Err(e) = db.exec("COMMIT") {
+        let _ = db.exec("ROLLBACK");
         return BatchOutcome {
             applied: Vec::new(),
-            error: Some(e.context("commit failed")),
+            failed: Some((0, e.context("commit failed"))),
         };
     }
-    BatchOutcome { applied, error }
+    BatchOutcome { applied, failed }
+}
+
+/// Migration `i` of the batch failed and its savepoint is gone: the transaction is no longer the
+/// batch's. Rolls back whatever is open, takes what committed from the ledger, and, when the
+/// migration ended the transaction itself, records it as failed: part of it may have committed.
+fn savepoint_lost(
+    db: &mut dyn Transactional,
+    batch: &[&Migration],
+    i: usize,
+    mut applied: Vec<Duration>,
+    took: Duration,
+    cause: anyhow::Error,
+    lost: anyhow::Error,
+) -> BatchOutcome {
+    let ended = db.connected();
+    let _ = db.exec("ROLLBACK");
+    // NB: a `COMMIT` in the migration committed the migrations before it, ledger rows included;
+    // a `ROLLBACK` undid them. The ledger knows which.
+    let committed = match db.ledger() {
+        Ok(rows) => {
+            let ok: std::collections::HashSet<(String, u32)> = rows
+                .into_iter()
+                .filter(|r| r.success)
+                .map(|r| (r.version, r.sequence))
+                .collect();
+            batch[..i]
+                .iter()
+                .take_while(|m| ok.contains(&m.key()))
+                .count()
+        }
+        Err(_) => 0,
+    };
+    applied.truncate(committed);
+    let m = batch[i];
+    let error = if ended {
+        let cause = match db.record(m, false, took) {
+            Ok(()) => cause,
+            Err(e) => cause.context(format!("and recording the failure failed too: {e:#}")),
+        };
+        cause.context(UpgradeError::MigrationEndedTransaction {
+            migration: m.label(),
+            database: db.describe(),
+        })
+    } else {
+        cause.context(format!(
+            "and rolling back to the savepoint failed: {lost:#}"
+        ))
+    };
+    BatchOutcome {
+        applied,
+        failed: Some((i, error)),
+    }
 }
 
 const PG_UPSERT: &str = "ON CONFLICT (version, sequence) DO UPDATE SET name = excluded.name, \
@@ -244,7 +365,7 @@ impl Sqlite {
 
 impl Database for Sqlite {
     fn describe(&self) -> String {
-        self.url.clone()
+        redact(&self.url)
     }
 
     fn prepare_ledger(&mut self) -> Result<()> {
@@ -279,7 +400,7 @@ impl Database for Sqlite {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(lock_timed_out(&self.url, timeout));
+                    return Err(lock_timed_out(&self.describe(), timeout));
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
@@ -311,31 +432,11 @@ impl Database for Sqlite {
             })
         })?;
         rows.collect::<Result<_, _>>()
-            .with_context(|| format!("failed to read the ledger of `{}`", self.url))
+            .with_context(|| format!("failed to read the ledger of `{}`", self.describe()))
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        let conn = &self.conn;
-        savepoint_batch(
-            &mut |q| Ok(conn.execute_batch(q)?),
-            "BEGIN IMMEDIATE",
-            batch,
-            sql,
-            &|m, text| {
-                // NB: the duration is measured by SQLite itself, from the savepoint on.
-                format!(
-                    "SAVEPOINT migration;\nCREATE TEMP TABLE IF NOT EXISTS upgrade_clock (t REAL);\n\
-                 DELETE FROM upgrade_clock; INSERT INTO upgrade_clock VALUES (julianday('now'));\n{text}\n;\n{};\nRELEASE migration;",
-                    ledger_insert(
-                        "INSERT OR REPLACE",
-                        m,
-                        true,
-                        "CAST((julianday('now') - (SELECT t FROM upgrade_clock)) * 86400000 AS INTEGER)",
-                        ""
-                    )
-                )
-            },
-        )
+        savepoint_batch(self, "BEGIN IMMEDIATE", batch, sql)
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
@@ -360,6 +461,41 @@ impl Database for Sqlite {
 
     fn failure_hint(&self) -> String {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+}
+
+impl Transactional for Sqlite {
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    fn step(&mut self, m: &Migration, text: &str) -> Result<()> {
+        // NB: the duration is measured by SQLite itself, from the savepoint on.
+        self.conn.execute_batch(&format!(
+            "SAVEPOINT {SAVEPOINT};\nCREATE TEMP TABLE IF NOT EXISTS upgrade_clock (t REAL);\n\
+             DELETE FROM upgrade_clock; INSERT INTO upgrade_clock VALUES (julianday('now'));"
+        ))?;
+        self.conn.execute_batch(text)?;
+        // NB: checked before the ledger row, which would commit on its own once out of the
+        // transaction.
+        if self.conn.is_autocommit() {
+            anyhow::bail!("no transaction is open after the migration");
+        }
+        self.conn.execute_batch(&format!(
+            "{};\nRELEASE {SAVEPOINT};",
+            ledger_insert(
+                "INSERT OR REPLACE",
+                m,
+                true,
+                "CAST((julianday('now') - (SELECT t FROM upgrade_clock)) * 86400000 AS INTEGER)",
+                ""
+            )
+        ))?;
+        Ok(())
+    }
+
+    fn connected(&self) -> bool {
+        true
     }
 }
 
@@ -476,27 +612,7 @@ impl Database for Postgres {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        let client = &mut self.client;
-        savepoint_batch(
-            &mut |q| Ok(client.batch_execute(q)?),
-            "BEGIN",
-            batch,
-            sql,
-            &|m, text| {
-                // NB: one round trip per migration: savepoint, migration and ledger row travel as one
-                // simple query, the duration measured by the server from the savepoint on.
-                format!(
-                    "SAVEPOINT migration;\nSELECT set_config('upgrade.started', clock_timestamp()::text, true);\n{text}\n;\n{};\nRELEASE SAVEPOINT migration;",
-                    ledger_insert(
-                        "INSERT",
-                        m,
-                        true,
-                        "(extract(epoch FROM clock_timestamp() - current_setting('upgrade.started')::timestamptz) * 1000)::bigint",
-                        PG_UPSERT,
-                    )
-                )
-            },
-        )
+        savepoint_batch(self, "BEGIN", batch, sql)
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
@@ -522,6 +638,33 @@ impl Database for Postgres {
 
     fn failure_hint(&self) -> String {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+}
+
+impl Transactional for Postgres {
+    fn exec(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+
+    fn step(&mut self, m: &Migration, text: &str) -> Result<()> {
+        // NB: one round trip per migration: savepoint, migration and ledger row travel as one
+        // simple query, the duration measured by the server from the savepoint on. After a
+        // `COMMIT` in the migration the rest runs in an implicit transaction, which the failing
+        // `RELEASE` rolls back, ledger row included (the duration must not fail before it).
+        Ok(self.client.batch_execute(&format!(
+            "SAVEPOINT {SAVEPOINT};\nSELECT set_config('upgrade.started', clock_timestamp()::text, true);\n{text}\n;\n{};\nRELEASE SAVEPOINT {SAVEPOINT};",
+            ledger_insert(
+                "INSERT",
+                m,
+                true,
+                "(extract(epoch FROM clock_timestamp() - coalesce(nullif(current_setting('upgrade.started', true), '')::timestamptz, clock_timestamp())) * 1000)::bigint",
+                PG_UPSERT,
+            )
+        ))?)
+    }
+
+    fn connected(&self) -> bool {
+        !self.client.is_closed()
     }
 }
 
@@ -639,10 +782,15 @@ impl Database for Mysql {
         let mut applied = Vec::new();
         for (m, text) in batch.iter().zip(sql) {
             let started = Instant::now();
+            // NB: MariaDB refuses a query of comments alone ("Query was empty"): nothing to run.
+            let blank = scan_sql(text, Dialect::Mysql).statements == 0;
             let result = self
                 .conn
                 .query_drop("START TRANSACTION")
-                .and_then(|()| run_all(&mut self.conn, text))
+                .and_then(|()| match blank {
+                    true => Ok(()),
+                    false => run_all(&mut self.conn, text),
+                })
                 .and_then(|()| {
                     self.conn.query_drop(ledger_insert(
                         "REPLACE",
@@ -667,15 +815,15 @@ impl Database for Mysql {
                         error.context(format!("and recording the failure failed too: {record}"));
                 }
                 return BatchOutcome {
+                    failed: Some((applied.len(), error)),
                     applied,
-                    error: Some(error),
                 };
             }
             applied.push(started.elapsed());
         }
         BatchOutcome {
             applied,
-            error: None,
+            failed: None,
         }
     }
 
@@ -704,5 +852,35 @@ impl Database for Mysql {
         "MariaDB commits schema changes as it goes: the migration may be half applied and is recorded \
          as failed; repair the database, run `real-upgrade migrations repair`, then `upgrade` again"
             .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_removes_passwords_from_user_and_query() {
+        for (url, redacted) in [
+            (
+                "postgres://app:s3cret@db:5432/prod",
+                "postgres://app@db:5432/prod",
+            ),
+            ("postgres://app:p@ss@db/prod", "postgres://app@db/prod"),
+            (
+                "postgres://app@db/prod?sslmode=require&password=s3cret",
+                "postgres://app@db/prod?sslmode=require",
+            ),
+            (
+                "postgres://db/prod?PassWord=s3cret&application_name=x&SSLPASSWORD=s3cret",
+                "postgres://db/prod?application_name=x",
+            ),
+            ("mysql://root@db/x?pass=s3cret", "mysql://root@db/x"),
+            ("mysql://db?pass=s3cret#frag", "mysql://db#frag"),
+            ("sqlite:///var/lib/x.db", "sqlite:///var/lib/x.db"),
+            ("postgres://db/x?passes=1", "postgres://db/x?passes=1"),
+        ] {
+            assert_eq!(redact(url), redacted, "{url}");
+        }
     }
 }

@@ -8,6 +8,15 @@
 //! PostgreSQL); on MariaDB, whose DDL commits implicitly, a failure leaves a `success = false`
 //! row that blocks later runs until `real-upgrade migrations repair`. Runners on several hosts
 //! sharing one database are serialised by a database lock ([`db`]).
+//!
+//! Planning checks every planned migration before anything changes ([`ensure_runnable`]): an
+//! SQL file must be UTF-8 and must not control its transaction, and when running as root an
+//! executable (and its directory) must be root's and writable by no one else, as hooks must.
+//!
+//! NB: transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, `END`, savepoints) is refused by
+//! reading the SQL ([`crate::model::migration::scan_sql`]), which names the file and line; as a
+//! reader can be fooled, applying also notices a migration that ended its transaction and
+//! records it truthfully ([`db`]), so the ledger never disagrees with the schema.
 
 pub mod db;
 
@@ -22,8 +31,8 @@ use self::db::{Database, LedgerRow};
 use super::StepContext;
 use super::hooks::{self, HookEnv, Phase};
 use crate::error::UpgradeError;
-use crate::model::migration::{Kind, Migration};
-use crate::model::plan::{Hop, HopStep, PlannedMigration, Step};
+use crate::model::migration::{Dialect, Kind, Migration, scan_sql};
+use crate::model::plan::{Hop, HopStep, Plan, PlannedMigration, Step};
 use crate::model::version::{Version, VersionScheme};
 use crate::ui::Event;
 
@@ -120,6 +129,93 @@ fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migra
         path,
         kind,
         sha256,
+    })
+}
+
+/// Refuses, before anything changes, a migration of `plan` that cannot be applied as planned
+/// (see [`check_runnable`]); `database_url` decides how SQL is read.
+pub fn ensure_runnable(
+    all: &[Migration],
+    plan: &Plan,
+    database_url: &str,
+    superuser: bool,
+) -> Result<()> {
+    let by_label: HashMap<String, &Migration> = all.iter().map(|m| (m.label(), m)).collect();
+    let planned: Vec<&Migration> = plan
+        .hops
+        .iter()
+        .flat_map(|hop| &hop.migrations)
+        .filter_map(|p| by_label.get(&p.label).copied())
+        .collect();
+    check_runnable(&planned, db::dialect(database_url), superuser)
+}
+
+/// Fails on an SQL migration that is not UTF-8 or controls its own transaction (exit 2) and,
+/// as root, on executable migrations that are not root's or that others may write to, or whose
+/// directory is (exit 1, naming each file and its mode as for hooks).
+fn check_runnable(migrations: &[&Migration], dialect: Dialect, superuser: bool) -> Result<()> {
+    let mut refused = Vec::new();
+    let mut dirs = std::collections::HashSet::new();
+    for m in migrations {
+        match m.kind {
+            Kind::Sql => {
+                let text = read_sql(m)?;
+                if let Some(control) = scan_sql(&text, dialect).transaction_control {
+                    return Err(UpgradeError::MigrationTransactionControl {
+                        migration: m.label(),
+                        path: m.path.display().to_string(),
+                        line: control.line,
+                        statement: control.statement,
+                    }
+                    .into());
+                }
+            }
+            Kind::Executable if superuser => {
+                refused.extend(unsafe_owner(&m.path)?);
+                // NB: a directory is checked once, however many migrations it holds.
+                if let Some(dir) = m.path.parent()
+                    && dirs.insert(dir)
+                {
+                    refused.extend(unsafe_owner(dir)?);
+                }
+            }
+            Kind::Executable => {}
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(UpgradeError::step(
+        format!("refusing to run unsafe migrations: {}", refused.join("; ")),
+        "an executable migration and its directory must be owned by root and not writable by \
+         group or others (chown root:root, chmod go-w), then run `upgrade` again",
+    )
+    .into())
+}
+
+/// Why running `path` as root is unsafe, if it is ([`hooks::unsafe_owner`]).
+fn unsafe_owner(path: &Path) -> Result<Option<String>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(hooks::unsafe_owner(path, &meta))
+}
+
+/// The text of an SQL migration; not UTF-8 is an error naming the file and the line.
+fn read_sql(m: &Migration) -> Result<String> {
+    let bytes = std::fs::read(&m.path)
+        .with_context(|| format!("failed to read migration `{}`", m.path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+        UpgradeError::input_hint(
+            format!(
+                "migration `{}` is not valid UTF-8 (line {line})",
+                m.path.display()
+            ),
+            "SQL migrations are UTF-8 text: convert the file (`iconv -t UTF-8`), then run \
+             `upgrade` again",
+        )
+        .into()
     })
 }
 
@@ -259,23 +355,26 @@ pub fn apply(
                 .position(|m| m.kind != Kind::Sql)
                 .map_or(pending.len(), |n| i + n);
             let batch = &pending[i..end];
-            let mut sql = Vec::with_capacity(batch.len());
-            for m in batch {
-                let text = std::fs::read_to_string(&m.path)
-                    .with_context(|| format!("failed to read migration `{}`", m.path.display()))?;
-                sql.push(text);
-            }
+            let sql = batch
+                .iter()
+                .map(|m| read_sql(m))
+                .collect::<Result<Vec<_>>>()?;
             let outcome = db.apply_sql(batch, &sql);
             for (m, took) in batch.iter().zip(&outcome.applied) {
                 on_applied(m, *took);
                 done.push(m.label());
             }
-            if let Some(err) = outcome.error {
-                let failed = batch[outcome.applied.len()];
+            if let Some((index, err)) = outcome.failed {
+                // NB: a migration that ended its transaction says so itself: nothing rolled back.
+                if let Some(UpgradeError::MigrationEndedTransaction { .. }) =
+                    crate::error::find(&err)
+                {
+                    return Err(err);
+                }
                 return Err(err.context(UpgradeError::step(
                     format!(
                         "migration `{}` failed on `{}`",
-                        failed.label(),
+                        batch[index].label(),
                         db.describe()
                     ),
                     db.failure_hint(),
@@ -399,10 +498,12 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         cx.ui.event(Event::MigrationFixed { label });
     }
     if !pending.is_empty() {
+        let url = cx.config.database_url();
+        // NB: again, for a resumed run and for a migration fixed after it failed.
+        check_runnable(&pending, db::dialect(&url), cx.ctx.superuser)?;
         if !cx.journal.is_done(&begun) {
             cx.journal.mark(&begun, None)?;
         }
-        let url = cx.config.database_url();
         let mut db = db::connect(&url, &cx.ctx.root)?;
         let env = HookEnv {
             phase: Phase::Migrate,
