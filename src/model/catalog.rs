@@ -348,11 +348,16 @@ pub struct Prerequisite {
 }
 
 impl Artifact {
+    /// Whether `path` can name a file of the repository: relative, and with no empty or `..`
+    /// component, so that it stays inside the repository.
+    pub fn path_stays_inside(path: &str) -> bool {
+        !path.is_empty()
+            && !path.starts_with('/')
+            && path.split('/').all(|c| !c.is_empty() && c != "..")
+    }
+
     fn validate(&self) -> Result<(), String> {
-        let ok_path = !self.path.is_empty()
-            && !self.path.starts_with('/')
-            && self.path.split('/').all(|c| !c.is_empty() && c != "..");
-        if !ok_path {
+        if !Artifact::path_stays_inside(&self.path) {
             return Err(format!(
                 "package `{}` has path `{}`: it must be relative and stay inside the repository",
                 self.name, self.path
