@@ -2,8 +2,8 @@
 //! names into `DIR/index.toml`, reading each package's name, EVR and arch with the `rpm` crate.
 //!
 //! What every host would refuse is refused here first, naming the entry of `releases.toml`: a
-//! release version listed twice or not a version, and a package path that leaves the repository
-//! (`../`, absolute).
+//! release version listed twice or not a version, a package path that leaves the repository
+//! (`../`, absolute), and a package listed twice in one release (or in the upgrader).
 
 use std::path::Path;
 
@@ -15,7 +15,7 @@ use super::fetch::digest_file;
 use crate::error::UpgradeError;
 use crate::host::PackageIdentity;
 use crate::model::catalog::Prerequisite;
-use crate::model::catalog::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry};
+use crate::model::catalog::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry, listed_twice};
 use crate::model::checks::{Checks, VersionRange};
 
 /// `releases.toml`: which package files make each release.
@@ -91,7 +91,14 @@ pub fn write_index(dir: &Path) -> Result<Published> {
     let mut packages = 0;
     let mut artifacts = |what: &str, paths: &[Spanned<String>]| -> Result<Vec<Artifact>> {
         packages += paths.len();
-        paths.iter().map(|p| artifact(dir, p, what, &at)).collect()
+        let list = paths
+            .iter()
+            .map(|p| artifact(dir, p, what, &at))
+            .collect::<Result<Vec<_>>>()?;
+        match listed_twice(what, &list) {
+            Some((i, e)) => Err(UpgradeError::input(format!("`{}`: {e}", at(&paths[i]))).into()),
+            None => Ok(list),
+        }
     };
     let upgrader = match &spec.upgrader {
         Some(u) => Some(UpgraderEntry {

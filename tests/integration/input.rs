@@ -125,6 +125,53 @@ pub(crate) fn one_release_of(sb: &Sandbox, head: &str, packages: &[&str]) {
 }
 
 #[test]
+fn repo_index_refuses_a_package_listed_twice_in_a_release() {
+    let sb = Sandbox::new();
+    let dir = sb.repo.join("packages");
+    pkg("demo-server", "1.0.0").build(&dir);
+    pkg("demo-server", "1.0.1").build(&dir);
+    let (a, b) = (
+        "packages/demo-server-1.0.0-1.x86_64.rpm",
+        "packages/demo-server-1.0.1-1.x86_64.rpm",
+    );
+    one_release_of(&sb, "", &[a, b]);
+    let releases = sb.repo.join("releases.toml");
+    repo_index(&sb.repo)
+        .assert_code(2)
+        .assert_stderr(&format!("{}:6", releases.display()))
+        .assert_stderr("release `1.0.0` lists package `demo-server` twice")
+        .assert_stderr(&format!("`{a}` and `{b}`"));
+    assert!(!sb.repo.join("index.toml").exists());
+}
+
+#[test]
+fn index_with_a_package_listed_twice_in_a_release_is_refused() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel(
+        "1.0.0",
+        vec![pkg("demo-server", "1.0.0"), pkg("demo-cli", "1.0.0")],
+    )]);
+    let index = sb.repo.join("index.toml");
+    let good = std::fs::read_to_string(&index).unwrap();
+    let twice = good.replace("name = \"demo-cli\"", "name = \"demo-server\"");
+    assert_ne!(good, twice);
+    std::fs::write(&index, twice).unwrap();
+    let line = good
+        .lines()
+        .position(|l| l == "version = \"1.0.0\"")
+        .unwrap()
+        + 1;
+    for args in [&["plan"][..], &["--yes"]] {
+        sb.run(args)
+            .assert_code(2)
+            .assert_stderr(&format!("{}:{line}", index.display()))
+            .assert_stderr("release `1.0.0` lists package `demo-server` twice")
+            .assert_stderr("packages/demo-cli-1.0.0-1.x86_64.rpm");
+    }
+    assert!(sb.rpm_qa().is_empty());
+}
+
+#[test]
 fn repo_index_refuses_paths_outside_the_repository() {
     let sb = Sandbox::new();
     let outside = pkg("demo-server", "1.0.0").build(&sb.base.join("elsewhere"));
