@@ -8,6 +8,10 @@
 //! and sha256 match the index, so the cache never holds a file that was not verified. Reads stop
 //! one byte past the declared size (an endless or oversized download is refused).
 //!
+//! Cache files are named by the artifact's sha256 and then its file name ([`cache_path`]): two
+//! artifacts never share a name, and a `--download-only` or an open run finds what it fetched
+//! (a run's plan fixes each artifact's sha256).
+//!
 //! NB: cache files are not fsynced: every use verifies the file again, so one torn by a power cut
 //! is fetched anew, and an fsync per artifact would cost more than the download of a small package.
 
@@ -43,10 +47,19 @@ pub enum Progress<'a> {
     },
 }
 
-/// Where `artifact` is kept in `cache`.
+/// Where `artifact` is kept in `cache`: `SHA256-FILE`, its sha256 (so that the same file name
+/// in two directories of the repository, or republished with other contents, is two files) and
+/// its file name (so that a person sees what it is).
 pub fn cache_path(cache: &Path, artifact: &Artifact) -> PathBuf {
     let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
-    cache.join(file)
+    cache.join(format!("{}-{file}", artifact.sha256.to_ascii_lowercase()))
+}
+
+/// Where the cache file `dest` is staged while it is fetched: `dest.part`.
+fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
 }
 
 /// Makes sure `artifact` is in `cache` and verified; returns its path there.
@@ -144,7 +157,7 @@ fn fetch_one(
     }
     fs::create_dir_all(cache)
         .with_context(|| format!("failed to create cache directory `{}`", cache.display()))?;
-    let staged = dest.with_extension("part");
+    let staged = part_path(&dest);
     let location = repo.location(&artifact.path);
     let report = &mut |n| {
         report(n);

@@ -1,6 +1,6 @@
 //! Remote repositories and trust (SPEC §1, §4): a real HTTP server on 127.0.0.1 with fault
 //! injection serving a signed repository; the shim's self-refresh; every refusal of the index
-//! and of artifacts; resumed and retried downloads.
+//! and of artifacts; resumed and retried downloads; the download cache's keys.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -274,15 +274,11 @@ fn trust_artifact_with_a_wrong_hash_is_refused() {
         .assert_stderr("has sha256")
         .assert_stderr(path);
     assert!(sb.rpm_qa().is_empty());
+    // neither the refused file nor its partial download stays in the cache
+    let cached = cached(&sb);
     assert!(
-        !sb.root
-            .join("var/lib/upgrade/cache/demo-server-1.0.0-1.x86_64.rpm")
-            .exists()
-    );
-    assert!(
-        !sb.root
-            .join("var/lib/upgrade/cache/demo-server-1.0.0-1.x86_64.part")
-            .exists()
+        !cached.iter().any(|f| f.contains("demo-server")),
+        "{cached:?}"
     );
 }
 
@@ -409,4 +405,43 @@ fn trust_signatures_verify_with_stock_minisign() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The names of the files in the root's download cache.
+fn cached(sb: &Sandbox) -> Vec<String> {
+    let dir = sb.root.join("var/lib/upgrade/cache");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn trust_cache_keeps_two_artifacts_of_the_same_file_name_apart() {
+    let sb = Sandbox::new();
+    for (dir, name) in [("a", "demo-server"), ("b", "demo-cli")] {
+        let built = pkg(name, "1.0.0").build(&sb.repo.join(dir));
+        std::fs::rename(built, sb.repo.join(dir).join("demo.rpm")).unwrap();
+    }
+    crate::input::one_release_of(&sb, "", &["a/demo.rpm", "b/demo.rpm"]);
+    crate::input::repo_index(&sb.repo).assert_code(0);
+    sb.sign_index();
+    let server = Server::start(&sb.repo, 0).unwrap();
+    let key = sb.public_key();
+    sb.write_config_repo(
+        &server.url(),
+        &format!("public_key = \"{key}\"\nallow_insecure = true"),
+    );
+    sb.run(&["--download-only"]).assert_code(0);
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    assert_eq!(server.requests("a/demo.rpm").len(), 1);
+    assert_eq!(server.requests("b/demo.rpm").len(), 1);
 }
