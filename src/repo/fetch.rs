@@ -6,7 +6,10 @@
 //! repository, or downloaded, resuming a `.part` left by a cut connection or an earlier run with
 //! an HTTP Range request — hashed while it arrives, and renamed into place only when its size
 //! and sha256 match the index, so the cache never holds a file that was not verified. Reads stop
-//! one byte past the declared size (an endless or oversized download is refused).
+//! one byte past the declared size (an endless or oversized download is refused). A resumed
+//! download that does not verify may be the `.part`'s fault (a torn write, a rotten disk), not
+//! the repository's: it is fetched once more from the start, and only a whole fresh download
+//! that fails is reported.
 //!
 //! Cache files are named by the artifact's sha256 and then its file name ([`cache_path`]): two
 //! artifacts never share a name, and a `--download-only` or an open run finds what it fetched
@@ -163,12 +166,23 @@ fn fetch_one(
         report(n);
         crate::fault::point!("download:{}", artifact.path);
     };
-    let digest = match repo.local_path(&artifact.path) {
-        Some(source) => copy_local(&source, &staged, artifact, report),
+    let (digest, resumed) = match repo.local_path(&artifact.path) {
+        Some(source) => copy_local(&source, &staged, artifact, report).map(|d| (d, Resumed::No)),
         None => download(repo, artifact, &staged, stop, report),
     }
     .map_err(|e| disk_full(e, cache, artifact))?;
-    if let Err(e) = check(digest, artifact, &location) {
+    let mut checked = check(digest, artifact, &location);
+    if let (Err(e), Resumed::Yes) = (&checked, resumed) {
+        tracing::warn!(url = %location, "a resumed download does not verify ({e}); downloading it again from the start");
+        fs::remove_file(&staged)
+            .with_context(|| format!("failed to remove `{}`", staged.display()))?;
+        // NB: its bytes were counted once already.
+        let quiet = &mut |_| crate::fault::point!("download:{}", artifact.path);
+        let (digest, _) = download(repo, artifact, &staged, stop, quiet)
+            .map_err(|e| disk_full(e, cache, artifact))?;
+        checked = check(digest, artifact, &location);
+    }
+    if let Err(e) = checked {
         let _ = fs::remove_file(&staged);
         return Err(e.into());
     }
@@ -236,6 +250,14 @@ fn copy_local(
     }
 }
 
+/// Whether a download's file holds bytes fetched before its last request (from a `.part` or a
+/// cut attempt), which a Range request then completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resumed {
+    Yes,
+    No,
+}
+
 /// Downloads into `staged`, resuming what it holds; retries transient failures.
 fn download(
     repo: &Repository,
@@ -243,7 +265,7 @@ fn download(
     staged: &Path,
     stop: &AtomicBool,
     report: &mut dyn FnMut(u64),
-) -> Result<Digested> {
+) -> Result<(Digested, Resumed)> {
     let url = repo.location(&artifact.path);
     let mut file = OpenOptions::new()
         .create(true)
@@ -268,6 +290,7 @@ fn download(
     }
     report(have);
     let mut refused = false;
+    let mut resumed = Resumed::No;
     let result = repo.with_retries(&url, |_| {
         if stop.load(Ordering::Relaxed) {
             return Err(Attempt::Fatal(anyhow::anyhow!("cancelled")));
@@ -301,6 +324,10 @@ fn download(
                 return Err(Attempt::Transient(format!("HTTP {status}")));
             }
         }
+        resumed = match have {
+            0 => Resumed::No,
+            _ => Resumed::Yes,
+        };
         file.seek(io::SeekFrom::Start(have)).map_err(fatal)?;
         let remaining = artifact.size - have;
         if response.content_length().is_some_and(|n| n > remaining) {
@@ -333,10 +360,11 @@ fn download(
         }
         return Err(e);
     }
-    Ok(Digested {
+    let digest = Digested {
         sha256: hex::encode(hasher.finalize()),
         size: have,
-    })
+    };
+    Ok((digest, resumed))
 }
 
 fn too_long(artifact: &Artifact, url: &str) -> UpgradeError {

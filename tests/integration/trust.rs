@@ -280,6 +280,8 @@ fn trust_artifact_with_a_wrong_hash_is_refused() {
         !cached.iter().any(|f| f.contains("demo-server")),
         "{cached:?}"
     );
+    // the resumed-download retry is not for a fresh download: it was fetched once
+    assert_eq!(server.requests(path).len(), 1);
 }
 
 #[test]
@@ -314,15 +316,20 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn trust_a_cut_download_resumes_with_range() {
+/// A release of one 2 MB package, served; the package's path in the repository.
+fn served_big() -> (Sandbox, Server, &'static str) {
     let big =
         RpmSpec::new("demo-server", "1.0.0").file("/usr/lib/demo/blob", noise(2_000_000), 0o644);
     let (sb, server) = served(Publication {
         releases: vec![rel("1.0.0", vec![big])],
         ..Default::default()
     });
-    let path = "packages/demo-server-1.0.0-1.x86_64.rpm";
+    (sb, server, "packages/demo-server-1.0.0-1.x86_64.rpm")
+}
+
+#[test]
+fn trust_a_cut_download_resumes_with_range() {
+    let (sb, server, path) = served_big();
     server.faults.lock().unwrap().cut.push((path.into(), 1));
     sb.run(&["--download-only"]).assert_code(0);
     let requests = server.requests(path);
@@ -444,4 +451,34 @@ fn trust_cache_keeps_two_artifacts_of_the_same_file_name_apart() {
     );
     assert_eq!(server.requests("a/demo.rpm").len(), 1);
     assert_eq!(server.requests("b/demo.rpm").len(), 1);
+}
+
+#[test]
+fn trust_a_corrupt_partial_download_is_fetched_again_from_the_start() {
+    let (sb, server, path) = served_big();
+    // every attempt is cut: the run fails and leaves a partial download...
+    server.faults.lock().unwrap().cut.push((path.into(), 5));
+    sb.run(&["--download-only"])
+        .assert_code(1)
+        .assert_stderr("the download was cut");
+    let parts: Vec<String> = cached(&sb)
+        .into_iter()
+        .filter(|f| f.ends_with(".part"))
+        .collect();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    // ...which then rots on disk
+    let part = sb.root.join("var/lib/upgrade/cache").join(&parts[0]);
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&part, bytes).unwrap();
+    let before = server.requests(path).len();
+    let run = sb.run(&["--download-only"]);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("sha256"), "{}", run.stderr);
+    let requests = server.requests(path)[before..].to_vec();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests[0].range.is_some(), "{requests:?}");
+    assert_eq!(requests[1].range, None, "then once more from scratch");
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
 }
