@@ -169,6 +169,7 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         Ok(config_files) => {
             state.set_status(run_id, RunStatus::Succeeded, None)?;
             tracing::info!(run = run_id, to = %plan.to, "run succeeded");
+            crate::repo::fetch::prune(&paths.cache, plan.artifacts());
             outcome.result = RunResult::Upgraded;
             outcome.config_files = config_files;
             Ok(outcome)

@@ -13,7 +13,8 @@
 //!
 //! Cache files are named by the artifact's sha256 and then its file name ([`cache_path`]): two
 //! artifacts never share a name, and a `--download-only` or an open run finds what it fetched
-//! (a run's plan fixes each artifact's sha256).
+//! (a run's plan fixes each artifact's sha256). [`prune`] empties the cache of all else after a
+//! successful run.
 //!
 //! NB: cache files are not fsynced: every use verifies the file again, so one torn by a power cut
 //! is fetched anew, and an fsync per artifact would cost more than the download of a small package.
@@ -63,6 +64,32 @@ fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.as_os_str().to_owned();
     name.push(".part");
     PathBuf::from(name)
+}
+
+/// After a successful run: removes from `cache` every file but the artifacts in `keep` (the
+/// finished run's plan), that is other releases' packages and partial downloads. Best effort,
+/// logged: the run has succeeded either way.
+// NB: restore points (SPEC §12) will add the artifacts they reinstall to the keep set.
+pub fn prune<'a>(cache: &Path, keep: impl IntoIterator<Item = &'a Artifact>) {
+    let keep: HashSet<PathBuf> = keep.into_iter().map(|a| cache_path(cache, a)).collect();
+    let entries = match fs::read_dir(cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(cache = %cache.display(), "failed to list the cache to prune it: {e}");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if keep.contains(&path) || entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::info!(file = %path.display(), "pruned from the cache"),
+            Err(e) => tracing::warn!(file = %path.display(), "failed to prune from the cache: {e}"),
+        }
+    }
 }
 
 /// Makes sure `artifact` is in `cache` and verified; returns its path there.

@@ -1,6 +1,7 @@
 //! Remote repositories and trust (SPEC §1, §4): a real HTTP server on 127.0.0.1 with fault
 //! injection serving a signed repository; the shim's self-refresh; every refusal of the index
-//! and of artifacts; resumed and retried downloads; the download cache's keys.
+//! and of artifacts; resumed and retried downloads; the download cache (its keys, pruning
+//! after a run).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -228,13 +229,8 @@ fn trust_expired_index_is_refused() {
     assert!(sb.rpm_qa().is_empty());
 }
 
-#[test]
-fn trust_replayed_older_sequence_is_refused() {
-    let (sb, _server) = served(one_release());
-    let old_index = std::fs::read(sb.repo.join("index.toml")).unwrap();
-    let old_sig = std::fs::read(sb.repo.join("index.toml.minisig")).unwrap();
-    sb.run(&["--yes"]).assert_code(0);
-    // a newer publication is accepted...
+/// Publishes sequence 6: releases 1.0.0 and 1.1.0, of `demo-server` alone.
+fn publish_1_1_0(sb: &Sandbox) {
     sb.publish_full(Publication {
         sign: true,
         sequence: Some(6),
@@ -244,6 +240,16 @@ fn trust_replayed_older_sequence_is_refused() {
         ],
         ..Default::default()
     });
+}
+
+#[test]
+fn trust_replayed_older_sequence_is_refused() {
+    let (sb, _server) = served(one_release());
+    let old_index = std::fs::read(sb.repo.join("index.toml")).unwrap();
+    let old_sig = std::fs::read(sb.repo.join("index.toml.minisig")).unwrap();
+    sb.run(&["--yes"]).assert_code(0);
+    // a newer publication is accepted...
+    publish_1_1_0(&sb);
     sb.run(&["--yes"]).assert_code(0);
     // ...then a mirror replays the old, validly signed one
     std::fs::write(sb.repo.join("index.toml"), old_index).unwrap();
@@ -481,4 +487,22 @@ fn trust_a_corrupt_partial_download_is_fetched_again_from_the_start() {
     assert_eq!(requests[1].range, None, "then once more from scratch");
     sb.run(&["--yes"]).assert_code(0);
     assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+}
+
+#[test]
+fn trust_a_successful_run_prunes_the_cache_to_its_plan() {
+    let (sb, _server) = served(one_release());
+    sb.run(&["--yes"]).assert_code(0);
+    let first = cached(&sb);
+    assert!(
+        first.iter().any(|f| f.contains("demo-server-1.0.0")),
+        "{first:?}"
+    );
+    // 1.1.0 upgrades `demo-server` and no longer ships `demo-cli`
+    publish_1_1_0(&sb);
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.installed().as_deref(), Some("1.1.0"));
+    let after = cached(&sb);
+    assert_eq!(after.len(), 1, "only what the run installed: {after:?}");
+    assert!(after[0].contains("demo-server-1.1.0"), "{after:?}");
 }
