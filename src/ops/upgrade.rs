@@ -73,6 +73,12 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         None => {
             let recorded = Recorded::read(existing.as_ref())?;
             let trusted = planner::load_trusted(&config, ctx, &recorded)?;
+            if let Some(index) = &trusted.kept {
+                ui.event(Event::KeptIndex {
+                    index,
+                    sequence: trusted.catalog.sequence,
+                });
+            }
             let planned = planner::plan_from(
                 ctx,
                 &config,
@@ -80,12 +86,11 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
                 &recorded,
                 opts.to.as_deref(),
             )?;
-            let sequence = trusted.catalog.sequence;
             (
                 planned.plan,
                 HashSet::new(),
                 None,
-                Some((sequence, planned.rpmdb, planned.services)),
+                Some((trusted, planned.rpmdb, planned.services)),
             )
         }
     };
@@ -120,6 +125,9 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
     if opts.download_only {
         let artifacts: Vec<&Artifact> = plan.artifacts().collect();
         exec::download(&repo, &artifacts, &paths.cache, ui)?;
+        if let Some((trusted, ..)) = &fresh {
+            trusted.keep(&paths.cache)?;
+        }
         outcome.result = RunResult::Downloaded;
         return Ok(outcome);
     }
@@ -136,8 +144,8 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         None => State::open(&paths.state_db)?,
     };
     let graph = match fresh {
-        Some((sequence, _, graph)) => {
-            state.accept_sequence(sequence)?;
+        Some((trusted, _, graph)) => {
+            state.accept_sequence(trusted.catalog.sequence)?;
             graph
         }
         None => services::load_graph(&paths, config.services.backend)?,

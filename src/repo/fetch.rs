@@ -67,8 +67,8 @@ fn part_path(dest: &Path) -> PathBuf {
 }
 
 /// After a successful run: removes from `cache` every file but the artifacts in `keep` (the
-/// finished run's plan), that is other releases' packages and partial downloads. Best effort,
-/// logged: the run has succeeded either way.
+/// finished run's plan), that is other releases' packages, partial downloads, and the index
+/// kept by `--download-only`. Best effort, logged: the run has succeeded either way.
 // NB: restore points (SPEC §12) will add the artifacts they reinstall to the keep set.
 pub fn prune<'a>(cache: &Path, keep: impl IntoIterator<Item = &'a Artifact>) {
     let keep: HashSet<PathBuf> = keep.into_iter().map(|a| cache_path(cache, a)).collect();

@@ -1,7 +1,7 @@
 //! Remote repositories and trust (SPEC §1, §4): a real HTTP server on 127.0.0.1 with fault
 //! injection serving a signed repository; the shim's self-refresh; every refusal of the index
-//! and of artifacts; resumed and retried downloads; the download cache (its keys, pruning
-//! after a run).
+//! and of artifacts; resumed and retried downloads; the download cache (its keys, a plan
+//! downloaded for an offline run, pruning after a run).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -487,6 +487,34 @@ fn trust_a_corrupt_partial_download_is_fetched_again_from_the_start() {
     assert_eq!(requests[1].range, None, "then once more from scratch");
     sb.run(&["--yes"]).assert_code(0);
     assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+}
+
+#[test]
+fn trust_a_downloaded_plan_installs_when_the_repository_is_gone() {
+    let (sb, server) = served(one_release());
+    sb.run(&["--download-only"]).assert_code(0);
+    // a reachable repository that serves a refused index is still refused
+    let index = sb.repo.join("index.toml");
+    let good = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(&index, good.replace("sequence = 5", "sequence = 6")).unwrap();
+    sb.run(&["--yes"])
+        .assert_code(2)
+        .assert_stderr("changed after it was signed");
+    std::fs::write(&index, good).unwrap();
+    drop(server);
+    let run = shim(&sb, UPGRADE, &["--yes"]);
+    run.assert_code(0)
+        .assert_stderr("is unreachable")
+        .assert_stderr("kept by `--download-only`");
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+    // the successful run used up the kept index: the next one needs the repository again
+    sb.run(&["--yes"])
+        .assert_code(1)
+        .assert_stderr("failed to fetch");
 }
 
 #[test]
