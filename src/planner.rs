@@ -139,7 +139,7 @@ fn ensure_fresh(config: &Config, catalog: &Catalog, rpmdb: &RpmDb) -> Result<(),
 /// The configured repository's index, verified (signature, expiry, rollback; SPEC §4), with
 /// the repository it came from.
 pub fn load_trusted(config: &Config, ctx: &Context, recorded: &Recorded) -> Result<Trusted> {
-    trust::load(config, &ctx.config_path, recorded.accepted_sequence)
+    trust::load(config, ctx, recorded.accepted_sequence)
 }
 
 /// What `status` needs of the index: [`load_trusted`]'s checks, without the package tables.

@@ -51,6 +51,11 @@ pub enum Event<'a> {
     Fetched {
         artifact: &'a Artifact,
     },
+    /// The repository is unreachable: the run plans from the index `--download-only` kept.
+    KeptIndex {
+        index: &'a std::path::Path,
+        sequence: u64,
+    },
     /// The preflight report, before the confirmation; an inhibitor then fails the run.
     Checks {
         report: &'a Report,

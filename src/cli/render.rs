@@ -438,6 +438,7 @@ impl Ui for Human {
                 Some((bar, _)) => bar.set_message(artifact.nevra()),
                 None => self.say(&format!("    verified {}", artifact.nevra())),
             },
+            Event::KeptIndex { index, sequence } => self.warn(&format!("the repository is unreachable: using the index (sequence {sequence}) kept by `--download-only` in `{}`", index.display())),
             Event::DownloadFinished => {
                 if let Some((bar, count)) = self.bar.lock().expect("bar lock").take() {
                     bar.finish_and_clear();

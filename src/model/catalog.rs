@@ -142,6 +142,13 @@ impl Catalog {
                     UpgradeError::input(format!("`{}`: {e}", at(entry.version.span())))
                 })?;
             }
+            let release = format!("release `{}`", entry.version.get_ref());
+            if let Some((_, e)) = listed_twice(&release, &entry.packages) {
+                return Err(UpgradeError::input(format!(
+                    "`{}`: {e}",
+                    at(entry.version.span())
+                )));
+            }
             for p in &entry.prerequisites {
                 if let Some(a) = &p.package {
                     a.validate()
@@ -180,6 +187,12 @@ impl Catalog {
                     artifact.validate().map_err(|e| {
                         UpgradeError::input(format!("`{}`: {e}", at(u.version.span())))
                     })?;
+                }
+                if let Some((_, e)) = listed_twice("the upgrader", &u.packages) {
+                    return Err(UpgradeError::input(format!(
+                        "`{}`: {e}",
+                        at(u.version.span())
+                    )));
                 }
                 Some(Upgrader {
                     version: u.version.into_inner(),
@@ -347,12 +360,37 @@ pub struct Prerequisite {
     pub package: Option<Artifact>,
 }
 
+/// The first package that `packages` (of `what`: "release `2.0.0`", "the upgrader") lists a
+/// second time by name: its position, and the error naming both files.
+// NB: a release installs one EVR of each package in one transaction, and the plan keys its
+// changes by name: a second entry would be silently dropped by one side or the other.
+pub fn listed_twice(what: &str, packages: &[Artifact]) -> Option<(usize, String)> {
+    let mut seen = std::collections::HashMap::with_capacity(packages.len());
+    for (i, a) in packages.iter().enumerate() {
+        if let Some(first) = seen.insert(a.name.as_str(), a) {
+            return Some((
+                i,
+                format!(
+                    "{what} lists package `{}` twice: `{}` and `{}`",
+                    a.name, first.path, a.path
+                ),
+            ));
+        }
+    }
+    None
+}
+
 impl Artifact {
+    /// Whether `path` can name a file of the repository: relative, and with no empty or `..`
+    /// component, so that it stays inside the repository.
+    pub fn path_stays_inside(path: &str) -> bool {
+        !path.is_empty()
+            && !path.starts_with('/')
+            && path.split('/').all(|c| !c.is_empty() && c != "..")
+    }
+
     fn validate(&self) -> Result<(), String> {
-        let ok_path = !self.path.is_empty()
-            && !self.path.starts_with('/')
-            && self.path.split('/').all(|c| !c.is_empty() && c != "..");
-        if !ok_path {
+        if !Artifact::path_stays_inside(&self.path) {
             return Err(format!(
                 "package `{}` has path `{}`: it must be relative and stay inside the repository",
                 self.name, self.path

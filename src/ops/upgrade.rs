@@ -19,6 +19,7 @@ use crate::model::rpm::RpmDb;
 use crate::model::services::ServiceGraph;
 use crate::planner::{self, Recorded};
 use crate::repo::Repository;
+use crate::repo::trust::Trusted;
 use crate::state::{OpenRun, RunRecord, State};
 use crate::steps::migrations::db as migration_db;
 use crate::steps::services;
@@ -81,10 +82,16 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         None => {
             let recorded = Recorded::read(existing.as_ref())?;
             let trusted = planner::load_trusted(&config, ctx, &recorded)?;
+            if let Some(index) = &trusted.kept {
+                ui.event(Event::KeptIndex {
+                    index,
+                    sequence: trusted.catalog.sequence,
+                });
+            }
             let to = opts.to.as_deref();
             let planned = planner::plan_from(ctx, &config, &trusted.catalog, &recorded, to)?;
             let source = Source::Planned {
-                sequence: trusted.catalog.sequence,
+                trusted: Box::new(trusted),
                 rpmdb: planned.rpmdb,
                 graph: planned.services,
             };
@@ -130,6 +137,9 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
     if opts.download_only {
         let artifacts: Vec<&Artifact> = plan.artifacts().collect();
         exec::download(&repo, &artifacts, &paths.cache, ui)?;
+        if let Source::Planned { trusted, .. } = &source {
+            trusted.keep(&paths.cache)?;
+        }
         outcome.result = RunResult::Downloaded;
         return Ok(outcome);
     }
@@ -154,7 +164,7 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         },
         &plan,
     );
-    outcome.config_files = close(&state, run_id, &plan, result)?;
+    outcome.config_files = close(&state, run_id, &plan, &paths.cache, result)?;
     outcome.result = RunResult::Upgraded;
     Ok(outcome)
 }
@@ -166,9 +176,9 @@ enum Source {
         record: RunRecord,
         done: HashSet<JournalKey>,
     },
-    /// Planned now, from an index of `sequence`, and what the planner read of the host.
+    /// Planned now, from the verified index, and what the planner read of the host.
     Planned {
-        sequence: u64,
+        trusted: Box<Trusted>,
         rpmdb: RpmDb,
         graph: ServiceGraph,
     },
@@ -234,10 +244,8 @@ fn begin(
             let graph = services::load_graph(&ctx.paths(), config.services.backend)?;
             (record.id, graph)
         }
-        Source::Planned {
-            sequence, graph, ..
-        } => {
-            state.accept_sequence(sequence)?;
+        Source::Planned { trusted, graph, .. } => {
+            state.accept_sequence(trusted.catalog.sequence)?;
             (state.begin_run(plan)?, graph)
         }
     };
@@ -245,17 +253,20 @@ fn begin(
     Ok((run_id, done, graph))
 }
 
-/// Records how the run ended: succeeded closes it; a failure or a reboot request leaves it open.
+/// Records how the run ended: succeeded closes it (and prunes the cache to its plan); a failure
+/// or a reboot request leaves it open.
 fn close(
     state: &State,
     run_id: i64,
     plan: &Plan,
+    cache: &std::path::Path,
     result: Result<Vec<String>>,
 ) -> Result<Vec<String>> {
     let err = match result {
         Ok(config_files) => {
             state.set_status(run_id, RunStatus::Succeeded, None)?;
             tracing::info!(run = run_id, to = %plan.to, "run succeeded");
+            crate::repo::fetch::prune(cache, plan.artifacts());
             return Ok(config_files);
         }
         Err(err) => err,

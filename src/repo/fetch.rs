@@ -6,7 +6,15 @@
 //! repository, or downloaded, resuming a `.part` left by a cut connection or an earlier run with
 //! an HTTP Range request — hashed while it arrives, and renamed into place only when its size
 //! and sha256 match the index, so the cache never holds a file that was not verified. Reads stop
-//! one byte past the declared size (an endless or oversized download is refused).
+//! one byte past the declared size (an endless or oversized download is refused). A resumed
+//! download that does not verify may be the `.part`'s fault (a torn write, a rotten disk), not
+//! the repository's: it is fetched once more from the start, and only a whole fresh download
+//! that fails is reported.
+//!
+//! Cache files are named by the artifact's sha256 and then its file name ([`cache_path`]): two
+//! artifacts never share a name, and a `--download-only` or an open run finds what it fetched
+//! (a run's plan fixes each artifact's sha256). [`prune`] empties the cache of all else after a
+//! successful run.
 //!
 //! NB: cache files are not fsynced: every use verifies the file again, so one torn by a power cut
 //! is fetched anew, and an fsync per artifact would cost more than the download of a small package.
@@ -43,10 +51,45 @@ pub enum Progress<'a> {
     },
 }
 
-/// Where `artifact` is kept in `cache`.
+/// Where `artifact` is kept in `cache`: `SHA256-FILE`, its sha256 (so that the same file name
+/// in two directories of the repository, or republished with other contents, is two files) and
+/// its file name (so that a person sees what it is).
 pub fn cache_path(cache: &Path, artifact: &Artifact) -> PathBuf {
     let file = artifact.path.rsplit('/').next().unwrap_or(&artifact.path);
-    cache.join(file)
+    cache.join(format!("{}-{file}", artifact.sha256.to_ascii_lowercase()))
+}
+
+/// Where the cache file `dest` is staged while it is fetched: `dest.part`.
+fn part_path(dest: &Path) -> PathBuf {
+    let mut name = dest.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+/// After a successful run: removes from `cache` every file but the artifacts in `keep` (the
+/// finished run's plan), that is other releases' packages, partial downloads, and the index
+/// kept by `--download-only`. Best effort, logged: the run has succeeded either way.
+// NB: restore points (SPEC §12) will add the artifacts they reinstall to the keep set.
+pub fn prune<'a>(cache: &Path, keep: impl IntoIterator<Item = &'a Artifact>) {
+    let keep: HashSet<PathBuf> = keep.into_iter().map(|a| cache_path(cache, a)).collect();
+    let entries = match fs::read_dir(cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(cache = %cache.display(), "failed to list the cache to prune it: {e}");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if keep.contains(&path) || entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::info!(file = %path.display(), "pruned from the cache"),
+            Err(e) => tracing::warn!(file = %path.display(), "failed to prune from the cache: {e}"),
+        }
+    }
 }
 
 /// Makes sure `artifact` is in `cache` and verified; returns its path there.
@@ -144,18 +187,29 @@ fn fetch_one(
     }
     fs::create_dir_all(cache)
         .with_context(|| format!("failed to create cache directory `{}`", cache.display()))?;
-    let staged = dest.with_extension("part");
+    let staged = part_path(&dest);
     let location = repo.location(&artifact.path);
     let report = &mut |n| {
         report(n);
         crate::fault::point!("download:{}", artifact.path);
     };
-    let digest = match repo.local_path(&artifact.path) {
-        Some(source) => copy_local(&source, &staged, artifact, report),
+    let (digest, resumed) = match repo.local_path(&artifact.path) {
+        Some(source) => copy_local(&source, &staged, artifact, report).map(|d| (d, Resumed::No)),
         None => download(repo, artifact, &staged, stop, report),
     }
     .map_err(|e| disk_full(e, cache, artifact))?;
-    if let Err(e) = check(digest, artifact, &location) {
+    let mut checked = check(digest, artifact, &location);
+    if let (Err(e), Resumed::Yes) = (&checked, resumed) {
+        tracing::warn!(url = %location, "a resumed download does not verify ({e}); downloading it again from the start");
+        fs::remove_file(&staged)
+            .with_context(|| format!("failed to remove `{}`", staged.display()))?;
+        // NB: its bytes were counted once already.
+        let quiet = &mut |_| crate::fault::point!("download:{}", artifact.path);
+        let (digest, _) = download(repo, artifact, &staged, stop, quiet)
+            .map_err(|e| disk_full(e, cache, artifact))?;
+        checked = check(digest, artifact, &location);
+    }
+    if let Err(e) = checked {
         let _ = fs::remove_file(&staged);
         return Err(e.into());
     }
@@ -223,6 +277,14 @@ fn copy_local(
     }
 }
 
+/// Whether a download's file holds bytes fetched before its last request (from a `.part` or a
+/// cut attempt), which a Range request then completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resumed {
+    Yes,
+    No,
+}
+
 /// Downloads into `staged`, resuming what it holds; retries transient failures.
 fn download(
     repo: &Repository,
@@ -230,7 +292,7 @@ fn download(
     staged: &Path,
     stop: &AtomicBool,
     report: &mut dyn FnMut(u64),
-) -> Result<Digested> {
+) -> Result<(Digested, Resumed)> {
     let url = repo.location(&artifact.path);
     let mut file = OpenOptions::new()
         .create(true)
@@ -255,6 +317,7 @@ fn download(
     }
     report(have);
     let mut refused = false;
+    let mut resumed = Resumed::No;
     let result = repo.with_retries(&url, |_| {
         if stop.load(Ordering::Relaxed) {
             return Err(Attempt::Fatal(anyhow::anyhow!("cancelled")));
@@ -288,6 +351,10 @@ fn download(
                 return Err(Attempt::Transient(format!("HTTP {status}")));
             }
         }
+        resumed = match have {
+            0 => Resumed::No,
+            _ => Resumed::Yes,
+        };
         file.seek(io::SeekFrom::Start(have)).map_err(fatal)?;
         let remaining = artifact.size - have;
         if response.content_length().is_some_and(|n| n > remaining) {
@@ -320,10 +387,11 @@ fn download(
         }
         return Err(e);
     }
-    Ok(Digested {
+    let digest = Digested {
         sha256: hex::encode(hasher.finalize()),
         size: have,
-    })
+    };
+    Ok((digest, resumed))
 }
 
 fn too_long(artifact: &Artifact, url: &str) -> UpgradeError {

@@ -1,16 +1,21 @@
 //! The vendor side: `real-upgrade repo index DIR` turns `DIR/releases.toml` and the RPM files it
 //! names into `DIR/index.toml`, reading each package's name, EVR and arch with the `rpm` crate.
+//!
+//! What every host would refuse is refused here first, naming the entry of `releases.toml`: a
+//! release version listed twice or not a version, a package path that leaves the repository
+//! (`../`, absolute), and a package listed twice in one release (or in the upgrader).
 
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::fetch::digest_file;
 use crate::error::UpgradeError;
 use crate::host::PackageIdentity;
 use crate::model::catalog::Prerequisite;
-use crate::model::catalog::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry};
+use crate::model::catalog::{Artifact, FORMAT, Index, ReleaseEntry, UpgraderEntry, listed_twice};
 use crate::model::checks::{Checks, VersionRange};
 
 /// `releases.toml`: which package files make each release.
@@ -29,7 +34,7 @@ struct Releases {
 #[serde(deny_unknown_fields)]
 struct UpgraderSpec {
     version: String,
-    packages: Vec<String>,
+    packages: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,7 +44,7 @@ struct ReleaseSpec {
     #[serde(default)]
     stop: bool,
     requires_upgrader: Option<String>,
-    packages: Vec<String>,
+    packages: Vec<Spanned<String>>,
     #[serde(default)]
     prerequisites: Vec<PrerequisiteSpec>,
     #[serde(default)]
@@ -53,7 +58,7 @@ struct PrerequisiteSpec {
     name: String,
     version: VersionRange,
     /// The repository's build of it, when the vendor ships one.
-    package: Option<String>,
+    package: Option<Spanned<String>>,
 }
 
 /// What `repo index` wrote.
@@ -81,24 +86,34 @@ pub fn write_index(dir: &Path) -> Result<Published> {
         Some(s) => s,
         None => previous_sequence(&index_path).map_or(1, |s| s + 1),
     };
+    let at =
+        |path: &Spanned<String>| crate::tomlfile::location(&text, &spec_path, path.span().start);
     let mut packages = 0;
-    let mut artifacts = |paths: &[String]| -> Result<Vec<Artifact>> {
+    let mut artifacts = |what: &str, paths: &[Spanned<String>]| -> Result<Vec<Artifact>> {
         packages += paths.len();
-        paths.iter().map(|p| artifact(dir, p)).collect()
+        let list = paths
+            .iter()
+            .map(|p| artifact(dir, p, what, &at))
+            .collect::<Result<Vec<_>>>()?;
+        match listed_twice(what, &list) {
+            Some((i, e)) => Err(UpgradeError::input(format!("`{}`: {e}", at(&paths[i]))).into()),
+            None => Ok(list),
+        }
     };
     let upgrader = match &spec.upgrader {
         Some(u) => Some(UpgraderEntry {
             version: toml::Spanned::new(0..0, u.version.clone()),
-            packages: artifacts(&u.packages)?,
+            packages: artifacts("the upgrader", &u.packages)?,
         }),
         None => None,
     };
     let mut releases = Vec::with_capacity(spec.releases.len());
     for r in &spec.releases {
+        let release = format!("release `{}`", r.version.get_ref().trim());
         let mut prerequisites = Vec::with_capacity(r.prerequisites.len());
         for p in &r.prerequisites {
             let package = match &p.package {
-                Some(path) => Some(artifact(dir, path)?),
+                Some(path) => Some(artifact(dir, path, &release, &at)?),
                 None => None,
             };
             if let Some(a) = &package
@@ -123,7 +138,7 @@ pub fn write_index(dir: &Path) -> Result<Published> {
             version: toml::Spanned::new(0..0, r.version.get_ref().clone()),
             stop: r.stop,
             requires_upgrader: r.requires_upgrader.clone(),
-            packages: artifacts(&r.packages)?,
+            packages: artifacts(&release, &r.packages)?,
             prerequisites,
             checks: r.checks.clone(),
         });
@@ -175,7 +190,29 @@ fn previous_sequence(index_path: &Path) -> Option<u64> {
         .and_then(|s| u64::try_from(s).ok())
 }
 
-fn artifact(dir: &Path, relative: &str) -> Result<Artifact> {
+/// The index entry of the package file `relative` names, which `what` lists at `at(relative)`.
+fn artifact(
+    dir: &Path,
+    relative: &Spanned<String>,
+    what: &str,
+    at: &dyn Fn(&Spanned<String>) -> String,
+) -> Result<Artifact> {
+    if !Artifact::path_stays_inside(relative.get_ref()) {
+        return Err(UpgradeError::input_hint(
+            format!(
+                "`{}`: {what} names `{}`: a package path must be relative and stay inside the \
+                 repository",
+                at(relative),
+                relative.get_ref()
+            ),
+            format!(
+                "move the file under `{}` and name it from there",
+                dir.display()
+            ),
+        )
+        .into());
+    }
+    let relative = relative.get_ref();
     let path = dir.join(relative);
     let PackageIdentity { name, evr, arch } = crate::host::package_identity(&path)?;
     let (sha256, size) = digest_file(&path)?;

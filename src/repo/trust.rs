@@ -13,6 +13,15 @@
 //! `public_key` is read unsigned, with a warning in the log — the filesystem is its trust
 //! anchor; expiry and rollback are checked all the same.
 //!
+//! **Offline.** `--download-only` keeps the verified index and its signature in the download
+//! cache ([`Trusted::keep`], after every artifact of the plan is there). When a later run cannot
+//! reach a remote repository at all (exit 1 in the `repo` module's table: unreachable, timeouts,
+//! HTTP errors), [`load`] uses that kept index instead, and says so ([`Trusted::kept`]) — but only
+//! if it passes the same checks again: its signature with the configured key, its expiry, and
+//! its sequence against the highest accepted. An index the repository *serves* and we refuse is
+//! never replaced by the kept one. A successful run prunes the cache and, with it, the kept
+//! index (`fetch::prune`): it serves the one run that was downloaded for.
+//!
 //! Keys are ordinary minisign keys (`minisign` crate for keygen and signing, `minisign-verify`
 //! for verification), so the stock tool checks our signatures: `minisign -Vm index.toml -P KEY`.
 //! The secret key is written unencrypted unless `UPGRADE_SIGNING_PASSWORD` is set: then it is
@@ -26,7 +35,8 @@ use serde::Serialize;
 
 use super::Repository;
 use crate::config::Config;
-use crate::error::UpgradeError;
+use crate::context::Context;
+use crate::error::{UpgradeError, exit};
 use crate::model::catalog::{Catalog, Summary};
 
 pub const INDEX: &str = "index.toml";
@@ -43,15 +53,113 @@ const SIGNATURE_LIMIT: u64 = 4096;
 pub struct Trusted {
     pub repo: Repository,
     pub catalog: Catalog,
+    /// The repository was unreachable and this is the index `--download-only` kept: its path.
+    pub kept: Option<PathBuf>,
+    /// The signed index as the remote repository served it, for [`Trusted::keep`].
+    signed: Option<Verified>,
 }
 
-/// Fetches, verifies and parses the configured repository's index. `accepted` is the highest
-/// sequence this root has accepted so far.
-pub fn load(config: &Config, config_path: &Path, accepted: Option<u64>) -> Result<Trusted> {
-    let (repo, location, text) = verified_text(config, config_path)?;
+/// An index's text, verified against its signature when a key is configured.
+struct Verified {
+    location: String,
+    text: String,
+    signature: Option<Vec<u8>>,
+}
+
+/// Fetches, verifies and parses the configured repository's index; when a remote repository
+/// cannot be reached, the index kept by `--download-only` in the root's cache, if it still
+/// passes every check. `accepted` is the highest sequence this root has accepted so far.
+pub fn load(config: &Config, ctx: &Context, accepted: Option<u64>) -> Result<Trusted> {
+    let (config_path, cache) = (ctx.config_path.as_path(), &ctx.paths().cache);
+    let repo = Repository::configured(config, config_path)?;
+    let verified = match verified_text(&repo, config, config_path) {
+        Ok(verified) => verified,
+        // NB: exit 1 is "could not get it" (the `repo` module's table); an index that was
+        // served and refused (exit 2) is never replaced by the kept one.
+        Err(e) if repo.is_remote() && crate::error::exit_code(&e) == exit::FAILED => {
+            let Some((catalog, path)) = load_kept(config, config_path, accepted, cache) else {
+                return Err(e);
+            };
+            tracing::warn!(index = %path.display(), "repository unreachable ({e:#}): using the index kept by --download-only");
+            return Ok(Trusted {
+                repo,
+                catalog,
+                kept: Some(path),
+                signed: None,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let catalog = current_catalog(&verified, config, accepted)?;
+    let signed = (repo.is_remote() && verified.signature.is_some()).then_some(verified);
+    Ok(Trusted {
+        repo,
+        catalog,
+        kept: None,
+        signed,
+    })
+}
+
+impl Trusted {
+    /// Keeps this index and its signature in `cache`, for a run while the repository is
+    /// unreachable (`--download-only`, once the plan's artifacts are there). Nothing to keep
+    /// for a local repository or an index that was read from the cache.
+    pub fn keep(&self, cache: &Path) -> Result<()> {
+        let Some(Verified {
+            text,
+            signature: Some(signature),
+            ..
+        }) = &self.signed
+        else {
+            return Ok(());
+        };
+        crate::fsutil::write_atomic(&cache.join(SIGNATURE), signature)?;
+        crate::fsutil::write_atomic(&cache.join(INDEX), text.as_bytes())
+    }
+}
+
+/// The index kept in `cache` and its path, when it is there and passes every check of a
+/// served one; otherwise `None`, and why in the log.
+fn load_kept(
+    config: &Config,
+    config_path: &Path,
+    accepted: Option<u64>,
+    cache: &Path,
+) -> Option<(Catalog, PathBuf)> {
+    let path = cache.join(INDEX);
+    if !path.exists() {
+        return None;
+    }
+    let kept = || -> Result<Catalog> {
+        let location = path.display().to_string();
+        let read = |p: &Path| {
+            std::fs::read(p).with_context(|| format!("failed to read `{}`", p.display()))
+        };
+        let bytes = read(&path)?;
+        let signature = read(&cache.join(SIGNATURE))?;
+        let key = config.repository.public_key.as_deref().unwrap_or_default();
+        verify(key, &bytes, &signature, &location, config_path)?;
+        let verified = Verified {
+            text: into_text(bytes, &location)?,
+            location,
+            signature: Some(signature),
+        };
+        current_catalog(&verified, config, accepted)
+    };
+    match kept() {
+        Ok(catalog) => Some((catalog, path)),
+        Err(e) => {
+            tracing::warn!(index = %path.display(), "not using the index kept by --download-only: {e:#}");
+            None
+        }
+    }
+}
+
+/// Parses a verified index and refuses it when it is expired or older than `accepted`.
+fn current_catalog(v: &Verified, config: &Config, accepted: Option<u64>) -> Result<Catalog> {
     let catalog = Catalog::parse(
-        &text,
-        Path::new(&location),
+        &v.text,
+        Path::new(&v.location),
         &config.product,
         config.version_scheme,
     )?;
@@ -59,15 +167,16 @@ pub fn load(config: &Config, config_path: &Path, accepted: Option<u64>) -> Resul
         catalog.expires.as_ref(),
         catalog.sequence,
         accepted,
-        &location,
+        &v.location,
     )?;
-    Ok(Trusted { repo, catalog })
+    Ok(catalog)
 }
 
 /// [`load`] for `status`: the same signature, expiry and rollback checks, but only the
 /// releases' versions are parsed ([`Catalog::parse_summary`]).
 pub fn load_summary(config: &Config, config_path: &Path, accepted: Option<u64>) -> Result<Summary> {
-    let (_, location, text) = verified_text(config, config_path)?;
+    let repo = Repository::configured(config, config_path)?;
+    let Verified { location, text, .. } = verified_text(&repo, config, config_path)?;
     let summary = Catalog::parse_summary(
         &text,
         Path::new(&location),
@@ -83,10 +192,8 @@ pub fn load_summary(config: &Config, config_path: &Path, accepted: Option<u64>) 
     Ok(summary)
 }
 
-/// The index's text, read and (when a key is configured) verified against its signature: the
-/// repository, the index's location, and its text.
-fn verified_text(config: &Config, config_path: &Path) -> Result<(Repository, String, String)> {
-    let repo = Repository::configured(config, config_path)?;
+/// The repository's index, read and (when a key is configured) verified against its signature.
+fn verified_text(repo: &Repository, config: &Config, config_path: &Path) -> Result<Verified> {
     let location = repo.location(INDEX);
     let bytes = repo.read(INDEX, INDEX_LIMIT)?.ok_or_else(|| {
         UpgradeError::input_hint(
@@ -97,7 +204,7 @@ fn verified_text(config: &Config, config_path: &Path) -> Result<(Repository, Str
             ),
         )
     })?;
-    match config.repository.public_key.as_deref() {
+    let signature = match config.repository.public_key.as_deref() {
         Some(key) => {
             let signature = repo.read(SIGNATURE, SIGNATURE_LIMIT)?.ok_or_else(|| {
                 UpgradeError::input_hint(
@@ -110,6 +217,7 @@ fn verified_text(config: &Config, config_path: &Path) -> Result<(Repository, Str
                 )
             })?;
             verify(key, &bytes, &signature, &location, config_path)?;
+            Some(signature)
         }
         None if repo.is_remote() => {
             return Err(UpgradeError::input_hint(
@@ -122,13 +230,21 @@ fn verified_text(config: &Config, config_path: &Path) -> Result<(Repository, Str
             .into());
         }
         None => {
-            tracing::warn!(index = %location, "no public_key configured: using the local index unsigned")
+            tracing::warn!(index = %location, "no public_key configured: using the local index unsigned");
+            None
         }
-    }
-    let text = String::from_utf8(bytes).map_err(|_| {
+    };
+    Ok(Verified {
+        text: into_text(bytes, &location)?,
+        location,
+        signature,
+    })
+}
+
+fn into_text(bytes: Vec<u8>, location: &str) -> Result<String, UpgradeError> {
+    String::from_utf8(bytes).map_err(|_| {
         UpgradeError::input(format!("repository index `{location}` is not UTF-8 text"))
-    })?;
-    Ok((repo, location, text))
+    })
 }
 
 /// Refuses an expired index, and one older than the highest sequence this root has accepted.

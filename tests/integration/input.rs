@@ -76,28 +76,17 @@ fn malformed_index_names_file_and_line() {
 fn repo_index_rejects_missing_and_invalid_packages() {
     let sb = Sandbox::new();
     std::fs::write(sb.repo.join("releases.toml"), "product = \"demo\"\n[[releases]]\nversion = \"1.0.0\"\npackages = [\"packages/missing.rpm\"]\n").unwrap();
-    let out = Run::from(
-        std::process::Command::new(REAL_UPGRADE)
-            .args(["repo", "index"])
-            .arg(&sb.repo)
-            .output()
-            .unwrap(),
-    );
-    out.assert_code(2).assert_stderr("missing.rpm");
+    repo_index(&sb.repo)
+        .assert_code(2)
+        .assert_stderr("missing.rpm");
     std::fs::write(sb.repo.join("junk.rpm"), "not an rpm").unwrap();
     std::fs::write(
         sb.repo.join("releases.toml"),
         "product = \"demo\"\n[[releases]]\nversion = \"1.0.0\"\npackages = [\"junk.rpm\"]\n",
     )
     .unwrap();
-    let out = Run::from(
-        std::process::Command::new(REAL_UPGRADE)
-            .args(["repo", "index"])
-            .arg(&sb.repo)
-            .output()
-            .unwrap(),
-    );
-    out.assert_code(2)
+    repo_index(&sb.repo)
+        .assert_code(2)
         .assert_stderr("is not a readable RPM package");
     assert!(!sb.repo.join("index.toml").exists());
 }
@@ -259,4 +248,98 @@ fn read_only_commands_work_on_a_read_only_state_directory() {
     let (code, stderr) = read_only("--yes");
     assert_ne!(code, Some(0), "an upgrade cannot run there: {stderr}");
     assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+}
+
+/// `real-upgrade repo index DIR` (the vendor side), whatever its outcome.
+pub(crate) fn repo_index(dir: &std::path::Path) -> Run {
+    Run::from(
+        std::process::Command::new(REAL_UPGRADE)
+            .args(["repo", "index"])
+            .arg(dir)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// Writes `releases.toml` for one release `1.0.0` made of `packages`, one path a line.
+pub(crate) fn one_release_of(sb: &Sandbox, head: &str, packages: &[&str]) {
+    let lines: String = packages.iter().map(|p| format!("  {p:?},\n")).collect();
+    let text = format!(
+        "product = \"demo\"\n{head}[[releases]]\nversion = \"1.0.0\"\npackages = [\n{lines}]\n"
+    );
+    std::fs::write(sb.repo.join("releases.toml"), text).unwrap();
+}
+
+#[test]
+fn repo_index_refuses_a_package_listed_twice_in_a_release() {
+    let sb = Sandbox::new();
+    let dir = sb.repo.join("packages");
+    pkg("demo-server", "1.0.0").build(&dir);
+    pkg("demo-server", "1.0.1").build(&dir);
+    let (a, b) = (
+        "packages/demo-server-1.0.0-1.x86_64.rpm",
+        "packages/demo-server-1.0.1-1.x86_64.rpm",
+    );
+    one_release_of(&sb, "", &[a, b]);
+    let releases = sb.repo.join("releases.toml");
+    repo_index(&sb.repo)
+        .assert_code(2)
+        .assert_stderr(&format!("{}:6", releases.display()))
+        .assert_stderr("release `1.0.0` lists package `demo-server` twice")
+        .assert_stderr(&format!("`{a}` and `{b}`"));
+    assert!(!sb.repo.join("index.toml").exists());
+}
+
+#[test]
+fn index_with_a_package_listed_twice_in_a_release_is_refused() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel(
+        "1.0.0",
+        vec![pkg("demo-server", "1.0.0"), pkg("demo-cli", "1.0.0")],
+    )]);
+    let index = sb.repo.join("index.toml");
+    let good = std::fs::read_to_string(&index).unwrap();
+    let twice = good.replace("name = \"demo-cli\"", "name = \"demo-server\"");
+    assert_ne!(good, twice);
+    std::fs::write(&index, twice).unwrap();
+    let line = good
+        .lines()
+        .position(|l| l == "version = \"1.0.0\"")
+        .unwrap()
+        + 1;
+    for args in [&["plan"][..], &["--yes"]] {
+        sb.run(args)
+            .assert_code(2)
+            .assert_stderr(&format!("{}:{line}", index.display()))
+            .assert_stderr("release `1.0.0` lists package `demo-server` twice")
+            .assert_stderr("packages/demo-cli-1.0.0-1.x86_64.rpm");
+    }
+    assert!(sb.rpm_qa().is_empty());
+}
+
+#[test]
+fn repo_index_refuses_paths_outside_the_repository() {
+    let sb = Sandbox::new();
+    let outside = pkg("demo-server", "1.0.0").build(&sb.base.join("elsewhere"));
+    let up = "../elsewhere/demo-server-1.0.0-1.x86_64.rpm";
+    let releases = sb.repo.join("releases.toml");
+    for path in [up, outside.to_str().unwrap()] {
+        one_release_of(&sb, "", &[path]);
+        repo_index(&sb.repo)
+            .assert_code(2)
+            .assert_stderr(&format!("{}:5", releases.display()))
+            .assert_stderr(&format!("release `1.0.0` names `{path}`"))
+            .assert_stderr("relative and stay inside the repository");
+        assert!(!sb.repo.join("index.toml").exists(), "{path}");
+    }
+    one_release_of(
+        &sb,
+        &format!("[upgrader]\nversion = \"1.0.0\"\npackages = [{up:?}]\n"),
+        &[],
+    );
+    repo_index(&sb.repo)
+        .assert_code(2)
+        .assert_stderr(&format!("{}:4", releases.display()))
+        .assert_stderr(&format!("the upgrader names `{up}`"));
+    assert!(!sb.repo.join("index.toml").exists());
 }

@@ -1,6 +1,7 @@
 //! Remote repositories and trust (SPEC §1, §4): a real HTTP server on 127.0.0.1 with fault
 //! injection serving a signed repository; the shim's self-refresh; every refusal of the index
-//! and of artifacts; resumed and retried downloads.
+//! and of artifacts; resumed and retried downloads; the download cache (its keys, a plan
+//! downloaded for an offline run, pruning after a run).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -228,13 +229,8 @@ fn trust_expired_index_is_refused() {
     assert!(sb.rpm_qa().is_empty());
 }
 
-#[test]
-fn trust_replayed_older_sequence_is_refused() {
-    let (sb, _server) = served(one_release());
-    let old_index = std::fs::read(sb.repo.join("index.toml")).unwrap();
-    let old_sig = std::fs::read(sb.repo.join("index.toml.minisig")).unwrap();
-    sb.run(&["--yes"]).assert_code(0);
-    // a newer publication is accepted...
+/// Publishes sequence 6: releases 1.0.0 and 1.1.0, of `demo-server` alone.
+fn publish_1_1_0(sb: &Sandbox) {
     sb.publish_full(Publication {
         sign: true,
         sequence: Some(6),
@@ -244,6 +240,16 @@ fn trust_replayed_older_sequence_is_refused() {
         ],
         ..Default::default()
     });
+}
+
+#[test]
+fn trust_replayed_older_sequence_is_refused() {
+    let (sb, _server) = served(one_release());
+    let old_index = std::fs::read(sb.repo.join("index.toml")).unwrap();
+    let old_sig = std::fs::read(sb.repo.join("index.toml.minisig")).unwrap();
+    sb.run(&["--yes"]).assert_code(0);
+    // a newer publication is accepted...
+    publish_1_1_0(&sb);
     sb.run(&["--yes"]).assert_code(0);
     // ...then a mirror replays the old, validly signed one
     std::fs::write(sb.repo.join("index.toml"), old_index).unwrap();
@@ -274,16 +280,14 @@ fn trust_artifact_with_a_wrong_hash_is_refused() {
         .assert_stderr("has sha256")
         .assert_stderr(path);
     assert!(sb.rpm_qa().is_empty());
+    // neither the refused file nor its partial download stays in the cache
+    let cached = cached(&sb);
     assert!(
-        !sb.root
-            .join("var/lib/upgrade/cache/demo-server-1.0.0-1.x86_64.rpm")
-            .exists()
+        !cached.iter().any(|f| f.contains("demo-server")),
+        "{cached:?}"
     );
-    assert!(
-        !sb.root
-            .join("var/lib/upgrade/cache/demo-server-1.0.0-1.x86_64.part")
-            .exists()
-    );
+    // the resumed-download retry is not for a fresh download: it was fetched once
+    assert_eq!(server.requests(path).len(), 1);
 }
 
 #[test]
@@ -318,15 +322,20 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn trust_a_cut_download_resumes_with_range() {
+/// A release of one 2 MB package, served; the package's path in the repository.
+fn served_big() -> (Sandbox, Server, &'static str) {
     let big =
         RpmSpec::new("demo-server", "1.0.0").file("/usr/lib/demo/blob", noise(2_000_000), 0o644);
     let (sb, server) = served(Publication {
         releases: vec![rel("1.0.0", vec![big])],
         ..Default::default()
     });
-    let path = "packages/demo-server-1.0.0-1.x86_64.rpm";
+    (sb, server, "packages/demo-server-1.0.0-1.x86_64.rpm")
+}
+
+#[test]
+fn trust_a_cut_download_resumes_with_range() {
+    let (sb, server, path) = served_big();
     server.faults.lock().unwrap().cut.push((path.into(), 1));
     sb.run(&["--download-only"]).assert_code(0);
     let requests = server.requests(path);
@@ -447,4 +456,119 @@ fn trust_the_shim_refreshes_only_for_a_run_that_changes_the_host() {
             .contains("failed to refresh the upgrader"),
         "{doc}"
     );
+}
+
+/// The names of the files in the root's download cache.
+fn cached(sb: &Sandbox) -> Vec<String> {
+    let dir = sb.root.join("var/lib/upgrade/cache");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn trust_cache_keeps_two_artifacts_of_the_same_file_name_apart() {
+    let sb = Sandbox::new();
+    for (dir, name) in [("a", "demo-server"), ("b", "demo-cli")] {
+        let built = pkg(name, "1.0.0").build(&sb.repo.join(dir));
+        std::fs::rename(built, sb.repo.join(dir).join("demo.rpm")).unwrap();
+    }
+    crate::input::one_release_of(&sb, "", &["a/demo.rpm", "b/demo.rpm"]);
+    crate::input::repo_index(&sb.repo).assert_code(0);
+    sb.sign_index();
+    let server = Server::start(&sb.repo, 0).unwrap();
+    let key = sb.public_key();
+    sb.write_config_repo(
+        &server.url(),
+        &format!("public_key = \"{key}\"\nallow_insecure = true"),
+    );
+    sb.run(&["--download-only"]).assert_code(0);
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    assert_eq!(server.requests("a/demo.rpm").len(), 1);
+    assert_eq!(server.requests("b/demo.rpm").len(), 1);
+}
+
+#[test]
+fn trust_a_corrupt_partial_download_is_fetched_again_from_the_start() {
+    let (sb, server, path) = served_big();
+    // every attempt is cut: the run fails and leaves a partial download...
+    server.faults.lock().unwrap().cut.push((path.into(), 5));
+    sb.run(&["--download-only"])
+        .assert_code(1)
+        .assert_stderr("the download was cut");
+    let parts: Vec<String> = cached(&sb)
+        .into_iter()
+        .filter(|f| f.ends_with(".part"))
+        .collect();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    // ...which then rots on disk
+    let part = sb.root.join("var/lib/upgrade/cache").join(&parts[0]);
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&part, bytes).unwrap();
+    let before = server.requests(path).len();
+    let run = sb.run(&["--download-only"]);
+    run.assert_code(0);
+    assert!(!run.stderr.contains("sha256"), "{}", run.stderr);
+    let requests = server.requests(path)[before..].to_vec();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests[0].range.is_some(), "{requests:?}");
+    assert_eq!(requests[1].range, None, "then once more from scratch");
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+}
+
+#[test]
+fn trust_a_downloaded_plan_installs_when_the_repository_is_gone() {
+    let (sb, server) = served(one_release());
+    sb.run(&["--download-only"]).assert_code(0);
+    // a reachable repository that serves a refused index is still refused
+    let index = sb.repo.join("index.toml");
+    let good = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(&index, good.replace("sequence = 5", "sequence = 6")).unwrap();
+    sb.run(&["--yes"])
+        .assert_code(2)
+        .assert_stderr("changed after it was signed");
+    std::fs::write(&index, good).unwrap();
+    drop(server);
+    let run = shim(&sb, UPGRADE, &["--yes"]);
+    run.assert_code(0)
+        .assert_stderr("is unreachable")
+        .assert_stderr("kept by `--download-only`");
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+    // the successful run used up the kept index: the next one needs the repository again
+    sb.run(&["--yes"])
+        .assert_code(1)
+        .assert_stderr("failed to fetch");
+}
+
+#[test]
+fn trust_a_successful_run_prunes_the_cache_to_its_plan() {
+    let (sb, _server) = served(one_release());
+    sb.run(&["--yes"]).assert_code(0);
+    let first = cached(&sb);
+    assert!(
+        first.iter().any(|f| f.contains("demo-server-1.0.0")),
+        "{first:?}"
+    );
+    // 1.1.0 upgrades `demo-server` and no longer ships `demo-cli`
+    publish_1_1_0(&sb);
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.installed().as_deref(), Some("1.1.0"));
+    let after = cached(&sb);
+    assert_eq!(after.len(), 1, "only what the run installed: {after:?}");
+    assert!(after[0].contains("demo-server-1.1.0"), "{after:?}");
 }
