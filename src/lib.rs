@@ -28,6 +28,7 @@ pub mod fault;
 pub mod fsutil;
 pub mod log;
 pub mod plan;
+pub mod process;
 pub mod repo;
 pub mod run;
 pub mod selfupdate;
