@@ -19,11 +19,11 @@ use anyhow::Result;
 
 use crate::config::{Config, PackageBackend};
 use crate::context::{Context, Paths};
-use crate::error::UpgradeError;
 use crate::model::checks::{BITS32, CheckResult, Checks, Report, Severity, Size, Status};
 use crate::model::plan::{PackageOp, Plan};
 use crate::model::rpm::RpmDb;
-use crate::steps::hooks::{self, HookEnv, HookOutcome, Phase};
+use crate::process;
+use crate::steps::hooks::{self, HookEnv, Phase};
 
 /// What [`evaluate`] reads.
 pub struct PreflightInput<'a> {
@@ -486,29 +486,23 @@ fn custom_checks(input: &PreflightInput<'_>) -> Result<Vec<CheckResult>> {
         );
     }
     for check in &set.run {
-        let mut lines = Vec::new();
-        let outcome = hooks::run(check, &env, input.timeout, &mut |l| {
-            lines.push(l.to_string())
-        });
-        let code = match &outcome {
-            Ok(HookOutcome::Succeeded) => Some(0),
-            Ok(HookOutcome::RebootRequested) => Some(hooks::REBOOT_EXIT_CODE),
-            Err(e) => match crate::error::find(e) {
-                Some(UpgradeError::HookFailed {
-                    status: crate::error::HookStatus::Exited(code),
-                    ..
-                }) => Some(*code),
-                _ => None,
-            },
-        };
-        let line = lines.last().cloned().unwrap_or_default();
-        let (status, measured) = match (code, &outcome) {
-            (Some(0), _) => (Status::Passed, line.clone()),
-            (Some(1), _) => (Status::Warning, line.clone()),
-            (Some(2), _) => (Status::Inhibitor, line.clone()),
-            (Some(c), _) => (Status::Inhibitor, format!("exited with {c}: {line}")),
-            (None, Err(e)) => (Status::Inhibitor, format!("{e:#}")),
-            (None, Ok(_)) => unreachable!("a finished check has an exit code"),
+        // NB: a check's exit code is its verdict, not a failure: it runs through the process
+        // runner directly, not as a hook.
+        let finished = process::run(&env.options(&check.path, input.timeout), &mut |_| {});
+        let (status, measured) = match finished {
+            Ok(f) => {
+                let line = f.last_lines.last().cloned().unwrap_or_default();
+                match f.status {
+                    process::Status::Exited(0) => (Status::Passed, line),
+                    process::Status::Exited(1) => (Status::Warning, line),
+                    process::Status::Exited(2) => (Status::Inhibitor, line),
+                    process::Status::Exited(c) => {
+                        (Status::Inhibitor, format!("exited with {c}: {line}"))
+                    }
+                    other => (Status::Inhibitor, format!("`{}` {other}", check.name)),
+                }
+            }
+            Err(e) => (Status::Inhibitor, format!("{e:#}")),
         };
         let severity = match status {
             Status::Warning => Severity::Warning,

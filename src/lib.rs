@@ -42,6 +42,7 @@ pub mod log;
 pub mod model;
 pub mod ops;
 pub mod planner;
+pub mod process;
 pub mod repo;
 pub mod state;
 pub mod steps;

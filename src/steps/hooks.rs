@@ -1,28 +1,25 @@
 //! Hooks (SPEC §6): the vendor's and the administrator's executables for a phase, merged, filtered
-//! and ordered the way run-parts does, and run one at a time with a clean environment, a timeout
-//! that kills the whole process group, and their output streamed line by line.
+//! and ordered the way run-parts does, and run one at a time through [`crate::process`] (a clean
+//! environment, a timeout that kills the whole process group, output streamed line by line); this
+//! module adds what an exit code means for a hook.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::StepContext;
 use crate::context::Paths;
-use crate::error::{HookStatus, UpgradeError};
+use crate::error::UpgradeError;
 use crate::model::journal::JournalKey;
 use crate::model::plan::{Hop, HopStep, PlannedHook, Step};
+use crate::process::{self, RunOptions, Status};
 use crate::ui::Event;
 
 /// Exit code by which a hook asks for a reboot.
@@ -204,7 +201,21 @@ pub struct HookEnv {
 }
 
 impl HookEnv {
-    pub fn vars(&self) -> Vec<(&'static str, String)> {
+    /// How the process runner starts `program` with this environment: in the root, bounded by
+    /// `timeout`, keeping the last lines for a failure's message.
+    pub fn options(&self, program: &Path, timeout: Duration) -> RunOptions {
+        RunOptions {
+            program: program.to_path_buf(),
+            args: Vec::new(),
+            env: self.vars(),
+            cwd: self.root.clone(),
+            timeout,
+            keep_lines: LAST_LINES,
+        }
+    }
+
+    /// The whole environment of a hook: what it inherits, then the variables of the run.
+    pub fn vars(&self) -> Vec<(OsString, OsString)> {
         let flag = |b: bool| if b { "1" } else { "0" }.to_string();
         let mut vars = vec![
             ("UPGRADE_PHASE", self.phase.as_str().into()),
@@ -219,7 +230,9 @@ impl HookEnv {
             ("UPGRADE_RUN_ID", self.run_id.to_string()),
         ];
         vars.extend(self.extra.iter().cloned());
-        vars
+        let mut env = process::inherited_env();
+        env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        env
     }
 }
 
@@ -230,6 +243,7 @@ pub enum HookOutcome {
     RebootRequested,
 }
 
+/// How many of its last lines a failed hook's error shows.
 const LAST_LINES: usize = 10;
 
 /// Runs one hook to completion; `on_line` receives every line it prints (stdout and stderr).
@@ -239,165 +253,29 @@ pub fn run(
     timeout: Duration,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<HookOutcome> {
-    let (reader, writer) = io::pipe().context("failed to create a pipe for hook output")?;
-    let mut command = Command::new(&hook.path);
-    command
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().context("failed to duplicate a pipe")?)
-        .stderr(writer)
-        .envs(env.vars())
-        .current_dir(&env.root)
-        .process_group(0);
-    // NB: the umask is set in this process, not in a pre_exec closure: without a closure std
-    // spawns with posix_spawn (vfork semantics) instead of fork, several times cheaper for a
-    // large parent, and hooks inherit the umask all the same.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("failed to start hook `{}`", hook.path.display()))?;
-    drop(command); // NB: the Command holds the pipe's write end; keep it open and EOF never comes.
-    let pid = child.id() as i32;
-    let mut output = LineSplitter::default();
-    let deadline = Instant::now() + timeout;
-    let mut reader = reader;
-    set_nonblocking(&reader)?;
-    // While the pipe is open it tells us everything: it closes when the hook exits. Only a hook
-    // that closes its output and runs on needs a pidfd (or, without one, a polled wait).
-    let mut pipe_open = true;
-    let mut pidfd: Option<OwnedFd> = None;
-    let status = loop {
-        let now = Instant::now();
-        if now >= deadline {
-            break None;
-        }
-        let remaining =
-            PollTimeout::try_from((deadline - now).as_millis().min(i32::MAX as u128) as i32)
-                .unwrap_or(PollTimeout::MAX);
-        if pipe_open {
-            let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, remaining) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e).context("failed to poll hook output"),
-            }
-            pipe_open = drain(&mut reader, &mut output, on_line);
-            if !pipe_open {
-                if let Some(status) = child.try_wait().context("failed to wait for a hook")? {
-                    break Some(status);
-                }
-                pidfd = pidfd_open(pid);
-            }
-            continue;
-        }
-        if let Some(status) = child.try_wait().context("failed to wait for a hook")? {
-            break Some(status);
-        }
-        match &pidfd {
-            Some(fd) => {
-                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-                match poll(&mut fds, remaining) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(e).context("failed to wait for a hook"),
-                }
-            }
-            None => std::thread::sleep(Duration::from_millis(10).min(deadline - now)),
-        }
-    };
-    let status = match status {
-        Some(status) => status,
-        None => {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = child.wait();
-            drain(&mut reader, &mut output, on_line);
-            output.flush(on_line);
-            return Err(failure(hook, HookStatus::TimedOut(timeout), output));
-        }
-    };
-    output.flush(on_line);
-    match (status.code(), status.signal()) {
-        (Some(0), _) => Ok(HookOutcome::Succeeded),
-        (Some(REBOOT_EXIT_CODE), _) => Ok(HookOutcome::RebootRequested),
-        (Some(code), _) => Err(failure(hook, HookStatus::Exited(code), output)),
-        (None, Some(sig)) => Err(failure(hook, HookStatus::Signalled(sig), output)),
-        (None, None) => Err(failure(hook, HookStatus::Exited(-1), output)),
-    }
+    run_program(&hook.path, &hook.name, env, timeout, on_line)
 }
 
-fn failure(hook: &Hook, status: HookStatus, output: LineSplitter) -> anyhow::Error {
-    UpgradeError::HookFailed {
-        name: hook.name.clone(),
-        status,
-        last_lines: output.last.into_iter().collect(),
-    }
-    .into()
-}
-
-/// Reads what is available; false once the pipe is at end of file.
-fn drain(
-    reader: &mut io::PipeReader,
-    out: &mut LineSplitter,
+/// [`run`] for an executable that follows the hook rules but is not a hook of a phase (an
+/// executable data migration): `name` labels its output and its failure.
+pub fn run_program(
+    path: &Path,
+    name: &str,
+    env: &HookEnv,
+    timeout: Duration,
     on_line: &mut dyn FnMut(&str),
-) -> bool {
-    let mut buf = [0u8; 8192];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return false,
-            Ok(n) => out.push(&buf[..n], on_line),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+) -> Result<HookOutcome> {
+    let finished = process::run(&env.options(path, timeout), on_line)?;
+    match finished.status {
+        Status::Exited(0) => Ok(HookOutcome::Succeeded),
+        Status::Exited(REBOOT_EXIT_CODE) => Ok(HookOutcome::RebootRequested),
+        status => Err(UpgradeError::HookFailed {
+            name: name.to_string(),
+            status,
+            last_lines: finished.last_lines,
         }
+        .into()),
     }
-}
-
-#[derive(Default)]
-struct LineSplitter {
-    partial: Vec<u8>,
-    last: VecDeque<String>,
-}
-
-impl LineSplitter {
-    fn push(&mut self, bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
-        self.partial.extend_from_slice(bytes);
-        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=i).collect();
-            self.emit(&line[..line.len() - 1], on_line);
-        }
-    }
-
-    fn flush(&mut self, on_line: &mut dyn FnMut(&str)) {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.emit(&line, on_line);
-        }
-    }
-
-    fn emit(&mut self, line: &[u8], on_line: &mut dyn FnMut(&str)) {
-        let line = String::from_utf8_lossy(line);
-        on_line(&line);
-        if self.last.len() == LAST_LINES {
-            self.last.pop_front();
-        }
-        self.last.push_back(line.into_owned());
-    }
-}
-
-fn set_nonblocking(reader: &io::PipeReader) -> Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(reader, FcntlArg::F_GETFL).context("fcntl(F_GETFL) on a pipe")?;
-    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-    fcntl(reader, FcntlArg::F_SETFL(flags)).context("fcntl(F_SETFL) on a pipe")?;
-    Ok(())
-}
-
-/// A descriptor that becomes readable when `pid` exits (Linux ≥ 5.3); `None` where unsupported.
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The hooks of `planned` as they are on disk now: fails naming a planned hook that is gone,
@@ -505,20 +383,4 @@ pub fn run_phase(
         }
     }
     cx.journal.mark_phase(&Step::Hop(index, step).key(), &keys)
-}
-
-/// Runs an executable that follows the hook rules but is not a hook of a phase (an executable
-/// data migration, a `checks.d` program): `name` labels its output and errors.
-pub fn run_program(
-    path: &Path,
-    name: &str,
-    env: &HookEnv,
-    timeout: Duration,
-    on_line: &mut dyn FnMut(&str),
-) -> Result<HookOutcome> {
-    let hook = Hook {
-        name: name.to_string(),
-        path: path.to_path_buf(),
-    };
-    run(&hook, env, timeout, on_line)
 }

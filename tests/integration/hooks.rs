@@ -1,7 +1,9 @@
 //! Hooks exactly as SPEC §6: merge, filter, order, masking, environment, failure, timeout,
-//! permissions and reboot requests.
+//! permissions and reboot requests, and hooks that print a lot or leave a daemon behind.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -120,6 +122,37 @@ fn hooks_get_the_documented_environment() {
 }
 
 #[test]
+fn hooks_get_a_clean_environment_not_the_callers() {
+    let sb = Sandbox::new();
+    one_release(&sb);
+    let out = sb.base.join("names");
+    sb.hook(
+        "pre",
+        false,
+        "10-env",
+        &format!("env | cut -d= -f1 | sort > {}", out.display()),
+    );
+    let run = sb
+        .cmd(&["--yes"])
+        .env("CALLER_SECRET", "1")
+        .env("LANG", "C.UTF-8")
+        .output()
+        .unwrap();
+    Run::from(run).assert_code(0);
+    let names = std::fs::read_to_string(&out).unwrap();
+    let inherited = ["PATH", "LANG", "LC_ALL", "TERM", "HOME", "TZ"];
+    // the shell adds PWD, SHLVL and `_` itself
+    let by_shell = ["PWD", "SHLVL", "_"];
+    for name in names.lines() {
+        assert!(
+            inherited.contains(&name) || by_shell.contains(&name) || name.starts_with("UPGRADE_"),
+            "the hook got `{name}`:\n{names}"
+        );
+    }
+    assert!(names.lines().any(|n| n == "PATH") && names.lines().any(|n| n == "LANG"));
+}
+
+#[test]
 fn a_failing_hook_stops_the_run_and_the_next_run_resumes_at_it() {
     let sb = Sandbox::new();
     one_release(&sb);
@@ -175,11 +208,7 @@ fn a_hook_that_times_out_is_killed_with_its_process_group() {
         .assert_code(1)
         .assert_stderr("hook `10-slow` timed out after 1s");
     assert!(started.elapsed() < Duration::from_secs(30));
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pidfile);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         // the killed grandchild may linger as a zombie of init for a moment
@@ -255,4 +284,146 @@ fn a_reboot_request_stops_with_10_and_resumes_at_the_next_hook() {
         ]
     );
     assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+}
+
+/// `real-upgrade ARGS…`, killed with everything it started if it takes longer than `limit`;
+/// its outcome and how long it took.
+fn run_within(sb: &Sandbox, args: &[&str], limit: Duration) -> (Run, Duration) {
+    let stdout = sb.base.join("run.stdout");
+    let stderr = sb.base.join("run.stderr");
+    let started = Instant::now();
+    let mut child = sb
+        .cmd(args)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            // the run and its hook, which share its process group
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = child.wait();
+            panic!(
+                "`upgrade {}` was still running after {limit:?}",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let output = Output {
+        status,
+        stdout: std::fs::read(&stdout).unwrap(),
+        stderr: std::fs::read(&stderr).unwrap(),
+    };
+    (Run::from(output), took)
+}
+
+fn read_pid(pidfile: &std::path::Path) -> i32 {
+    std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Kills a process a test's hook left behind, however the test ends.
+struct Reap(i32);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn a_hook_is_done_when_it_exits_though_a_daemon_it_started_holds_its_output() {
+    let sb = Sandbox::new();
+    one_release(&sb);
+    sb.write_config("[hooks]\ntimeout = \"30s\"\n");
+    let pidfile = sb.base.join("daemon.pid");
+    // the daemon inherits the hook's stdout and stderr and keeps them open
+    sb.hook(
+        "pre",
+        false,
+        "10-start-daemon",
+        &format!(
+            "sleep 300 &\necho $! > {}\necho daemon started",
+            pidfile.display()
+        ),
+    );
+    sb.logging_hook("pre", false, "20-next");
+    let (run, took) = run_within(&sb, &["--yes"], Duration::from_secs(60));
+    let pid = read_pid(&pidfile);
+    let _reap = Reap(pid);
+    run.assert_code(0).assert_stderr("daemon started");
+    assert!(
+        took < Duration::from_secs(10),
+        "the run waited {took:?} for the hook's daemon"
+    );
+    assert_eq!(sb.hook_log().len(), 1, "the next hook ran");
+    assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+    // the daemon was started on purpose: it is left running
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn the_timeout_holds_for_a_hook_that_keeps_printing() {
+    let sb = Sandbox::new();
+    one_release(&sb);
+    sb.write_config("[hooks]\ntimeout = \"3s\"\n");
+    sb.hook(
+        "pre",
+        false,
+        "10-chatty",
+        "while :; do echo still working; done",
+    );
+    let (run, took) = run_within(&sb, &["--yes"], Duration::from_secs(60));
+    run.assert_code(1)
+        .assert_stderr("hook `10-chatty` timed out after 3s")
+        .assert_stderr("| still working");
+    assert!(
+        took < Duration::from_secs(10),
+        "a 3 s timeout fired after {took:?}"
+    );
+    assert!(sb.rpm_qa().is_empty());
+}
+
+#[test]
+fn hook_output_without_newlines_is_handled_in_linear_time_and_bounded_lines() {
+    let sb = Sandbox::new();
+    one_release(&sb);
+    sb.hook(
+        "pre",
+        false,
+        "10-blob",
+        "head -c 20000000 /dev/zero | tr '\\0' x",
+    );
+    let (run, took) = run_within(&sb, &["--yes"], Duration::from_secs(120));
+    run.assert_code(0);
+    assert!(
+        took < Duration::from_secs(20),
+        "20 MB without a newline took {took:?}"
+    );
+    let log = std::fs::read_to_string(sb.root.join("var/log/upgrade/upgrade.log")).unwrap();
+    let xs: usize = log.lines().map(|l| l.matches('x').count()).sum();
+    assert!(
+        xs >= 20_000_000,
+        "the log holds {xs} of the 20,000,000 bytes"
+    );
+    let longest = log.lines().map(str::len).max().unwrap();
+    assert!(
+        longest < 65 * 1024,
+        "a log line of {longest} bytes: lines are cut at 64 KiB"
+    );
 }

@@ -489,3 +489,30 @@ fn the_sysv_and_command_backends_drive_real_daemons_in_order() {
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok());
 }
+
+#[test]
+fn a_start_command_is_done_when_it_exits_though_the_daemon_holds_its_output() {
+    let sb = Sandbox::new();
+    let pidfile = sb.base.join("daemon.pid");
+    let _guard = Pidfiles(vec![pidfile.clone()]);
+    let dir = sb.root.join("usr/share/upgrade");
+    std::fs::create_dir_all(&dir).unwrap();
+    // the daemon inherits the start command's stdout and stderr and keeps them open
+    std::fs::write(
+        dir.join("service-order.toml"),
+        format!(
+            "[service.d]\nbackend = \"command\"\nstart = \"sleep 300 & echo $! > {pid}\"\n\
+             stop = \"kill $(cat {pid}) 2>/dev/null; true\"\n",
+            pid = pidfile.display()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    sb.run(&["services", "restart"]).assert_code(0);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the start command's daemon kept the run waiting {took:?}"
+    );
+    assert!(pidfile.exists());
+}

@@ -1,28 +1,25 @@
 //! How one service is stopped, started, asked for its status and checked for readiness, per
 //! backend: `systemctl`, `/etc/init.d` scripts (or `service`), runit's `sv`, and the `command`
-//! backend's `sh -c` templates. Every command is bounded in time and its output captured.
+//! backend's `sh -c` templates. Every command runs through [`crate::process`]: bounded in time,
+//! with the clean environment hooks get, and its output captured.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::ffi::OsString;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 
 use crate::config::ServiceBackend;
 use crate::model::services::{ReadyCheck, Service};
+use crate::process::{self, RunOptions, Status};
 
 /// How often a readiness check is polled (a refused connect costs microseconds).
 const POLL: Duration = Duration::from_millis(10);
 /// How often runsv's state file is read while a service changes state.
 const RUNIT_POLL: Duration = Duration::from_millis(2);
-/// The most output kept from one command.
-const OUTPUT_LIMIT: usize = 4096;
+/// How many of its last lines of output a command's failure shows.
+const OUTPUT_LINES: usize = 30;
 
 /// What the backends need from the run: the root, runit's directory and the command bound.
 #[derive(Debug, Clone)]
@@ -54,29 +51,22 @@ impl Verb {
 #[derive(Debug)]
 pub struct Finished {
     pub line: String,
-    /// `None` when it timed out and was killed.
-    pub status: Option<ExitStatus>,
+    pub status: Status,
+    /// Its last lines.
     pub output: String,
 }
 
 impl Finished {
     pub fn success(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
+        self.status == Status::Exited(0)
     }
 
-    fn describe(&self, timeout: Duration) -> String {
-        let how = match self.status {
-            None => format!("timed out after {}", humantime::format_duration(timeout)),
-            Some(s) => match s.code() {
-                Some(code) => format!("exited with {code}"),
-                None => format!("was killed ({s})"),
-            },
-        };
+    fn describe(&self) -> String {
         let output = self.output.trim_end();
         if output.is_empty() {
-            format!("`{}` {how}", self.line)
+            format!("`{}` {}", self.line, self.status)
         } else {
-            format!("`{}` {how}:\n{}", self.line, indent(output))
+            format!("`{}` {}:\n{}", self.line, self.status, indent(output))
         }
     }
 }
@@ -102,7 +92,10 @@ impl Backends {
         let Some(command) = self.command(svc, Verb::Status) else {
             return "(the service has no `status` command)".into();
         };
-        match run_bounded(command, self.timeout.min(Duration::from_secs(10))) {
+        match run_bounded(RunOptions {
+            timeout: self.timeout.min(Duration::from_secs(10)),
+            ..command
+        }) {
             Ok(done) => {
                 let output = done.output.trim_end();
                 let output = if output.is_empty() {
@@ -121,9 +114,9 @@ impl Backends {
             .command(svc, verb)
             .expect("start and stop always exist");
         let deadline = Instant::now() + self.timeout;
-        let done = run_bounded(command, self.timeout)?;
+        let done = run_bounded(command)?;
         if !done.success() {
-            anyhow::bail!("{}", done.describe(self.timeout));
+            anyhow::bail!("{}", done.describe());
         }
         if svc.backend == ServiceBackend::Runit {
             let want = if verb == Verb::Start { "run" } else { "down" };
@@ -164,24 +157,25 @@ impl Backends {
         }
     }
 
-    fn command(&self, svc: &Service, verb: Verb) -> Option<Command> {
-        let mut command;
-        match svc.backend {
+    fn command(&self, svc: &Service, verb: Verb) -> Option<RunOptions> {
+        let (program, args, service): (PathBuf, Vec<OsString>, _) = match svc.backend {
             // NB: systemctl talks to the host's systemd whatever the root; `--root` only
             // affects unit files, so it is not passed.
-            ServiceBackend::Systemd => {
-                command = Command::new("systemctl");
-                command.args([verb.as_str(), &svc.unit]);
-            }
+            ServiceBackend::Systemd => (
+                "systemctl".into(),
+                vec![verb.as_str().into(), svc.unit.as_str().into()],
+                None,
+            ),
             ServiceBackend::Sysv => {
                 let script = self.root.join("etc/init.d").join(&svc.unit);
-                if script.exists() {
-                    command = Command::new(script);
-                } else {
-                    command = Command::new("service");
-                    command.arg(&svc.unit);
+                match script.exists() {
+                    true => (script, vec![verb.as_str().into()], None),
+                    false => (
+                        "service".into(),
+                        vec![svc.unit.as_str().into(), verb.as_str().into()],
+                        None,
+                    ),
                 }
-                command.arg(verb.as_str());
             }
             ServiceBackend::Runit => {
                 // NB: sv exits 0 once the command is sent; 1-99 counts services it failed on
@@ -191,8 +185,11 @@ impl Backends {
                     Verb::Stop => "down",
                     Verb::Status => "status",
                 };
-                command = Command::new("sv");
-                command.arg(verb).arg(self.runit_dir(svc));
+                (
+                    "sv".into(),
+                    vec![verb.into(), self.runit_dir(svc).into()],
+                    None,
+                )
             }
             ServiceBackend::Command => {
                 let template = match verb {
@@ -200,15 +197,40 @@ impl Backends {
                     Verb::Stop => &svc.commands.stop,
                     Verb::Status => svc.commands.status.as_ref()?,
                 };
-                command = Command::new("sh");
-                command.arg("-c").arg(template);
-                command.env("UPGRADE_SERVICE", &svc.name);
+                let (program, args) = shell(template);
+                (program, args, Some(svc.name.as_str()))
             }
-        }
-        command
-            .env("UPGRADE_ROOT", &self.root)
-            .current_dir(&self.root);
-        Some(command)
+        };
+        Some(options(program, args, &self.root, service, self.timeout))
+    }
+}
+
+/// `sh -c SCRIPT`.
+fn shell(script: &str) -> (PathBuf, Vec<OsString>) {
+    ("sh".into(), vec!["-c".into(), script.into()])
+}
+
+/// How a service command runs: in the root, with the clean environment plus `UPGRADE_ROOT` (and
+/// `UPGRADE_SERVICE` for the `command` backend's templates).
+fn options(
+    program: PathBuf,
+    args: Vec<OsString>,
+    root: &Path,
+    service: Option<&str>,
+    timeout: Duration,
+) -> RunOptions {
+    let mut env = process::inherited_env();
+    env.push(("UPGRADE_ROOT".into(), root.into()));
+    if let Some(name) = service {
+        env.push(("UPGRADE_SERVICE".into(), name.into()));
+    }
+    RunOptions {
+        program,
+        args,
+        env,
+        cwd: root.to_path_buf(),
+        timeout,
+        keep_lines: OUTPUT_LINES,
     }
 }
 
@@ -224,14 +246,12 @@ pub fn await_ready(check: &ReadyCheck, timeout: Duration, root: &Path) -> Result
                 Err(e) => e,
             },
             ReadyCheck::Command(cmd) => {
-                let mut command = Command::new("sh");
-                command.arg("-c").arg(cmd).current_dir(root);
-                command.env("UPGRADE_ROOT", root);
-                let done = run_bounded(command, remaining.max(POLL))?;
+                let (program, args) = shell(cmd);
+                let done = run_bounded(options(program, args, root, None, remaining.max(POLL)))?;
                 if done.success() {
                     return Ok(started.elapsed());
                 }
-                done.describe(remaining)
+                done.describe()
             }
         };
         if Instant::now() >= deadline {
@@ -259,75 +279,19 @@ fn tcp_connect(addr: &str, timeout: Duration) -> Result<(), String> {
     Err(last)
 }
 
-/// Runs `command` with no input, stdout and stderr captured together, killed (with its whole
-/// process group) after `timeout`.
-pub fn run_bounded(mut command: Command, timeout: Duration) -> Result<Finished> {
-    let line = command_line(&command);
-    // NB: the output goes to an anonymous file, not a pipe: a start command that leaves a daemon
-    // behind passes it the descriptor, and a pipe would then never reach end of file.
-    let fd = nix::sys::memfd::memfd_create(
-        c"upgrade-service-output",
-        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-    )
-    .context("failed to create a buffer for command output")?;
-    let mut file = File::from(fd);
-    let out = file
-        .try_clone()
-        .context("failed to duplicate a descriptor")?;
-    let err = file
-        .try_clone()
-        .context("failed to duplicate a descriptor")?;
-    command
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("failed to run `{line}`"))?;
-    drop(command);
-    let deadline = Instant::now() + timeout;
-    let mut sleep = Duration::from_millis(1);
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .with_context(|| format!("failed to wait for `{line}`"))?
-        {
-            break Some(status);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-            let _ = child.wait();
-            break None;
-        }
-        // short first: most commands are done within milliseconds
-        std::thread::sleep(sleep.min(deadline - now));
-        sleep = (sleep * 2).min(Duration::from_millis(10));
-    };
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut bytes))
-        .with_context(|| format!("failed to read the output of `{line}`"))?;
-    let mut output = String::from_utf8_lossy(&bytes).into_owned();
-    if output.len() > OUTPUT_LIMIT {
-        let mut cut = output.len() - OUTPUT_LIMIT;
-        while !output.is_char_boundary(cut) {
-            cut += 1;
-        }
-        output = format!("…{}", &output[cut..]);
-    }
+/// Runs `command` with its output captured (its last lines), killed with its whole process group
+/// at its timeout.
+// NB: a start command that leaves its daemon holding the command's output is done when it exits
+// (`process` watches the exit, not the end of the output). The daemon must not write to that
+// output later: nobody reads it any more (EPIPE). The anonymous file used here before took such
+// writes, without bound; daemons point their output elsewhere (`>/dev/null 2>&1`, a log).
+pub fn run_bounded(command: RunOptions) -> Result<Finished> {
+    let line = command.command_line();
+    let done =
+        process::run(&command, &mut |_| {}).with_context(|| format!("failed to run `{line}`"))?;
     Ok(Finished {
         line,
-        status,
-        output,
+        status: done.status,
+        output: done.last_lines.join("\n"),
     })
-}
-
-fn command_line(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }

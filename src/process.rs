@@ -1,0 +1,631 @@
+//! The one way `upgrade` runs a program it does not own (hooks, data migrations, `checks.d`, service
+//! commands): a clean environment, no input, umask 022, its own process group, its output (stdout
+//! and stderr together) streamed line by line, and a timeout after which the whole group is killed.
+//! What the exit means is the caller's business: this module knows no hook rules.
+//!
+//! It is on the hot path of a phase of a thousand trivial hooks, so a run costs few system calls:
+//! `posix_spawn` (no `fork` of our address space), one pipe, one pidfd and a `poll` on both.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// How a program ended: exited with a code, killed by a signal, or timed out (and then killed).
+// NB: the type lives in `error` because `UpgradeError::HookFailed` carries it; it is not only a
+// hook's.
+pub type Status = crate::error::HookStatus;
+
+/// The variables a program inherits from ours (SPEC §6), where set; everything else it is given.
+pub const INHERITED: [&str; 6] = ["PATH", "LANG", "LC_ALL", "TERM", "HOME", "TZ"];
+
+/// Where a program name without a slash is looked up when the given environment has no `PATH`.
+const DEFAULT_PATH: &str = "/usr/bin:/bin";
+
+/// The longest line passed on: a longer one (or output without newlines) comes in pieces of this
+/// size, so memory and the log stay bounded whatever a program prints.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The longest line kept for [`Finished::last_lines`]; longer ones end in `…`.
+const MAX_KEPT_LINE: usize = 1024;
+
+/// How often a child's exit is checked where the kernel has no pidfd (Linux < 5.3).
+const EXIT_POLL: Duration = Duration::from_millis(20);
+
+/// What to run, and how.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A path, or a name looked up in the `PATH` of `env`.
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The whole environment: nothing of ours is passed unless it is here (see [`inherited_env`]).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub timeout: Duration,
+    /// How many of the last lines to keep for [`Finished::last_lines`].
+    pub keep_lines: usize,
+}
+
+impl RunOptions {
+    /// The program and its arguments, for messages.
+    pub fn command_line(&self) -> String {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A program that ended (or timed out and was killed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub status: Status,
+    /// The last lines it printed, at most `keep_lines`, each at most 1 KiB.
+    pub last_lines: Vec<String>,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.status == Status::Exited(0)
+    }
+}
+
+/// [`INHERITED`] as this process has them.
+pub fn inherited_env() -> Vec<(OsString, OsString)> {
+    INHERITED
+        .iter()
+        .filter_map(|&k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+        .collect()
+}
+
+/// Runs `options.program` to its end; `on_line` receives every line it prints.
+///
+/// It is over when the program exits: what it printed until then is passed on, and processes it
+/// left behind are left alone (see the `NB` in the body). At the timeout its whole process group
+/// gets SIGKILL, with no grace period.
+pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<Finished> {
+    let program = resolve(&options.program, &options.env);
+    let (reader, writer) = io::pipe().context("failed to create a pipe for program output")?;
+    let mut command = Command::new(&program);
+    command
+        .args(&options.args)
+        .env_clear()
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&options.cwd)
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().context("failed to duplicate a pipe")?)
+        .stderr(writer)
+        .process_group(0);
+    // NB: the umask is set in this process, not in a pre_exec closure: without a closure std
+    // spawns with posix_spawn (vfork semantics) instead of fork, several times cheaper for a large
+    // parent, and the child inherits the umask all the same (as does this process from the first
+    // run on: what it creates itself gets 022 too). For the same reason `program` is a path by
+    // now: std falls back to fork to look a name up in a `PATH` of the child's own.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let child = command
+        .spawn()
+        .with_context(|| format!("failed to start `{}`", program.display()))?;
+    drop(command); // NB: the Command holds the pipe's write end; keep it open and EOF never comes.
+    let mut running = Running::new(child, reader)?;
+    let mut lines = Lines::new(options.keep_lines);
+    let deadline = Instant::now() + options.timeout;
+    let exit = loop {
+        let now = Instant::now();
+        // NB: checked on every turn, however much the program prints (issue 12, item 3).
+        if now >= deadline {
+            running.kill(&mut lines, on_line)?;
+            break None;
+        }
+        if let Some(exit) = running.wait_for_output_or_exit(deadline - now, &mut lines, on_line)? {
+            break Some(exit);
+        }
+    };
+    lines.flush(on_line);
+    let status = match exit {
+        Some(exit) => match (exit.code(), exit.signal()) {
+            (Some(code), _) => Status::Exited(code),
+            (None, Some(signal)) => Status::Signalled(signal),
+            (None, None) => Status::Exited(-1),
+        },
+        None => Status::TimedOut(options.timeout),
+    };
+    Ok(Finished {
+        status,
+        last_lines: lines.last.into(),
+    })
+}
+
+/// `program` as a path: a name without a slash is looked up in the `PATH` of `env`, as `execvp`
+/// would in the child; a name found nowhere stays as it is, and spawning it fails.
+fn resolve(program: &Path, env: &[(OsString, OsString)]) -> PathBuf {
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return program.to_path_buf();
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map_or(OsStr::new(DEFAULT_PATH), |(_, v)| v.as_os_str());
+    std::env::split_paths(path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| program.to_path_buf())
+}
+
+/// A spawned child, its output pipe and (where the kernel has them) a pidfd that becomes readable
+/// when it exits. Dropped before the child is reaped (an error, a panic in a callback), it kills
+/// the child's process group, so nothing runs on unbounded.
+struct Running {
+    child: Child,
+    /// `None` once the pipe is at end of file.
+    reader: Option<io::PipeReader>,
+    pidfd: Option<OwnedFd>,
+    reaped: bool,
+    buf: Vec<u8>,
+}
+
+impl Running {
+    fn new(child: Child, reader: io::PipeReader) -> Result<Running> {
+        let pidfd = pidfd_open(child.id() as i32);
+        let running = Running {
+            child,
+            reader: Some(reader),
+            pidfd,
+            reaped: false,
+            buf: vec![0; MAX_LINE],
+        };
+        if let Some(reader) = &running.reader {
+            set_nonblocking(reader)?;
+        }
+        Ok(running)
+    }
+
+    /// Waits at most `wait` for output or the child's exit; passes on what it read, and returns
+    /// the exit status once the child has exited.
+    fn wait_for_output_or_exit(
+        &mut self,
+        wait: Duration,
+        lines: &mut Lines,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<Option<std::process::ExitStatus>> {
+        let wait = match self.pidfd {
+            Some(_) => wait,
+            None => wait.min(EXIT_POLL),
+        };
+        // rounded up: a poll of 0 ms for the last fraction of a millisecond would spin
+        let millis = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+        let (output, exited) = {
+            let mut fds = Vec::with_capacity(2);
+            if let Some(reader) = &self.reader {
+                fds.push(PollFd::new(reader.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(pidfd) = &self.pidfd {
+                fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e).context("failed to wait for a program"),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+            let output = self.reader.is_some() && ready(&fds[0]);
+            let exited = match self.pidfd {
+                Some(_) => ready(fds.last().expect("the pidfd is polled")),
+                // without a pidfd: look on every turn (at most every EXIT_POLL)
+                None => true,
+            };
+            (output, exited)
+        };
+        if output {
+            self.read(usize::MAX, lines, on_line);
+        }
+        if !exited {
+            return Ok(None);
+        }
+        let Some(status) = self
+            .child
+            .try_wait()
+            .context("failed to wait for a program")?
+        else {
+            return Ok(None);
+        };
+        self.reaped = true;
+        // NB: a program is done when it exits (issue 12, item 2). Whatever it left behind — a
+        // daemon it started on purpose — keeps running, and may still hold the pipe: we take what
+        // the pipe held at the exit and stop reading. Such a process gets EPIPE (SIGPIPE) if it
+        // writes to that output later, so a daemon must point its output elsewhere
+        // (`setsid daemon >/dev/null 2>&1 &`), as daemons do.
+        self.read_rest(lines, on_line);
+        Ok(Some(status))
+    }
+
+    /// One read of what the pipe holds, at most `limit` bytes; how many it passed on.
+    // NB: one read per wake-up while the program runs, so that the deadline and the exit are
+    // looked at between reads however fast it prints.
+    fn read(&mut self, limit: usize, lines: &mut Lines, on_line: &mut dyn FnMut(&str)) -> usize {
+        let Some(reader) = &mut self.reader else {
+            return 0;
+        };
+        let want = limit.min(self.buf.len());
+        loop {
+            match reader.read(&mut self.buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    lines.push(&self.buf[..n], on_line);
+                    return n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return 0,
+                Err(_) => break,
+            }
+        }
+        self.reader = None; // at end of file (or broken): not polled again
+        0
+    }
+
+    /// Reads what the pipe holds now, and not what a process left behind writes after that.
+    fn read_rest(&mut self, lines: &mut Lines, on_line: &mut dyn FnMut(&str)) {
+        let Some(reader) = &self.reader else {
+            return;
+        };
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes the number of bytes in the pipe into the int it is given.
+        let mut left = match unsafe { libc::ioctl(reader.as_raw_fd(), libc::FIONREAD, &mut queued) }
+        {
+            0 => queued.max(0) as usize,
+            _ => MAX_LINE, // never seen on Linux pipes; still bounded
+        };
+        while left > 0 {
+            match self.read(left, lines, on_line) {
+                0 => break,
+                n => left -= n,
+            }
+        }
+    }
+
+    /// SIGKILL to the whole process group, then reaps the child and takes what the pipe holds.
+    fn kill(&mut self, lines: &mut Lines, on_line: &mut dyn FnMut(&str)) -> Result<()> {
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        self.child.wait().context("failed to wait for a program")?;
+        self.reaped = true;
+        self.read_rest(lines, on_line);
+        Ok(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Splits output into lines in time linear in its size, cutting lines longer than [`MAX_LINE`]
+/// into pieces, and keeps the last few for messages.
+struct Lines {
+    partial: Vec<u8>,
+    last: VecDeque<String>,
+    keep: usize,
+}
+
+impl Lines {
+    fn new(keep: usize) -> Lines {
+        Lines {
+            partial: Vec::new(),
+            last: VecDeque::with_capacity(keep),
+            keep,
+        }
+    }
+
+    fn push(&mut self, mut bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        // NB: only the new bytes are searched, and a line is taken from `bytes` itself when
+        // nothing is pending: no byte is looked at or moved more than a few times (issue 12,
+        // item 16: the old splitter searched and shifted the pending bytes on every read).
+        while let Some(i) = bytes.iter().position(|&b| b == b'\n') {
+            if self.partial.is_empty() && i <= MAX_LINE {
+                self.emit(&bytes[..i], on_line);
+            } else {
+                self.append(&bytes[..i], on_line);
+                let line = std::mem::take(&mut self.partial);
+                self.emit(&line, on_line);
+                self.partial = line;
+                self.partial.clear();
+            }
+            bytes = &bytes[i + 1..];
+        }
+        self.append(bytes, on_line);
+    }
+
+    /// Adds to the pending line, passing on a piece each time it reaches [`MAX_LINE`].
+    fn append(&mut self, mut bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        while self.partial.len() + bytes.len() > MAX_LINE {
+            let room = MAX_LINE - self.partial.len();
+            self.partial.extend_from_slice(&bytes[..room]);
+            bytes = &bytes[room..];
+            let cut = char_boundary(&self.partial);
+            let piece = std::mem::take(&mut self.partial);
+            self.emit(&piece[..cut], on_line);
+            self.partial = piece;
+            self.partial.drain(..cut); // at most 3 bytes stay
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
+    /// Passes on what is pending, at the end of the output.
+    fn flush(&mut self, on_line: &mut dyn FnMut(&str)) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.emit(&line, on_line);
+        }
+    }
+
+    fn emit(&mut self, line: &[u8], on_line: &mut dyn FnMut(&str)) {
+        let line = String::from_utf8_lossy(line);
+        on_line(&line);
+        if self.keep == 0 {
+            return;
+        }
+        if self.last.len() == self.keep {
+            self.last.pop_front();
+        }
+        let kept = match line.len() > MAX_KEPT_LINE {
+            true => {
+                let mut end = MAX_KEPT_LINE;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{}…", &line[..end])
+            }
+            false => line.into_owned(),
+        };
+        self.last.push_back(kept);
+    }
+}
+
+/// Where to cut `bytes` so that a UTF-8 character begun in its last three bytes is not split:
+/// its length, or the start of that unfinished character.
+fn char_boundary(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    for back in 1..=3.min(len) {
+        let b = bytes[len - back];
+        if b & 0b1100_0000 != 0b1000_0000 {
+            // the last lead (or ASCII) byte: is its character complete?
+            let width = match b {
+                0xF0..=0xF7 => 4,
+                0xE0..=0xEF => 3,
+                0xC0..=0xDF => 2,
+                _ => 1,
+            };
+            return if width > back { len - back } else { len };
+        }
+    }
+    len
+}
+
+fn set_nonblocking(reader: &io::PipeReader) -> Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(reader, FcntlArg::F_GETFL).context("fcntl(F_GETFL) on a pipe")?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(reader, FcntlArg::F_SETFL(flags)).context("fcntl(F_SETFL) on a pipe")?;
+    Ok(())
+}
+
+/// A descriptor that becomes readable when `pid` exits (Linux ≥ 5.3); `None` where unsupported.
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout: Duration) -> RunOptions {
+        RunOptions {
+            program: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            cwd: "/".into(),
+            timeout,
+            keep_lines: 3,
+        }
+    }
+
+    fn run_sh(script: &str, timeout: Duration) -> (Finished, Vec<String>, Duration) {
+        let started = Instant::now();
+        let mut lines = Vec::new();
+        let done = run(&sh(script, timeout), &mut |l| lines.push(l.to_string())).unwrap();
+        (done, lines, started.elapsed())
+    }
+
+    /// Kills a process left behind by a test, when the test ends however it ends.
+    struct Reap(i32);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+
+    #[test]
+    fn exit_codes_signals_and_lines_come_back() {
+        let (done, lines, _) = run_sh("echo one; echo two >&2; printf three; exit 3", SEC10);
+        assert_eq!(done.status, Status::Exited(3));
+        assert_eq!(lines, ["one", "two", "three"]);
+        assert_eq!(done.last_lines, ["one", "two", "three"]);
+        let (done, _, _) = run_sh("kill -9 $$", SEC10);
+        assert_eq!(done.status, Status::Signalled(9));
+        assert!(!done.success());
+        assert!(run_sh("true", SEC10).0.success());
+    }
+
+    const SEC10: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn the_environment_is_clean_and_the_rest_as_documented() {
+        let mut options = sh("env; umask; pwd; cat; echo stdin-done", SEC10);
+        options.env.push(("ONLY_THIS".into(), "1".into()));
+        options.cwd = std::env::temp_dir();
+        options.keep_lines = 100;
+        let done = run(&options, &mut |_| {}).unwrap();
+        let mut env: Vec<&str> = done.last_lines.iter().map(String::as_str).collect();
+        let tail = env.split_off(env.len() - 3);
+        // sh itself may add PWD, SHLVL and `_`
+        env.retain(|l| !l.starts_with("PWD=") && !l.starts_with("SHLVL=") && !l.starts_with("_="));
+        env.sort();
+        assert_eq!(env, ["ONLY_THIS=1", "PATH=/usr/bin:/bin"]);
+        let tmp = std::env::temp_dir().canonicalize().unwrap();
+        assert_eq!(tail, ["0022", tmp.to_str().unwrap(), "stdin-done"]);
+    }
+
+    #[test]
+    fn a_name_is_looked_up_in_the_given_path() {
+        let path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .find(|d| d.join("sh").exists())
+            .unwrap();
+        assert_eq!(
+            resolve(Path::new("sh"), &[("PATH".into(), path.clone().into())]),
+            path.join("sh")
+        );
+        assert_eq!(
+            resolve(Path::new("sh"), &[("PATH".into(), "/nonexistent".into())]),
+            Path::new("sh")
+        );
+        assert_eq!(resolve(Path::new("./x"), &[]), Path::new("./x"));
+        let mut missing = sh("", SEC10);
+        missing.program = "upgrade-no-such-program".into();
+        let err = run(&missing, &mut |_| {}).unwrap_err();
+        assert!(format!("{err:#}").contains("failed to start `upgrade-no-such-program`"));
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        let pidfile = tempfile::NamedTempFile::new().unwrap();
+        let script = format!("sleep 300 & echo $! > {}; wait", pidfile.path().display());
+        let (done, _, took) = run_sh(&script, Duration::from_millis(300));
+        assert_eq!(done.status, Status::TimedOut(Duration::from_millis(300)));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        let pid: i32 = fs::read_to_string(pidfile.path())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _reap = Reap(pid);
+        let gone = (0..250).any(|_| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            std::thread::sleep(Duration::from_millis(20));
+            stat.is_empty() || stat.split(' ').nth(2) == Some("Z")
+        });
+        assert!(gone, "the background child {pid} outlived the timeout");
+    }
+
+    #[test]
+    fn it_is_done_when_it_exits_though_a_child_holds_its_output() {
+        // the child left behind inherits stdout and stderr: the pipe never reaches end of file
+        let (done, lines, took) = run_sh("sleep 300 & echo $!; echo bye; exit 4", SEC10);
+        let _reap = Reap(lines[0].parse().unwrap());
+        assert_eq!(done.status, Status::Exited(4));
+        assert_eq!(lines[1], "bye");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        // killed on its own, it is noticed at once too
+        let (done, lines, took) = run_sh("sleep 300 & echo $!; kill -9 $$", SEC10);
+        let _reap = Reap(lines[0].parse().unwrap());
+        assert_eq!(done.status, Status::Signalled(9));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn the_timeout_holds_for_a_program_that_keeps_printing() {
+        let (done, lines, took) = run_sh("yes", Duration::from_millis(500));
+        assert_eq!(done.status, Status::TimedOut(Duration::from_millis(500)));
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert!(lines.len() > 1000 && lines.iter().all(|l| l == "y"));
+    }
+
+    #[test]
+    fn output_without_newlines_comes_in_bounded_pieces_in_linear_time() {
+        let started = Instant::now();
+        let (done, lines, _) = run_sh("head -c 20000000 /dev/zero | tr '\\0' x", SEC10 * 6);
+        assert!(done.success());
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(lines.iter().map(String::len).sum::<usize>(), 20_000_000);
+        assert!(lines.iter().all(|l| l.len() <= MAX_LINE));
+        assert_eq!(lines.len(), 20_000_000_usize.div_ceil(MAX_LINE));
+        assert!(
+            done.last_lines
+                .iter()
+                .all(|l| l.len() <= MAX_KEPT_LINE + "…".len())
+        );
+        assert_eq!(done.last_lines.len(), 3);
+    }
+
+    #[test]
+    fn lines_are_split_whatever_the_reads() {
+        let text = "a\n\nbc\nd€f\n".repeat(100) + "end";
+        let expect: Vec<String> = text.split('\n').map(str::to_string).collect();
+        for size in [1, 2, 3, 7, 4096] {
+            let mut lines = Lines::new(2);
+            let mut got = Vec::new();
+            for chunk in text.as_bytes().chunks(size) {
+                lines.push(chunk, &mut |l| got.push(l.to_string()));
+            }
+            lines.flush(&mut |l| got.push(l.to_string()));
+            assert_eq!(got, expect, "reads of {size}");
+            assert_eq!(lines.last, ["d€f", "end"]);
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_cut_at_a_character_boundary() {
+        // 'é' is two bytes: with one byte of padding, a character straddles every cut
+        let text = format!("x{}\n", "é".repeat(MAX_LINE));
+        let mut lines = Lines::new(3);
+        let mut got = Vec::new();
+        for chunk in text.as_bytes().chunks(5000) {
+            lines.push(chunk, &mut |l| got.push(l.to_string()));
+        }
+        lines.flush(&mut |l| got.push(l.to_string()));
+        assert!(
+            got.iter()
+                .all(|l| !l.contains('\u{FFFD}') && l.len() <= MAX_LINE)
+        );
+        assert_eq!(got.concat(), text.trim_end());
+        assert_eq!(got.len(), 3);
+        assert!(lines.last[0].ends_with('…') && lines.last[0].len() <= MAX_KEPT_LINE + 3);
+        assert_eq!(lines.last[2], "é");
+    }
+
+    #[test]
+    fn char_boundary_keeps_an_unfinished_character_back() {
+        assert_eq!(char_boundary(b"abc"), 3);
+        assert_eq!(char_boundary("aé".as_bytes()), 3);
+        assert_eq!(char_boundary(&"aé".as_bytes()[..2]), 1);
+        assert_eq!(char_boundary(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(char_boundary(&"a𝄞".as_bytes()[..4]), 1);
+        assert_eq!(char_boundary("a𝄞".as_bytes()), 5);
+        assert_eq!(char_boundary(b"a\x80\x80\x80"), 4); // not UTF-8: cut anywhere
+    }
+}
