@@ -207,6 +207,7 @@ runs). Machine: {cpu}, {nproc} cores, {platform.system()} {platform.release()}, 
 average {load} when the report was written (other work on the machine inflates absolute times;
 the ratios compare runs made side by side);
 {datetime.date.today().isoformat()}. Regenerate with `bench/run` (it rewrites this whole file).{curves_note}
+Earlier figures, and the before/after of each scale fix, are in the history: `git log -p BENCHMARKS.md`.
 
 {table}
 
@@ -222,20 +223,6 @@ last column is the same log-log slope between the two largest sizes alone, where
 dominates the start-up cost most: a quadratic loop shows there first.
 
 {curve_table}
-
-## Scale fixes (issue 8)
-
-What the curves showed, and the before/after of each fix (one commit each, with its figures):
-
-- `status` parsed and validated the whole index for one version: now it drops the
-  `[[releases.packages]]` tables and parses the rest (same signature, expiry, rollback, format,
-  product and version checks). 10,000 packages: 38–60 ms, 41.7 MB → about 6–11 ms, 9.7 MB;
-  50,000: 49.5 ms, 36.7 MB → about 24–39 ms, 18 MB (11 MB of which is the file).
-- The whole-index TOML parse kept every token at once: the index is now parsed one
-  `[[releases]]` table at a time (any part that does not parse alone falls back to the whole
-  parse, so errors are unchanged). `plan`, 50,000 packages: 245 ms, 171 MB → 126–163 ms, 55 MB.
-- The service graph looked names up by linear search (loading, and every stop/start step):
-  binary search and a map. `plan` with 2,000 services: 11.3 ms → 5.8 ms user CPU.
 
 ## What is measured
 
