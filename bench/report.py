@@ -60,6 +60,10 @@ h = load("hooks")
 versus(f"hook phase, {fmt_n(params['hooks'])} trivial hooks", h[0], h[1], "`run-parts`", 1.05)
 p = load("packages")
 versus(f"install a {fmt_n(params['packages'])}-package release", p[0], p[1], "bare `rpm -U`", 1.15)
+ho = load("holdout")
+versus(f"hold-out fresh install: {params['holdout_packages']} packages, "
+       f"{fmt_n(params['holdout_hooks'])} pre and {fmt_n(params['holdout_hooks'])} post hooks",
+       ho[0], ho[1], "`run-parts` + `rpm -U` + `run-parts`", 1.05)
 ms = load("migrations-sqlite")
 versus(f"{fmt_n(params['migrations'])} migrations from empty, SQLite", ms[0], ms[1],
        "`sqlx migrate run`", 1.0)
@@ -232,6 +236,13 @@ dominates the start-up cost most: a quadratic loop shows there first.
 - Package step: a whole fresh-install run of a {fmt_n(params['packages'])}-package release (verify
   into the cache, one `rpm -U`, journal) against one bare `rpm -U` of the same files into an empty
   root.
+- Hold-out fresh install: the package and hook inputs above together, in a release of
+  {params['holdout_packages']} packages with {fmt_n(params['holdout_hooks'])} hooks in each of
+  `pre-upgrade.d` and `post-upgrade.d`: a whole `real-upgrade --yes` run into a fresh copy of a
+  root (hooks, verify into the cache, one `rpm -U`, journal) against a shell running `run-parts`
+  on the pre directory, one bare `rpm -U` of the same files with the flags our tool gives rpm, and
+  `run-parts` on the post directory, into another fresh copy. Its sizes are the same in quick
+  mode.
 - Migrations: a whole fresh-install run of a release without packages and
   {fmt_n(params['migrations'])} migrations of two statements each (create a table, insert a row),
   against `sqlx migrate run` (sqlx-cli) on the same SQL into a new database; the floor is
