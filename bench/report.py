@@ -61,9 +61,12 @@ versus(f"hook phase, {fmt_n(params['hooks'])} trivial hooks", h[0], h[1], "`run-
 p = load("packages")
 versus(f"install a {fmt_n(params['packages'])}-package release", p[0], p[1], "bare `rpm -U`", 1.15)
 ho = load("holdout")
+calls = json.load(open(f"{res}/holdout-calls.json"))
 versus(f"hold-out fresh install: {params['holdout_packages']} packages, "
        f"{fmt_n(params['holdout_hooks'])} pre and {fmt_n(params['holdout_hooks'])} post hooks",
-       ho[0], ho[1], "`run-parts` + `rpm -U` + `run-parts`", 1.05)
+       ho[0], ho[1], "`run-parts` + `rpm -U` + `run-parts`", 1.05,
+       f"one run under `strace` (`bench/count-calls`): rpm commands {calls['rpm']}, queries "
+       f"(`rpm -q…`) {calls['rpm_queries']}; state.db opens {calls['state_db_opens']}")
 ms = load("migrations-sqlite")
 versus(f"{fmt_n(params['migrations'])} migrations from empty, SQLite", ms[0], ms[1],
        "`sqlx migrate run`", 1.0)
@@ -242,7 +245,7 @@ dominates the start-up cost most: a quadratic loop shows there first.
   root (hooks, verify into the cache, one `rpm -U`, journal) against a shell running `run-parts`
   on the pre directory, one bare `rpm -U` of the same files with the flags our tool gives rpm, and
   `run-parts` on the post directory, into another fresh copy. Its sizes are the same in quick
-  mode.
+  mode. The counts in its notes come from `strace -f` of one more run (`bench/count-calls`).
 - Migrations: a whole fresh-install run of a release without packages and
   {fmt_n(params['migrations'])} migrations of two statements each (create a table, insert a row),
   against `sqlx migrate run` (sqlx-cli) on the same SQL into a new database; the floor is
