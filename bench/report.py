@@ -60,6 +60,13 @@ h = load("hooks")
 versus(f"hook phase, {fmt_n(params['hooks'])} trivial hooks", h[0], h[1], "`run-parts`", 1.05)
 p = load("packages")
 versus(f"install a {fmt_n(params['packages'])}-package release", p[0], p[1], "bare `rpm -U`", 1.15)
+ho = load("holdout")
+calls = json.load(open(f"{res}/holdout-calls.json"))
+versus(f"hold-out fresh install: {params['holdout_packages']} packages, "
+       f"{fmt_n(params['holdout_hooks'])} pre and {fmt_n(params['holdout_hooks'])} post hooks",
+       ho[0], ho[1], "`run-parts` + `rpm -U` + `run-parts`", 1.05,
+       f"one run under `strace` (`bench/count-calls`): rpm commands {calls['rpm']}, queries "
+       f"(`rpm -q…`) {calls['rpm_queries']}; state.db opens {calls['state_db_opens']}")
 ms = load("migrations-sqlite")
 versus(f"{fmt_n(params['migrations'])} migrations from empty, SQLite", ms[0], ms[1],
        "`sqlx migrate run`", 1.0)
@@ -207,6 +214,7 @@ runs). Machine: {cpu}, {nproc} cores, {platform.system()} {platform.release()}, 
 average {load} when the report was written (other work on the machine inflates absolute times;
 the ratios compare runs made side by side);
 {datetime.date.today().isoformat()}. Regenerate with `bench/run` (it rewrites this whole file).{curves_note}
+Earlier figures, and the before/after of each scale fix, are in the history: `git log -p BENCHMARKS.md`.
 
 {table}
 
@@ -223,20 +231,6 @@ dominates the start-up cost most: a quadratic loop shows there first.
 
 {curve_table}
 
-## Scale fixes (issue 8)
-
-What the curves showed, and the before/after of each fix (one commit each, with its figures):
-
-- `status` parsed and validated the whole index for one version: now it drops the
-  `[[releases.packages]]` tables and parses the rest (same signature, expiry, rollback, format,
-  product and version checks). 10,000 packages: 38–60 ms, 41.7 MB → about 6–11 ms, 9.7 MB;
-  50,000: 49.5 ms, 36.7 MB → about 24–39 ms, 18 MB (11 MB of which is the file).
-- The whole-index TOML parse kept every token at once: the index is now parsed one
-  `[[releases]]` table at a time (any part that does not parse alone falls back to the whole
-  parse, so errors are unchanged). `plan`, 50,000 packages: 245 ms, 171 MB → 126–163 ms, 55 MB.
-- The service graph looked names up by linear search (loading, and every stop/start step):
-  binary search and a map. `plan` with 2,000 services: 11.3 ms → 5.8 ms user CPU.
-
 ## What is measured
 
 - Hook phase: a whole `real-upgrade --yes` run of a release without packages whose only work is
@@ -245,6 +239,13 @@ What the curves showed, and the before/after of each fix (one commit each, with 
 - Package step: a whole fresh-install run of a {fmt_n(params['packages'])}-package release (verify
   into the cache, one `rpm -U`, journal) against one bare `rpm -U` of the same files into an empty
   root.
+- Hold-out fresh install: the package and hook inputs above together, in a release of
+  {params['holdout_packages']} packages with {fmt_n(params['holdout_hooks'])} hooks in each of
+  `pre-upgrade.d` and `post-upgrade.d`: a whole `real-upgrade --yes` run into a fresh copy of a
+  root (hooks, verify into the cache, one `rpm -U`, journal) against a shell running `run-parts`
+  on the pre directory, one bare `rpm -U` of the same files with the flags our tool gives rpm, and
+  `run-parts` on the post directory, into another fresh copy. Its sizes are the same in quick
+  mode. The counts in its notes come from `strace -f` of one more run (`bench/count-calls`).
 - Migrations: a whole fresh-install run of a release without packages and
   {fmt_n(params['migrations'])} migrations of two statements each (create a table, insert a row),
   against `sqlx migrate run` (sqlx-cli) on the same SQL into a new database; the floor is
