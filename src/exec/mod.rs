@@ -94,6 +94,7 @@ pub fn execute(run: Run<'_>, plan: &Plan) -> Result<Vec<String>> {
         ui: run.ui,
         resumed: run.resumed,
         config_files: &mut config_files,
+        verified: HashSet::new(),
     };
     let mut down = None;
     let result = steps(&mut cx, run.graph, plan, &mut down);
@@ -139,8 +140,9 @@ fn steps(
         crate::fault::point!("step:{key}");
         let Step::Hop(h, kind) = step else {
             let artifacts: Vec<&Artifact> = plan.artifacts().collect();
-            download(cx.repo, &artifacts, &cx.paths.cache, cx.ui)?;
+            let files = download(cx.repo, &artifacts, &cx.paths.cache, cx.ui)?;
             cx.journal.mark(&key, None)?;
+            cx.verified.extend(files);
             continue;
         };
         let hop = &plan.hops[h];

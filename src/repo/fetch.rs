@@ -35,6 +35,8 @@ use crate::model::catalog::Artifact;
 
 /// Downloads in flight at most.
 pub const THREADS: usize = 6;
+/// How many threads copy out of a local repository.
+pub const LOCAL_THREADS: usize = 1;
 const BUFFER: usize = 256 * 1024;
 
 /// Progress of [`fetch_all`], reported on the calling thread.
@@ -126,8 +128,18 @@ pub fn fetch_all(
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut first_error = None;
+    // NB: copies out of a local repository gain nothing from threads beyond the cores, and
+    // threads creating files in one directory at once wait on its lock (measured: 1–2 ms per
+    // create with 6); downloads wait on the network and keep THREADS.
+    let local = unique
+        .first()
+        .is_some_and(|a| repo.local_path(&a.path).is_some());
+    let threads = match local {
+        true => LOCAL_THREADS,
+        false => THREADS,
+    };
     std::thread::scope(|scope| {
-        for _ in 0..THREADS.min(unique.len()) {
+        for _ in 0..threads.min(unique.len()) {
             let tx = tx.clone();
             let (next, stop, unique) = (&next, &stop, &unique);
             scope.spawn(move || {

@@ -13,6 +13,9 @@ pub mod migrations;
 pub mod packages;
 pub mod services;
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
 use crate::config::Config;
 use crate::context::{Context, Paths};
 use crate::repo::Repository;
@@ -31,6 +34,9 @@ pub struct StepContext<'a, 'j> {
     pub resumed: bool,
     /// `.rpmnew` / `.rpmsave` files the package transactions created.
     pub config_files: &'a mut Vec<String>,
+    /// Cache files this invocation's download step verified (sha256 and header) moments ago;
+    /// empty for a resumed run whose download was done before, which verifies them again.
+    pub verified: HashSet<PathBuf>,
 }
 
 impl StepContext<'_, '_> {

@@ -335,7 +335,11 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
             already.push(a.nevra());
             continue;
         }
-        files.push(fetch::fetch(cx.repo, a, &cx.paths.cache)?);
+        let cached = fetch::cache_path(&cx.paths.cache, a);
+        match cx.verified.contains(&cached) {
+            true => files.push(cached),
+            false => files.push(fetch::fetch(cx.repo, a, &cx.paths.cache)?),
+        }
     }
     if !already.is_empty() {
         cx.ui
