@@ -1,6 +1,6 @@
 //! Getting artifacts into the cache and proving they are the ones the index names.
 //!
-//! [`fetch_all`] works through a list on up to [`THREADS`] threads and reports progress through a
+//! [`fetch_all`] works through a list on up to [`THREADS`] threads ([`LOCAL_THREADS`] for a local repository) and reports progress through a
 //! callback on the calling thread (the library never prints). Per artifact: a cached file that
 //! verifies is used as is; otherwise the file is fetched into `NAME.part` — copied from a local
 //! repository, or downloaded, resuming a `.part` left by a cut connection or an earlier run with
