@@ -30,7 +30,8 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Repository {
-    /// A directory path, a `file://` URL, or `https://` (`http://` with `allow_insecure`).
+    /// A directory path (a relative one is relative to this file), a `file://` URL, or
+    /// `https://` (`http://` with `allow_insecure`).
     pub url: Option<String>,
     pub public_key: Option<String>,
     pub allow_insecure: bool,

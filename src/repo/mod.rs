@@ -118,10 +118,19 @@ impl Repository {
         config: &crate::config::Config,
         config_path: &Path,
     ) -> Result<Repository, UpgradeError> {
-        Repository::open(
+        let mut repo = Repository::open(
             config.repository_url(config_path)?,
             config.repository.allow_insecure,
-        )
+        )?;
+        // NB: a relative path is relative to the configuration file, not to the directory the
+        // command happens to run in (cron's is `/`, a shell's anything).
+        if let Source::Local(path) = &mut repo.source
+            && path.is_relative()
+            && let Some(dir) = config_path.parent()
+        {
+            *path = dir.join(&*path);
+        }
+        Ok(repo)
     }
 
     pub fn is_remote(&self) -> bool {

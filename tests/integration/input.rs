@@ -343,3 +343,26 @@ fn repo_index_refuses_paths_outside_the_repository() {
         .assert_stderr(&format!("the upgrader names `{up}`"));
     assert!(!sb.repo.join("index.toml").exists());
 }
+
+#[test]
+fn a_relative_repository_path_is_relative_to_the_configuration_file() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
+    // ROOT/etc/upgrade/upgrade.toml → BASE/repo, and the command runs from `/`, like cron
+    sb.write_config_repo("../../../repo", "");
+    let run = std::process::Command::new(REAL_UPGRADE)
+        .current_dir("/")
+        .arg("--root")
+        .arg(&sb.root)
+        .args(["--yes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+}
