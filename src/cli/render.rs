@@ -552,7 +552,11 @@ fn millis(d: std::time::Duration) -> String {
 
 /// Prints `value` as the one JSON document on stdout.
 pub fn json(value: &impl Serialize) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value);
-    let _ = writeln!(out);
+    // NB: serialised whole before anything is written, so a value that cannot be is never
+    // half a document on stdout
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+        serde_json::json!({ "result": "failed", "error": format!("the result cannot be written as JSON: {e}") })
+            .to_string()
+    });
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }

@@ -30,14 +30,21 @@ pub use crate::model::hooks::Phase;
 #[derive(Debug, Clone, Serialize)]
 pub struct Hook {
     pub name: String,
+    #[serde(serialize_with = "lossy")]
     pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
     pub name: String,
+    #[serde(serialize_with = "lossy")]
     pub path: PathBuf,
     pub reason: String,
+}
+
+/// NB: a file name need not be UTF-8; JSON must be, so such a path is written lossily.
+fn lossy<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 /// What a phase's directories hold: the hooks that run, in order, and the rest with the reason.

@@ -427,3 +427,23 @@ fn hook_output_without_newlines_is_handled_in_linear_time_and_bounded_lines() {
         "a log line of {longest} bytes: lines are cut at 64 KiB"
     );
 }
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_listed_and_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::new();
+    sb.logging_hook("pre", false, "10-ok");
+    let dir = sb.root.join("usr/share/upgrade/pre-upgrade.d");
+    let odd = dir.join(std::ffi::OsStr::from_bytes(b"20-caf\xe9"));
+    std::fs::write(&odd, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&odd, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    sb.run(&["hooks", "list"])
+        .assert_code(0)
+        .assert_stderr("10-ok")
+        .assert_stderr("skipped");
+    let list = sb.run(&["hooks", "list", "--json"]);
+    list.assert_code(0);
+    let doc = list.json();
+    assert_eq!(doc["pre-upgrade.d"]["run"][0]["name"], "10-ok");
+    assert_eq!(doc["pre-upgrade.d"]["skipped"].as_array().unwrap().len(), 1);
+}
