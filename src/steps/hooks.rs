@@ -121,6 +121,23 @@ pub fn discover(paths: &Paths, phase: Phase, superuser: bool) -> Result<HookSet>
             set.skipped.push(skip("masked (symlink to /dev/null)"));
             continue;
         }
+        // NB: under `--root`, an absolute link names a file of the root, not of the host: it is
+        // resolved there, and the hook runs as the file it resolves to.
+        let path = match is_symlink {
+            true => match resolve_in_root(&paths.root, &path) {
+                Ok(resolved) => resolved,
+                Err(e) => {
+                    set.skipped.push(skip(&format!("cannot be read: {e}")));
+                    continue;
+                }
+            },
+            false => path,
+        };
+        let skip = |reason: &str| Skipped {
+            name: name.clone(),
+            path: path.clone(),
+            reason: reason.into(),
+        };
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
@@ -143,6 +160,25 @@ pub fn discover(paths: &Paths, phase: Phase, superuser: bool) -> Result<HookSet>
         set.run.push(Hook { name, path });
     }
     Ok(set)
+}
+
+/// Follows the symlink `link` (and the links it leads to) with absolute targets taken inside
+/// `root`.
+fn resolve_in_root(root: &Path, link: &Path) -> io::Result<PathBuf> {
+    let mut path = link.to_path_buf();
+    // NB: bounded like the kernel's own limit on nested links
+    for _ in 0..40 {
+        let target = match fs::read_link(&path) {
+            Ok(target) => target,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(path), // not a link
+            Err(e) => return Err(e),
+        };
+        path = match target.strip_prefix("/") {
+            Ok(inside) => root.join(inside),
+            Err(_) => path.parent().unwrap_or(root).join(target),
+        };
+    }
+    Err(io::Error::other("too many levels of symbolic links"))
 }
 
 struct Entry {

@@ -447,3 +447,29 @@ fn a_file_name_that_is_not_utf8_is_listed_and_skipped() {
     assert_eq!(doc["pre-upgrade.d"]["run"][0]["name"], "10-ok");
     assert_eq!(doc["pre-upgrade.d"]["skipped"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn an_absolute_symlink_names_a_file_of_the_root_not_of_the_host() {
+    let sb = Sandbox::new();
+    sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
+    // the product's library of hooks inside the root; the admin links one of them in
+    let lib = sb.root.join("usr/lib/demo-hooks");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::set_permissions(&lib, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let target = sb.logging_hook("pre", false, "30-shared");
+    std::fs::rename(&target, lib.join("30-shared")).unwrap();
+    let admin = sb.root.join("etc/upgrade/pre-upgrade.d");
+    std::fs::create_dir_all(&admin).unwrap();
+    std::fs::set_permissions(&admin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/demo-hooks/30-shared", admin.join("30-shared")).unwrap();
+    let list = sb.run(&["hooks", "list", "--json"]).json();
+    assert_eq!(
+        list["pre-upgrade.d"]["run"][0]["name"], "30-shared",
+        "{list}"
+    );
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(
+        sb.hook_log(),
+        ["pre 30-shared from= to=1.0.0 fresh=1 resumed=0"]
+    );
+}
