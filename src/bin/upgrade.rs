@@ -26,8 +26,13 @@ fn main() -> ExitCode {
     // NB: only a run that will change the host refreshes the upgrader: not `--dry-run`, `plan`,
     // `status`, `--help` or a command line real-upgrade will refuse anyway.
     let self_update = self_update && upgrade::cli::changes_host(&args);
+    let confirm = !upgrade::cli::assumes_yes(&args);
     let json = args.iter().any(|a| a == "--json");
-    let options = ShimOptions { self_update, args };
+    let options = ShimOptions {
+        self_update,
+        confirm,
+        args,
+    };
     match exec_real_upgrade(&options, &human) {
         Ok(never) => match never {},
         Err(err) => {

@@ -63,6 +63,12 @@ pub fn changes_host(args: &[OsString]) -> bool {
     }
 }
 
+/// Whether `real-upgrade ARGS` runs without asking (`--yes`).
+pub fn assumes_yes(args: &[OsString]) -> bool {
+    let argv = std::iter::once(OsString::from("real-upgrade")).chain(args.iter().cloned());
+    Cli::try_parse_from(argv).is_ok_and(|cli| cli.run.yes)
+}
+
 /// Prints the `--json` document of a failure on stdout (for the shim, which fails before
 /// real-upgrade runs).
 pub fn print_failure(err: &anyhow::Error) {

@@ -40,6 +40,9 @@ pub const REEXEC_GUARD: &str = "UPGRADE_SHIM_REEXEC";
 
 pub struct ShimOptions {
     pub self_update: bool,
+    /// Ask before refreshing (the run was not given `--yes`): a person who then declines has
+    /// had nothing changed.
+    pub confirm: bool,
     /// Arguments for `real-upgrade`, unchanged.
     pub args: Vec<OsString>,
 }
@@ -54,7 +57,14 @@ pub fn exec_real_upgrade(options: &ShimOptions, ui: &dyn Ui) -> Result<std::conv
     if options.self_update && !reexecuted {
         let before = exe.as_deref().and_then(identity);
         let ctx = Context::new(Some(root.clone()), argument(&options.args, "--config"));
-        let refreshed = refresh(&ctx, ui).context("failed to refresh the upgrader")?;
+        // NB: without `--yes` and without a terminal, real-upgrade refuses to run: nothing is
+        // refreshed for it.
+        let refreshed = match options.confirm && !ctx.interactive {
+            true => false,
+            false => {
+                refresh(&ctx, ui, options.confirm).context("failed to refresh the upgrader")?
+            }
+        };
         if let (true, Some(exe)) = (refreshed, &exe)
             && identity(exe) != before
         {
@@ -93,9 +103,9 @@ pub fn exec_real_upgrade(options: &ShimOptions, ui: &dyn Ui) -> Result<std::conv
     .into())
 }
 
-/// Installs the index's upgrader when it is newer than the installed one.
-/// Returns whether it installed one.
-pub fn refresh(ctx: &Context, ui: &dyn Ui) -> Result<bool> {
+/// Installs the index's upgrader when it is newer than the installed one, asking first when
+/// `confirm`. Returns whether it installed one.
+pub fn refresh(ctx: &Context, ui: &dyn Ui, confirm: bool) -> Result<bool> {
     let config = Config::load(&ctx.config_path)?;
     if config.repository.url.is_none() {
         // nothing to refresh from; real-upgrade reports the missing repository
@@ -119,6 +129,16 @@ pub fn refresh(ctx: &Context, ui: &dyn Ui) -> Result<bool> {
     {
         tracing::debug!(version = ?installed, "the upgrader is up to date");
         return Ok(false);
+    }
+    if confirm {
+        let question = format!(
+            "Refresh the upgrader from {} to {} first?",
+            installed.as_deref().unwrap_or("nothing installed"),
+            upgrader.version
+        );
+        if !ui.confirm(&question)? {
+            return Err(UpgradeError::Declined.into());
+        }
     }
     let _lock = crate::exec::lock::RunLock::acquire(&paths.lock)?;
     tracing::info!(from = ?installed, to = %upgrader.version, "refreshing the upgrader");

@@ -572,3 +572,36 @@ fn trust_a_successful_run_prunes_the_cache_to_its_plan() {
     assert_eq!(after.len(), 1, "only what the run installed: {after:?}");
     assert!(after[0].contains("demo-server-1.1.0"), "{after:?}");
 }
+
+#[test]
+fn trust_the_shim_asks_before_refreshing_when_a_person_is_asked() {
+    let (sb, _server) = with_upgraders(|p| p);
+    let mut cmd = Command::new(UPGRADE);
+    cmd.arg("--root")
+        .arg(&sb.root)
+        .env("NO_COLOR", "1")
+        .env_remove("UPGRADE_SHIM_REEXEC");
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn on a pty");
+    p.exp_string("Refresh the upgrader from 1.0.0 to 1.1.0 first?")
+        .expect("the refresh is asked for before anything changes");
+    p.send("n").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().expect("exit after declining");
+    match p.process.wait().unwrap() {
+        rexpect::process::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 4),
+        other => panic!("unexpected end: {other:?}"),
+    }
+    assert!(
+        sb.rpm_qa()
+            .contains(&"demo-upgrade-1.0.0-1.noarch".to_string()),
+        "declined: the upgrader is not refreshed"
+    );
+    // without a terminal and without --yes, nothing is refreshed for a run that will refuse
+    let run = shim(&sb, UPGRADE, &[]);
+    run.assert_code(2);
+    assert!(!run.stderr.contains("refreshed"), "{}", run.stderr);
+    assert!(
+        sb.rpm_qa()
+            .contains(&"demo-upgrade-1.0.0-1.noarch".to_string())
+    );
+}
