@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 
@@ -60,13 +61,18 @@ h = load("hooks")
 versus(f"hook phase, {fmt_n(params['hooks'])} trivial hooks", h[0], h[1], "`run-parts`", 1.05)
 p = load("packages")
 versus(f"install a {fmt_n(params['packages'])}-package release", p[0], p[1], "bare `rpm -U`", 1.15)
-ho = load("holdout")
+ho = load("holdout")  # ours, peer, peer, ours: each side's runs pooled
 calls = json.load(open(f"{res}/holdout-calls.json"))
 versus(f"hold-out fresh install: {params['holdout_packages']} packages, "
        f"{fmt_n(params['holdout_hooks'])} pre and {fmt_n(params['holdout_hooks'])} post hooks",
-       ho[0], ho[1], "`run-parts` + `rpm -U` + `run-parts`", 1.05,
-       f"one run under `strace` (`bench/count-calls`): rpm commands {calls['rpm']}, queries "
-       f"(`rpm -q…`) {calls['rpm_queries']}; state.db opens {calls['state_db_opens']}")
+       {"median": statistics.median(ho[0]["times"] + ho[3]["times"])},
+       {"median": statistics.median(ho[1]["times"] + ho[2]["times"])},
+       "`run-parts` + `rpm -U` + `run-parts`", 1.05,
+       f"{len(ho[0]['times']) + len(ho[3]['times'])} runs a side in two orders (ours first: "
+       f"{ho[0]['median'] / ho[1]['median']:.3f}, peer first: "
+       f"{ho[3]['median'] / ho[2]['median']:.3f}); one run under `strace` (`bench/count-calls`): "
+       f"rpm commands {calls['rpm']}, queries (`rpm -q…`) {calls['rpm_queries']}; "
+       f"state.db opens {calls['state_db_opens']}")
 ms = load("migrations-sqlite")
 versus(f"{fmt_n(params['migrations'])} migrations from empty, SQLite", ms[0], ms[1],
        "`sqlx migrate run`", 1.0)
@@ -244,7 +250,9 @@ dominates the start-up cost most: a quadratic loop shows there first.
   `pre-upgrade.d` and `post-upgrade.d`: a whole `real-upgrade --yes` run into a fresh copy of a
   root (hooks, verify into the cache, one `rpm -U`, journal) against a shell running `run-parts`
   on the pre directory, one bare `rpm -U` of the same files with the flags our tool gives rpm, and
-  `run-parts` on the post directory, into another fresh copy. Its sizes are the same in quick
+  `run-parts` on the post directory, into another fresh copy. Whichever command hyperfine runs
+  second came out slower on this machine, so it runs both orders (ours, peer, peer, ours, half
+  the runs each) and the medians are of each side's runs together. Its sizes are the same in quick
   mode. The counts in its notes come from `strace -f` of one more run (`bench/count-calls`).
 - Migrations: a whole fresh-install run of a release without packages and
   {fmt_n(params['migrations'])} migrations of two statements each (create a table, insert a row),
