@@ -114,10 +114,7 @@ impl State {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("failed to create `{}`", dir.display()))?;
         }
-        let unusable = |e: rusqlite::Error| UpgradeError::StateUnusable {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        };
+        let unusable = |e| unusable(path, e);
         // NB: never through a symlink: under `--root`, a link could point at any file of the host
         let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = Connection::open_with_flags(path, flags).map_err(unusable)?;
@@ -145,10 +142,7 @@ impl State {
         if !path.exists() {
             return Ok(None);
         }
-        let unusable = |e: rusqlite::Error| UpgradeError::StateUnusable {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        };
+        let unusable = |e| unusable(path, e);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let probe = |conn: Connection| -> rusqlite::Result<Connection> {
             conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
@@ -574,5 +568,13 @@ impl<'a> Journal<'a> {
         self.state.record_installed(self.run, key, version)?;
         self.done.insert(key.clone());
         Ok(())
+    }
+}
+
+/// `state.db` at `path` cannot be opened or prepared.
+fn unusable(path: &Path, e: rusqlite::Error) -> UpgradeError {
+    UpgradeError::StateUnusable {
+        path: path.display().to_string(),
+        detail: e.to_string(),
     }
 }

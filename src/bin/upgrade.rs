@@ -25,8 +25,9 @@ fn main() -> ExitCode {
         .collect();
     // NB: only a run that will change the host refreshes the upgrader: not `--dry-run`, `plan`,
     // `status`, `--help` or a command line real-upgrade will refuse anyway.
-    let self_update = self_update && upgrade::cli::changes_host(&args);
-    let confirm = !upgrade::cli::assumes_yes(&args);
+    let intent = upgrade::cli::intent(&args);
+    let self_update = self_update && intent.changes_host;
+    let confirm = !intent.assume_yes;
     let json = args.iter().any(|a| a == "--json");
     let options = ShimOptions {
         self_update,

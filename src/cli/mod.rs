@@ -53,20 +53,27 @@ pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Whether `real-upgrade ARGS` may change the host: the run itself, not `--dry-run`, and not a
-/// command line it refuses. The `upgrade` shim refreshes the upgrader only then.
-pub fn changes_host(args: &[OsString]) -> bool {
-    let argv = std::iter::once(OsString::from("real-upgrade")).chain(args.iter().cloned());
-    match Cli::try_parse_from(argv) {
-        Ok(cli) => cli.command.is_none() && !cli.run.dry_run,
-        Err(_) => false,
-    }
+/// What `real-upgrade ARGS` will do, as far as the `upgrade` shim must know before it.
+pub struct Intent {
+    /// The run itself, not `--dry-run`, and not a command line real-upgrade refuses: the shim
+    /// refreshes the upgrader only then.
+    pub changes_host: bool,
+    /// `--yes`: nobody is asked.
+    pub assume_yes: bool,
 }
 
-/// Whether `real-upgrade ARGS` runs without asking (`--yes`).
-pub fn assumes_yes(args: &[OsString]) -> bool {
+pub fn intent(args: &[OsString]) -> Intent {
     let argv = std::iter::once(OsString::from("real-upgrade")).chain(args.iter().cloned());
-    Cli::try_parse_from(argv).is_ok_and(|cli| cli.run.yes)
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => Intent {
+            changes_host: cli.command.is_none() && !cli.run.dry_run,
+            assume_yes: cli.run.yes,
+        },
+        Err(_) => Intent {
+            changes_host: false,
+            assume_yes: false,
+        },
+    }
 }
 
 /// Prints the `--json` document of a failure on stdout (for the shim, which fails before

@@ -7,9 +7,9 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::context::Context;
-use crate::error::UpgradeError;
 use crate::model::journal::JournalKey;
 use crate::model::plan::Plan;
+use crate::ops::upgrade::RunOptions;
 use crate::planner;
 use crate::state::{RunRecord, State};
 
@@ -29,27 +29,18 @@ pub struct PlanShown {
 pub fn plan(ctx: &Context, opts: &PlanOptions) -> Result<PlanShown> {
     let config = Config::load(&ctx.config_path)?;
     let state = State::open_existing_read(&ctx.paths().state_db)?;
-    if let Some(open) = state.as_ref().map(State::open_run).transpose()?.flatten() {
-        let scheme = config.version_scheme;
-        let other = match &opts.to {
-            Some(to) => scheme.parse(to)? != scheme.parse(&open.plan.to)?,
-            None => false,
-        };
-        if !other {
-            return Ok(PlanShown {
-                plan: open.plan,
-                open_run: Some(open.record),
-                done: open.done,
-            });
-        }
-        if !open.changes().is_empty() {
-            return Err(UpgradeError::OpenRunDiffers {
-                id: open.record.id,
-                open_to: open.plan.to.clone(),
-                asked: opts.to.clone().unwrap_or_default(),
-            }
-            .into());
-        }
+    // NB: what `upgrade` would resume, by the same rule; a dry run closes nothing
+    let as_upgrade = RunOptions {
+        to: opts.to.clone(),
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    if let Some(open) = super::upgrade::open_run(&config, &as_upgrade, state.as_ref())? {
+        return Ok(PlanShown {
+            plan: open.plan,
+            open_run: Some(open.record),
+            done: open.done,
+        });
     }
     drop(state);
     Ok(PlanShown {

@@ -185,9 +185,13 @@ enum Source {
 }
 
 /// The open run to resume, if any. NB: an explicit `--to` other than the open run's target
-/// replans only when the open run changed nothing (it is closed as abandoned); a run that did
-/// must be finished (SPEC §5, "Open runs").
-fn open_run(config: &Config, opts: &RunOptions, state: Option<&State>) -> Result<Option<OpenRun>> {
+/// replans only when the open run changed nothing (it is closed as abandoned, unless this is a
+/// dry run); a run that did must be finished (SPEC §5, "Open runs"). `plan` asks the same.
+pub(crate) fn open_run(
+    config: &Config,
+    opts: &RunOptions,
+    state: Option<&State>,
+) -> Result<Option<OpenRun>> {
     let Some(state) = state else {
         return Ok(None);
     };

@@ -114,12 +114,7 @@ fn a_relative_root_is_made_absolute_and_a_missing_root_or_config_is_refused() {
         .args(["--root", "root", "--yes", "--json"])
         .output()
         .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    Run::from(run).assert_code(0);
     assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
     let history = sb.run(&["history", "1", "--json"]).json();
     assert_eq!(history["run"]["status"], "succeeded");
@@ -350,19 +345,7 @@ fn a_relative_repository_path_is_relative_to_the_configuration_file() {
     sb.publish(vec![rel("1.0.0", vec![pkg("demo-server", "1.0.0")])]);
     // ROOT/etc/upgrade/upgrade.toml → BASE/repo, and the command runs from `/`, like cron
     sb.write_config_repo("../../../repo", "");
-    let run = std::process::Command::new(REAL_UPGRADE)
-        .current_dir("/")
-        .arg("--root")
-        .arg(&sb.root)
-        .args(["--yes"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = sb.cmd(&["--yes"]).current_dir("/").output().unwrap();
+    Run::from(run).assert_code(0);
     assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
 }

@@ -116,16 +116,8 @@ fn declining_at_the_prompt_changes_nothing() {
     three_releases(&sb);
     let mut cmd = std::process::Command::new(REAL_UPGRADE);
     cmd.arg("--root").arg(&sb.root).env("NO_COLOR", "1");
-    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn on a pty");
-    p.exp_string("Upgrade demo from nothing installed to 3.0.0?")
-        .expect("the prompt");
-    p.send("n").unwrap();
-    p.flush().unwrap();
-    p.exp_eof().expect("exit after declining");
-    match p.process.wait().unwrap() {
-        rexpect::process::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 4),
-        other => panic!("unexpected end: {other:?}"),
-    }
+    let code = decline_at_prompt(cmd, "Upgrade demo from nothing installed to 3.0.0?");
+    assert_eq!(code, 4);
     assert!(sb.rpm_qa().is_empty());
     assert!(!sb.root.join("var/lib/upgrade/state.db").exists());
 }

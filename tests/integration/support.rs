@@ -404,6 +404,19 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// Runs `cmd` on a pseudo-terminal, waits for `prompt`, answers `n`, and returns the exit code.
+pub fn decline_at_prompt(cmd: Command, prompt: &str) -> i32 {
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn on a pty");
+    p.exp_string(prompt).expect("the prompt");
+    p.send("n").unwrap();
+    p.flush().unwrap();
+    p.exp_eof().expect("exit after declining");
+    match p.process.wait().unwrap() {
+        rexpect::process::wait::WaitStatus::Exited(_, code) => code,
+        other => panic!("unexpected end: {other:?}"),
+    }
+}
+
 impl From<Output> for Run {
     fn from(out: Output) -> Run {
         Run {

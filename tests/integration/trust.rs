@@ -581,16 +581,9 @@ fn trust_the_shim_asks_before_refreshing_when_a_person_is_asked() {
         .arg(&sb.root)
         .env("NO_COLOR", "1")
         .env_remove("UPGRADE_SHIM_REEXEC");
-    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn on a pty");
-    p.exp_string("Refresh the upgrader from 1.0.0 to 1.1.0 first?")
-        .expect("the refresh is asked for before anything changes");
-    p.send("n").unwrap();
-    p.flush().unwrap();
-    p.exp_eof().expect("exit after declining");
-    match p.process.wait().unwrap() {
-        rexpect::process::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 4),
-        other => panic!("unexpected end: {other:?}"),
-    }
+    // the refresh is asked for before anything changes
+    let code = decline_at_prompt(cmd, "Refresh the upgrader from 1.0.0 to 1.1.0 first?");
+    assert_eq!(code, 4);
     assert!(
         sb.rpm_qa()
             .contains(&"demo-upgrade-1.0.0-1.noarch".to_string()),
