@@ -525,7 +525,7 @@ fn custom_checks(input: &PreflightInput<'_>) -> Result<Vec<CheckResult>> {
 
 /// Runs every preflight check of `plan` and of the configuration (SPEC §9); changes nothing.
 pub fn run(ctx: &Context, config: &Config, plan: &Plan, rpmdb: &RpmDb) -> Result<Report> {
-    evaluate(&PreflightInput {
+    let report = evaluate(&PreflightInput {
         root: &ctx.root,
         paths: &ctx.paths(),
         superuser: ctx.superuser,
@@ -535,7 +535,10 @@ pub fn run(ctx: &Context, config: &Config, plan: &Plan, rpmdb: &RpmDb) -> Result
         system_repositories: config.packages.backend == PackageBackend::Dnf
             && !config.packages.repos.is_empty(),
         timeout: config.hooks.timeout,
-    })
+    })?;
+    // NB: an interrupted `checks.d` program is not a verdict on the host.
+    crate::interrupt::check()?;
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -170,6 +170,10 @@ pub enum UpgradeError {
          be half applied, and is recorded as failed"
     )]
     MigrationEndedTransaction { migration: String, database: String },
+    /// SIGINT, SIGTERM or SIGHUP stopped the run where stopping is safe (exit 130 or 143); the
+    /// run stays open.
+    #[error("interrupted by {signal}: the run stopped and stays open")]
+    Interrupted { signal: &'static str, code: u8 },
 }
 
 /// How a hook ended when it did not succeed.
@@ -241,6 +245,7 @@ impl UpgradeError {
             | UpgradeError::PlanChanged { .. }
             | UpgradeError::Step { .. }
             | UpgradeError::MigrationEndedTransaction { .. } => exit::FAILED,
+            UpgradeError::Interrupted { code, .. } => *code,
         }
     }
 
@@ -339,15 +344,26 @@ impl UpgradeError {
                  `real-upgrade migrations repair` and `upgrade` again"
                     .into(),
             ),
+            UpgradeError::Interrupted { .. } => Some(
+                "run `upgrade` again to resume the run where it stopped (or `real-upgrade \
+                 abandon` if it changed nothing)"
+                    .into(),
+            ),
         }
     }
 }
 
-/// The first [`UpgradeError`] in the chain of `err`, if any.
+/// The first [`UpgradeError`] in the chain of `err`, if any; an interrupt wins over the
+/// failures it caused on its way out (a cancelled statement, a hook ended).
 pub fn find(err: &anyhow::Error) -> Option<&UpgradeError> {
+    let interrupted = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<UpgradeError>())
+        .find(|e| matches!(e, UpgradeError::Interrupted { .. }));
     // NB: `downcast_ref` sees through anyhow's context layers (an UpgradeError given as
     // context), `chain` through std sources.
-    err.downcast_ref::<UpgradeError>()
+    interrupted
+        .or_else(|| err.downcast_ref::<UpgradeError>())
         .or_else(|| err.chain().find_map(|e| e.downcast_ref::<UpgradeError>()))
 }
 

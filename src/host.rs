@@ -2,6 +2,7 @@
 //! aimed at a root is built here, once.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -17,6 +18,9 @@ pub const DBPATH: &str = "/var/lib/rpm";
 fn aimed_at(root: &Path) -> Command {
     let mut cmd = Command::new("rpm");
     cmd.arg("--root").arg(root).args(["--dbpath", DBPATH]);
+    // NB: in a process group of its own, which a Ctrl-C at the terminal does not reach: an rpm
+    // transaction is never cut; the interrupt waits for it to end (SPEC §5).
+    cmd.process_group(0);
     cmd
 }
 

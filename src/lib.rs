@@ -21,9 +21,9 @@
 //! config     upgrade.toml → Config
 //! model      plain values parsed once: versions, EVRs, sizes, ranges, checks and their report,
 //!            the catalog, the rpm database's contents, migrations, the service graph, the plan
-//! fault fsutil tomlfile log context
+//! fault fsutil tomlfile log context interrupt
 //!            fault points for tests, atomic writes, TOML with located errors, the log file,
-//!            the process state (root, config path, terminal)
+//!            the process state (root, config path, terminal), SIGINT/SIGTERM/SIGHUP noted
 //! error      the named failures, their hints and exit codes
 //! ```
 //!
@@ -38,6 +38,7 @@ pub mod exec;
 pub mod fault;
 pub mod fsutil;
 pub mod host;
+pub mod interrupt;
 pub mod log;
 pub mod model;
 pub mod ops;

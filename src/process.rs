@@ -44,6 +44,12 @@ const MAX_KEPT_LINE: usize = 1024;
 /// How often a child's exit is checked where the kernel has no pidfd (Linux < 5.3).
 const EXIT_POLL: Duration = Duration::from_millis(20);
 
+/// How often an interruptible program's run looks for an interrupt.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
+/// How long an interrupted program's process group has between SIGTERM and SIGKILL.
+pub const GRACE: Duration = Duration::from_secs(5);
+
 /// What to run, and how.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -56,6 +62,10 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// How many of the last lines to keep for [`Finished::last_lines`].
     pub keep_lines: usize,
+    /// Whether an interrupt ([`crate::interrupt`]) ends it: its process group gets SIGTERM, then
+    /// SIGKILL after [`GRACE`], and [`run`] fails with [`crate::error::UpgradeError::Interrupted`]. Hooks, data
+    /// migrations and checks are; service commands are not (they start again what a run stopped).
+    pub interruptible: bool,
 }
 
 impl RunOptions {
@@ -95,7 +105,8 @@ pub fn inherited_env() -> Vec<(OsString, OsString)> {
 ///
 /// It is over when the program exits: what it printed until then is passed on, and processes it
 /// left behind are left alone (see the `NB` in the body). At the timeout its whole process group
-/// gets SIGKILL, with no grace period.
+/// gets SIGKILL, with no grace period; at an interrupt (when [`RunOptions::interruptible`])
+/// SIGTERM, then SIGKILL after [`GRACE`].
 pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<Finished> {
     let program = resolve(&options.program, &options.env);
     let (reader, writer) = io::pipe().context("failed to create a pipe for program output")?;
@@ -129,7 +140,16 @@ pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<Finish
             running.kill(&mut lines, on_line)?;
             break None;
         }
-        if let Some(exit) = running.wait_for_output_or_exit(deadline - now, &mut lines, on_line)? {
+        let mut wait = deadline - now;
+        if options.interruptible {
+            if let Err(interrupted) = crate::interrupt::check() {
+                running.terminate(&mut lines, on_line)?;
+                lines.flush(on_line);
+                return Err(interrupted.into());
+            }
+            wait = wait.min(INTERRUPT_POLL);
+        }
+        if let Some(exit) = running.wait_for_output_or_exit(wait, &mut lines, on_line)? {
             break Some(exit);
         }
     };
@@ -299,6 +319,29 @@ impl Running {
         }
     }
 
+    /// SIGTERM to the whole process group; SIGKILL to it if the child has not exited after
+    /// [`GRACE`]; then reaps the child and takes what the pipe holds.
+    fn terminate(&mut self, lines: &mut Lines, on_line: &mut dyn FnMut(&str)) -> Result<()> {
+        let group = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + GRACE;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return self.kill(lines, on_line);
+            }
+            if self
+                .wait_for_output_or_exit(deadline - now, lines, on_line)?
+                .is_some()
+            {
+                // NB: what the group left behind gets SIGKILL too: nothing of an interrupted hook
+                // runs on beside the resumed run's second attempt.
+                let _ = killpg(group, Signal::SIGKILL);
+                return Ok(());
+            }
+        }
+    }
+
     /// SIGKILL to the whole process group, then reaps the child and takes what the pipe holds.
     fn kill(&mut self, lines: &mut Lines, on_line: &mut dyn FnMut(&str)) -> Result<()> {
         let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
@@ -451,6 +494,7 @@ mod tests {
             cwd: "/".into(),
             timeout,
             keep_lines: 3,
+            interruptible: false,
         }
     }
 

@@ -135,6 +135,9 @@ fn steps(
             }
             continue;
         }
+        // NB: an interrupt stops the run between steps (SPEC §5); within a step, where the step
+        // can stop safely (a hook, between migrations), and never within an rpm transaction.
+        crate::interrupt::check()?;
         cx.ui.event(Event::StepStarted { step, hop });
         tracing::info!(run = cx.run_id(), step = %key, "step started");
         crate::fault::point!("step:{key}");

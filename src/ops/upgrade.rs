@@ -61,6 +61,10 @@ pub struct Outcome {
 pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome> {
     let config = Config::load(&ctx.config_path)?;
     let paths = ctx.paths();
+    if !opts.dry_run {
+        // NB: from here on a signal is noted and the run stops where it safely can (SPEC §5).
+        crate::interrupt::install()?;
+    }
     let _lock = match opts.dry_run {
         true => None,
         false => Some(lock::RunLock::acquire(&paths.lock)?),
@@ -115,6 +119,7 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
     if plan.is_up_to_date() {
         return Ok(outcome);
     }
+    crate::interrupt::check()?;
     let no_keys = HashSet::new();
     ui.plan(&PlanView {
         plan: &plan,
@@ -307,7 +312,7 @@ fn confirm(
         "Upgrade"
     };
     let question = format!("{verb} {} from {from} to {}?", plan.product, plan.to);
-    if ui.confirm(&question)? {
+    if crate::interrupt::at_prompt(|| ui.confirm(&question))? {
         Ok(())
     } else {
         Err(UpgradeError::Declined.into())

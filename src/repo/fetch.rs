@@ -145,7 +145,10 @@ pub fn fetch_all(
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= unique.len() || stop.load(Ordering::Relaxed) {
+                    if i >= unique.len()
+                        || stop.load(Ordering::Relaxed)
+                        || crate::interrupt::received().is_some()
+                    {
                         break;
                     }
                     let mut report = |n| {
@@ -181,6 +184,7 @@ pub fn fetch_all(
     if let Some(e) = first_error {
         return Err(e);
     }
+    crate::interrupt::check()?;
     Ok(artifacts.iter().map(|a| cache_path(cache, a)).collect())
 }
 
@@ -376,6 +380,7 @@ fn download(
         let mut body = response.take(remaining + 1);
         let mut buf = vec![0u8; BUFFER];
         loop {
+            crate::interrupt::check().map_err(|e| Attempt::Fatal(e.into()))?;
             let n = match body.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,

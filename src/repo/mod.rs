@@ -266,6 +266,7 @@ impl Repository {
     ) -> anyhow::Result<T> {
         let mut n = 0;
         loop {
+            crate::interrupt::check()?;
             match attempt(n) {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Fatal(e)) => return Err(e),

@@ -254,6 +254,7 @@ impl HookEnv {
             cwd: self.root.clone(),
             timeout,
             keep_lines: LAST_LINES,
+            interruptible: true,
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Bottom first; the same table as the map in `src/lib.rs`.
 const LAYERS: &[&[&str]] = &[
     &["error"],
-    &["fault", "fsutil", "tomlfile", "log", "context"],
+    &["fault", "fsutil", "tomlfile", "log", "context", "interrupt"],
     &["model"],
     &["config"],
     &["host", "repo", "state", "process"],

@@ -11,6 +11,7 @@ mod docs;
 mod fuzz;
 mod hooks;
 mod input;
+mod interrupts;
 mod layers;
 mod migration_rules;
 mod migrations;

@@ -234,8 +234,25 @@ fn savepoint_batch(
     }
     let mut failed = None;
     for (i, (m, text)) in batch.iter().zip(sql).enumerate() {
+        // NB: an interrupt rolls the open transaction back, ledger rows with it (SPEC §5): the
+        // resumed run applies the batch again from its first migration.
+        let interrupted = |db: &mut dyn Transactional| {
+            let error = crate::interrupt::check().err()?;
+            let _ = db.exec("ROLLBACK");
+            Some(BatchOutcome {
+                applied: Vec::new(),
+                failed: Some((i, error.into())),
+            })
+        };
+        if let Some(outcome) = interrupted(db) {
+            return outcome;
+        }
         let started = Instant::now();
         if let Err(e) = db.step(m, text) {
+            // a statement cut by the interrupt ends here too
+            if let Some(outcome) = interrupted(db) {
+                return outcome;
+            }
             let undo = format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}");
             if let Err(lost) = db.exec(&undo) {
                 return savepoint_lost(db, batch, i, applied, started.elapsed(), e, lost);
@@ -436,7 +453,11 @@ impl Database for Sqlite {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        savepoint_batch(self, "BEGIN IMMEDIATE", batch, sql)
+        let handle = self.conn.get_interrupt_handle();
+        crate::interrupt::cancelling(
+            move || handle.interrupt(),
+            || savepoint_batch(self, "BEGIN IMMEDIATE", batch, sql),
+        )
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
@@ -612,7 +633,13 @@ impl Database for Postgres {
     }
 
     fn apply_sql(&mut self, batch: &[&Migration], sql: &[String]) -> BatchOutcome {
-        savepoint_batch(self, "BEGIN", batch, sql)
+        let token = self.client.cancel_token();
+        crate::interrupt::cancelling(
+            move || {
+                let _ = token.cancel_query(postgres::NoTls);
+            },
+            || savepoint_batch(self, "BEGIN", batch, sql),
+        )
     }
 
     fn record(&mut self, m: &Migration, success: bool, took: Duration) -> Result<()> {
@@ -781,6 +808,14 @@ impl Database for Mysql {
         // failure is recorded as a failed row so that nobody builds on a half-applied schema.
         let mut applied = Vec::new();
         for (m, text) in batch.iter().zip(sql) {
+            // NB: an interrupt stops the batch between migrations, never within one: MariaDB
+            // commits DDL as it goes, and a migration cut in the middle would be half applied.
+            if let Err(interrupted) = crate::interrupt::check() {
+                return BatchOutcome {
+                    failed: Some((applied.len(), interrupted.into())),
+                    applied,
+                };
+            }
             let started = Instant::now();
             // NB: MariaDB refuses a query of comments alone ("Query was empty"): nothing to run.
             let blank = scan_sql(text, Dialect::Mysql).statements == 0;

@@ -338,6 +338,7 @@ pub fn apply(
         let mut done = Vec::new();
         let mut i = 0;
         while i < pending.len() {
+            crate::interrupt::check()?;
             if pending[i].kind == Kind::Executable {
                 let m = pending[i];
                 let started = Instant::now();
@@ -365,9 +366,12 @@ pub fn apply(
                 done.push(m.label());
             }
             if let Some((index, err)) = outcome.failed {
-                // NB: a migration that ended its transaction says so itself: nothing rolled back.
-                if let Some(UpgradeError::MigrationEndedTransaction { .. }) =
-                    crate::error::find(&err)
+                // NB: a migration that ended its transaction says so itself: nothing rolled back;
+                // an interrupt is not the migration's failure.
+                if let Some(
+                    UpgradeError::MigrationEndedTransaction { .. }
+                    | UpgradeError::Interrupted { .. },
+                ) = crate::error::find(&err)
                 {
                     return Err(err);
                 }

@@ -231,6 +231,9 @@ fn options(
         cwd: root.to_path_buf(),
         timeout,
         keep_lines: OUTPUT_LINES,
+        // NB: a service command runs to its end (bounded by its timeout): after an interrupt,
+        // it is what starts again what the run stopped.
+        interruptible: false,
     }
 }
 
