@@ -338,11 +338,7 @@ fn sigterm_in_a_sqlite_migration_cuts_it_and_rolls_the_batch_back() {
                 (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT x FROM c);";
     let (fx, db, stderr) = interrupted_migration(TestDb::sqlite, slow, &|fx| {
         // the lock beside the database is taken just before the batch begins
-        let locked = fx
-            .sb
-            .root
-            .join("var/lib/demo/test.upgrade-lock")
-            .exists();
+        let locked = fx.sb.root.join("var/lib/demo/test.upgrade-lock").exists();
         if locked {
             std::thread::sleep(Duration::from_millis(500));
         }
