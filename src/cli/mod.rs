@@ -136,7 +136,7 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
                     plan.product, plan.to
                 ));
             } else {
-                eprint!("{}", human.render_plan(plan, &shown.done));
+                render::stderr_text!("{}", human.render_plan(plan, &shown.done));
             }
             Ok(exit::OK)
         }

@@ -3,6 +3,24 @@
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 
+/// `eprintln!` that cannot panic: a terminal that went away (a lost ssh session, `2>&1 | head`)
+/// must not end a run in the middle of a step. What cannot be shown is still in the log.
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// [`stderr_line!`] without the newline.
+macro_rules! stderr_text {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+pub(crate) use stderr_text;
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -58,30 +76,30 @@ impl Human {
 
     pub fn say(&self, text: &str) {
         if !self.quiet {
-            eprintln!("{text}");
+            stderr_line!("{text}");
         }
     }
 
     pub fn warn(&self, text: &str) {
-        eprintln!("{}: {text}", self.paint("1;33", "warning"));
+        stderr_line!("{}: {text}", self.paint("1;33", "warning"));
     }
 
     pub fn error(&self, err: &anyhow::Error) {
-        eprintln!("{}: {err}", self.paint("1;31", "error"));
+        stderr_line!("{}: {err}", self.paint("1;31", "error"));
         for cause in err.chain().skip(1) {
             // an UpgradeError deep in the chain is the message that matters; the rest is context
-            eprintln!("  caused by: {cause}");
+            stderr_line!("  caused by: {cause}");
         }
         if let Some(UpgradeError::HookFailed { last_lines, .. }) = find(err)
             && !last_lines.is_empty()
         {
-            eprintln!("  last lines it printed:");
+            stderr_line!("  last lines it printed:");
             for line in last_lines {
-                eprintln!("  | {line}");
+                stderr_line!("  | {line}");
             }
         }
         if let Some(hint) = find(err).and_then(UpgradeError::hint) {
-            eprintln!("{}: {hint}", self.paint("1;36", "hint"));
+            stderr_line!("{}: {hint}", self.paint("1;36", "hint"));
         }
     }
 
@@ -104,12 +122,15 @@ impl Human {
                 _ => self.paint("1;33", "warning  "),
             };
             // NB: inhibitors are shown under --quiet too: they are why the run stops.
-            eprintln!(
+            stderr_line!(
                 "  {label} {}: measured `{}`, required `{}` ({})",
-                r.key, r.measured, r.required, r.source
+                r.key,
+                r.measured,
+                r.required,
+                r.source
             );
             if let Some(hint) = &r.hint {
-                eprintln!("            {}: {hint}", self.paint("1;36", "hint"));
+                stderr_line!("            {}: {hint}", self.paint("1;36", "hint"));
             }
         }
         for r in report.results.iter().filter(|r| r.note.is_some()) {
@@ -402,7 +423,7 @@ impl Ui for Human {
             ));
         }
         if !self.quiet {
-            eprint!("{}", self.render_plan(view.plan, view.done));
+            stderr_text!("{}", self.render_plan(view.plan, view.done));
         }
     }
 

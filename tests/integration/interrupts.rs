@@ -511,3 +511,18 @@ fn sigterm_at_the_prompt_exits_143_and_leaves_the_terminal_as_it_was() {
     assert!(same, "the terminal's settings changed");
     assert!(sb.rpm_qa().is_empty());
 }
+
+#[test]
+fn a_run_whose_terminal_went_away_goes_on_to_its_end() {
+    // stderr closed under the run (a lost ssh session, `2>&1 | head`): nothing it writes may
+    // end it in the middle of a step
+    let sb = Sandbox::new();
+    three_releases(&sb);
+    sb.logging_hook("post", false, "50-log");
+    let mut child = sb.cmd(&["--yes"]).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(sb.installed().as_deref(), Some("3.0.0"));
+    assert_eq!(sb.hook_log().len(), 2);
+}
