@@ -83,6 +83,9 @@ pub fn restart(ctx: &Context, names: &[String], ui: &dyn Ui) -> Result<Restarted
         false => graph.with_dependents(names)?,
     };
     let _lock = lock::RunLock::acquire(&paths.lock)?;
+    // NB: a signal in the middle does not leave a service stopped: the restart goes on to its
+    // end (each command bounded by its timeout), then exits 130/143.
+    crate::interrupt::install()?;
     let services = Services::new(&graph, &config, &paths);
     tracing::info!(services = ?graph.names(set.iter().copied()), "restarting services");
     let mut stopped = Vec::new();
@@ -103,6 +106,7 @@ pub fn restart(ctx: &Context, names: &[String], ui: &dyn Ui) -> Result<Restarted
         restore(&services, &report.skipped, ui);
         return Err(services::failure(&report, &graph).into());
     }
+    crate::interrupt::check()?;
     Ok(Restarted {
         result: "restarted",
         services: graph.names(set),

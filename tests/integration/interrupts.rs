@@ -526,3 +526,30 @@ fn a_run_whose_terminal_went_away_goes_on_to_its_end() {
     assert_eq!(sb.installed().as_deref(), Some("3.0.0"));
     assert_eq!(sb.hook_log().len(), 2);
 }
+
+#[test]
+fn sigint_during_services_restart_starts_what_it_stopped() {
+    let fx = Fixture::new("", "0s");
+    fx.publish(pkg("demo-server", "2.0.0"));
+    fx.sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    assert!(wait_until(Duration::from_secs(10), || fx.answers()));
+    // db takes 3 s to answer once started: the signal lands while the restart waits for it
+    std::fs::write(fx.sb.base.join("db.delay"), "3s").unwrap();
+    let mut run = fx
+        .sb
+        .cmd(&["services", "restart"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !fx.answers()),
+        "db was never stopped"
+    );
+    let (status, _) = interrupt(&mut run, Signal::SIGINT, Duration::from_secs(30));
+    let stderr = stderr_of(&mut run);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        fx.answers(),
+        "db is down after the interrupted restart:\n{stderr}"
+    );
+}
