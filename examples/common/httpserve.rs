@@ -1,7 +1,7 @@
 //! A small static-file HTTP/1.1 server on 127.0.0.1 for the demo, the benchmarks and the tests:
 //! GET with `Range: bytes=N-`, one thread per connection, `Connection: close`, and fault
-//! injection for the tests (fail with a status N times, cut a response half-way, serve other
-//! bytes than the file) plus a log of every request and its Range offset.
+//! injection for the tests (fail with a status N times, cut or stall a response half-way, serve
+//! other bytes than the file) plus a log of every request and its Range offset.
 //!
 //! Only std: the tests need control over the socket that a full server library would hide
 //! (a response cut half-way is a `Content-Length` promise broken by closing the connection).
@@ -33,6 +33,9 @@ pub struct Faults {
     pub cut: Vec<(String, usize)>,
     /// Serve these bytes instead of the file.
     pub replace: HashMap<String, Vec<u8>>,
+    /// (path, remaining): send half the body, then nothing more for 20 s (a stalled link),
+    /// while `remaining` > 0.
+    pub stall: Vec<(String, usize)>,
 }
 
 pub struct Server {
@@ -128,7 +131,7 @@ fn serve(
         range,
     });
     let mut out = stream;
-    let (status, cut, replaced) = {
+    let (status, cut, stall, replaced) = {
         let mut f = faults.lock().unwrap();
         let mut status = None;
         for (p, remaining, code) in f.fail.iter_mut() {
@@ -144,7 +147,14 @@ fn serve(
                 cut = true;
             }
         }
-        (status, cut, f.replace.get(&path).cloned())
+        let mut stall = false;
+        for (p, remaining) in f.stall.iter_mut() {
+            if *p == path && *remaining > 0 {
+                *remaining -= 1;
+                stall = true;
+            }
+        }
+        (status, cut || stall, stall, f.replace.get(&path).cloned())
     };
     if let Some(code) = status {
         return write!(
@@ -194,6 +204,9 @@ fn serve(
     let send = if cut { count / 2 } else { count };
     std::io::copy(&mut body.take(send), &mut out)?;
     out.flush()?;
+    if stall {
+        std::thread::sleep(std::time::Duration::from_secs(20));
+    }
     if cut {
         let _ = out.shutdown(std::net::Shutdown::Both);
     }

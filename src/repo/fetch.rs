@@ -24,7 +24,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
@@ -38,6 +39,8 @@ pub const THREADS: usize = 6;
 /// How many threads copy out of a local repository.
 pub const LOCAL_THREADS: usize = 1;
 const BUFFER: usize = 256 * 1024;
+/// How often the calling thread looks for an interrupt while the workers fetch.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 /// Progress of [`fetch_all`], reported on the calling thread.
 #[derive(Debug, Clone, Copy)]
@@ -124,8 +127,8 @@ pub fn fetch_all(
         Done(usize, bool),
         Failed(anyhow::Error),
     }
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut first_error = None;
     // NB: copies out of a local repository gain nothing from threads beyond the cores, and
@@ -138,49 +141,65 @@ pub fn fetch_all(
         true => LOCAL_THREADS,
         false => THREADS,
     };
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(unique.len()) {
-            let tx = tx.clone();
-            let (next, stop, unique) = (&next, &stop, &unique);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= unique.len()
-                        || stop.load(Ordering::Relaxed)
-                        || crate::interrupt::received().is_some()
-                    {
+    // NB: the workers own what they use, so that an interrupt returns at once instead of
+    // waiting for a download stalled in a read (bounded only by the request's timeout): the
+    // workers stop at their next chunk, or end with the process, leaving `.part`s to resume.
+    let owned: Arc<Vec<Artifact>> = Arc::new(unique.iter().map(|a| (*a).clone()).collect());
+    let mut workers = Vec::new();
+    for _ in 0..threads.min(unique.len()) {
+        let tx = tx.clone();
+        let (next, stop, owned) = (next.clone(), stop.clone(), owned.clone());
+        let (repo, cache) = (repo.clone(), cache.to_path_buf());
+        workers.push(std::thread::spawn(move || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= owned.len()
+                    || stop.load(Ordering::Relaxed)
+                    || crate::interrupt::received().is_some()
+                {
+                    break;
+                }
+                let mut report = |n| {
+                    let _ = tx.send(Msg::Bytes(n));
+                };
+                match fetch_one(&repo, &owned[i], &cache, &stop, &mut report) {
+                    Ok((_, cached)) => {
+                        let _ = tx.send(Msg::Done(i, cached));
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        let _ = tx.send(Msg::Failed(e));
                         break;
                     }
-                    let mut report = |n| {
-                        let _ = tx.send(Msg::Bytes(n));
-                    };
-                    match fetch_one(repo, unique[i], cache, stop, &mut report) {
-                        Ok((_, cached)) => {
-                            let _ = tx.send(Msg::Done(i, cached));
-                        }
-                        Err(e) => {
-                            stop.store(true, Ordering::Relaxed);
-                            let _ = tx.send(Msg::Failed(e));
-                            break;
-                        }
-                    }
-                }
-            });
-        }
-        drop(tx);
-        for msg in rx {
-            match msg {
-                Msg::Bytes(n) => on(Progress::Bytes(n)),
-                Msg::Done(i, cached) => on(Progress::Verified {
-                    artifact: unique[i],
-                    cached,
-                }),
-                Msg::Failed(e) => {
-                    first_error.get_or_insert(e);
                 }
             }
+        }));
+    }
+    drop(tx);
+    loop {
+        match rx.recv_timeout(INTERRUPT_POLL) {
+            Ok(Msg::Bytes(n)) => on(Progress::Bytes(n)),
+            Ok(Msg::Done(i, cached)) => on(Progress::Verified {
+                artifact: unique[i],
+                cached,
+            }),
+            Ok(Msg::Failed(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(interrupted) = crate::interrupt::check() {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(interrupted.into());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-    });
+    }
+    for worker in workers {
+        if worker.join().is_err() {
+            first_error.get_or_insert_with(|| anyhow::anyhow!("a download thread panicked"));
+        }
+    }
     if let Some(e) = first_error {
         return Err(e);
     }

@@ -598,3 +598,36 @@ fn trust_the_shim_asks_before_refreshing_when_a_person_is_asked() {
             .contains(&"demo-upgrade-1.0.0-1.noarch".to_string())
     );
 }
+
+#[test]
+fn trust_an_interrupt_during_a_stalled_download_ends_the_run_at_once_and_it_resumes() {
+    use nix::sys::signal::{Signal, kill};
+    let (sb, server, path) = served_big();
+    server.faults.lock().unwrap().stall.push((path.into(), 1));
+    let mut run = sb.cmd(&["--yes"]).stderr(Stdio::piped()).spawn().unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || !server
+            .requests(path)
+            .is_empty()),
+        "the download never began"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    kill(nix::unistd::Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
+    let out = Run::from(run.wait_with_output().unwrap());
+    out.assert_code(130).assert_stderr("interrupted by SIGINT");
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "the stalled read held the interrupt for {:?}",
+        sent.elapsed()
+    );
+    assert!(sb.rpm_qa().is_empty());
+    // the next run resumes the download where it stopped and installs
+    sb.run(&["--yes"])
+        .assert_code(0)
+        .assert_stderr("resuming run");
+    let requests = server.requests(path);
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests[1].range.is_some_and(|r| r > 0), "{requests:?}");
+    assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+}
