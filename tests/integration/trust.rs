@@ -604,7 +604,7 @@ fn trust_an_interrupt_during_a_stalled_download_ends_the_run_at_once_and_it_resu
     use nix::sys::signal::{Signal, kill};
     let (sb, server, path) = served_big();
     server.faults.lock().unwrap().stall.push((path.into(), 1));
-    let mut run = sb.cmd(&["--yes"]).stderr(Stdio::piped()).spawn().unwrap();
+    let run = sb.cmd(&["--yes"]).stderr(Stdio::piped()).spawn().unwrap();
     assert!(
         wait_until(std::time::Duration::from_secs(30), || !server
             .requests(path)
