@@ -1,4 +1,9 @@
-//! Interrupts (SPEC §5): SIGINT, SIGTERM and SIGHUP during a run are noted, not obeyed on the
+//! Interrupts (SPEC §5). Every command ends at SIGINT, SIGTERM or SIGHUP at once, as it would
+//! without a handler, except that the program it runs (a `checks.d` check, say, in a process
+//! group of its own that the terminal's Ctrl-C does not reach) gets SIGTERM first instead of
+//! running on as an orphan.
+//!
+//! A command that changes the host [`defer`]s them instead: a signal is noted, not obeyed on the
 //! spot. The run looks at [`received`] where stopping is safe — between steps, in the process
 //! runner (which then ends the running hook's process group), between migrations — and ends with
 //! [`UpgradeError::Interrupted`] (exit 130 or 143), the run left open and the services it stopped
@@ -19,6 +24,12 @@ use crate::error::UpgradeError;
 /// The first signal received since [`install`], 0 for none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
+/// Set by [`defer`]: signals are noted for the run to stop where it safely can.
+static DEFERRED: AtomicBool = AtomicBool::new(false);
+
+/// The process group of the interruptible program running now, 0 for none ([`Child`]).
+static CHILD_GROUP: AtomicI32 = AtomicI32::new(0);
+
 /// Set while [`at_prompt`] waits for an answer: a signal then ends the process.
 static AT_PROMPT: AtomicBool = AtomicBool::new(false);
 
@@ -36,27 +47,53 @@ unsafe impl Sync for SavedTermios {}
 /// The signals that interrupt a run.
 pub const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
-/// Notes SIGINT, SIGTERM and SIGHUP from now on instead of dying of them.
+/// Handles SIGINT, SIGTERM and SIGHUP from now on (see the module's documentation); every
+/// command calls it first.
 pub fn install() -> anyhow::Result<()> {
     // NB: SA_RESTART: a system call the signal lands in goes on (rpm's `waitpid`, a database
-    // read), and the run looks at the flag where it may stop.
+    // read), and a deferring run looks at the flag where it may stop.
     let action = SigAction::new(
         SigHandler::Handler(on_signal),
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
     for signal in SIGNALS {
-        // SAFETY: `on_signal` only does what is async-signal-safe (atomics, tcsetattr, write,
-        // _exit).
+        // SAFETY: `on_signal` only does what is async-signal-safe (atomics, killpg, tcsetattr,
+        // write, sigaction, raise, _exit).
         unsafe { sigaction(signal, &action) }
             .map_err(|e| anyhow::anyhow!("failed to handle {signal}: {e}"))?;
     }
     Ok(())
 }
 
+/// From now on a signal is noted, not obeyed: the run stops where it safely can. A signal that
+/// came before is noted already.
+pub fn defer() {
+    DEFERRED.store(true, Ordering::SeqCst);
+}
+
+/// Marks an interruptible program's process group as the one a signal ends, while it lives.
+pub struct Child(());
+
+impl Child {
+    pub fn running(group: i32) -> Child {
+        CHILD_GROUP.store(group, Ordering::SeqCst);
+        Child(())
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        CHILD_GROUP.store(0, Ordering::SeqCst);
+    }
+}
+
 extern "C" fn on_signal(signal: libc::c_int) {
     let _ = RECEIVED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     if !AT_PROMPT.load(Ordering::Acquire) {
+        if !DEFERRED.load(Ordering::SeqCst) {
+            die_of(signal);
+        }
         return;
     }
     // At the prompt: nothing changed yet. Give the terminal back as it was, and go.
@@ -80,6 +117,28 @@ extern "C" fn on_signal(signal: libc::c_int) {
     unsafe {
         libc::write(2, message.as_ptr().cast(), message.len());
         libc::_exit(code);
+    }
+}
+
+/// Ends the process of `signal` as if it had no handler, after SIGTERM to the running program's
+/// process group.
+fn die_of(signal: libc::c_int) {
+    let group = CHILD_GROUP.load(Ordering::SeqCst);
+    // SAFETY: killpg, signal, sigemptyset, sigaddset, pthread_sigmask, raise and _exit are
+    // async-signal-safe; the set is a local one.
+    unsafe {
+        if group > 0 {
+            libc::killpg(group, libc::SIGTERM);
+        }
+        libc::signal(signal, libc::SIG_DFL);
+        // NB: the signal is blocked while its handler runs: unblocked, the raised one is
+        // delivered at once and the process dies of it, as the caller (a shell) expects.
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut());
+        libc::raise(signal);
+        libc::_exit(128 + signal);
     }
 }
 

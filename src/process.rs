@@ -130,6 +130,9 @@ pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<Finish
         .spawn()
         .with_context(|| format!("failed to start `{}`", program.display()))?;
     drop(command); // NB: the Command holds the pipe's write end; keep it open and EOF never comes.
+    let _interruptible = options
+        .interruptible
+        .then(|| crate::interrupt::Child::running(child.id() as i32));
     let mut running = Running::new(child, reader)?;
     let mut lines = Lines::new(options.keep_lines);
     let deadline = Instant::now() + options.timeout;

@@ -36,6 +36,10 @@ pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     let human = Human::new(cli.global.quiet);
     let json_out = cli.global.json;
+    if let Err(err) = crate::interrupt::install() {
+        human.error(&err);
+        return ExitCode::from(exit::FAILED);
+    }
     match dispatch(cli, &human) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -85,7 +85,7 @@ pub fn restart(ctx: &Context, names: &[String], ui: &dyn Ui) -> Result<Restarted
     let _lock = lock::RunLock::acquire(&paths.lock)?;
     // NB: a signal in the middle does not leave a service stopped: the restart goes on to its
     // end (each command bounded by its timeout), then exits 130/143.
-    crate::interrupt::install()?;
+    crate::interrupt::defer();
     let services = Services::new(&graph, &config, &paths);
     tracing::info!(services = ?graph.names(set.iter().copied()), "restarting services");
     let mut stopped = Vec::new();

@@ -61,10 +61,6 @@ pub struct Outcome {
 pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome> {
     let config = Config::load(&ctx.config_path)?;
     let paths = ctx.paths();
-    if !opts.dry_run {
-        // NB: from here on a signal is noted and the run stops where it safely can (SPEC §5).
-        crate::interrupt::install()?;
-    }
     let _lock = match opts.dry_run {
         true => None,
         false => Some(lock::RunLock::acquire(&paths.lock)?),
@@ -119,7 +115,6 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
     if plan.is_up_to_date() {
         return Ok(outcome);
     }
-    crate::interrupt::check()?;
     let no_keys = HashSet::new();
     ui.plan(&PlanView {
         plan: &plan,
@@ -139,6 +134,9 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         return Ok(outcome);
     }
     let repo = Repository::configured(&config, &ctx.config_path)?;
+    // NB: until here a signal ends the process at once: nothing changed. From here on it is
+    // noted, and the run stops where it safely can (SPEC §5); the prompt answers it itself.
+    crate::interrupt::defer();
     if opts.download_only {
         let artifacts: Vec<&Artifact> = plan.artifacts().collect();
         exec::download(&repo, &artifacts, &paths.cache, ui)?;

@@ -553,3 +553,35 @@ fn sigint_during_services_restart_starts_what_it_stopped() {
         "db is down after the interrupted restart:\n{stderr}"
     );
 }
+
+#[test]
+fn a_signal_during_check_ends_it_at_once_and_the_running_check_with_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::new();
+    three_releases(&sb);
+    let (marker, child_pid) = (sb.base.join("check-running"), sb.base.join("child.pid"));
+    sb.check_script(
+        "slow",
+        &format!(
+            "sleep 300 &\necho $! > {}\ntouch {}\nwait",
+            child_pid.display(),
+            marker.display()
+        ),
+    );
+    for (args, signal) in [
+        (["check"], Signal::SIGINT),
+        (["--dry-run"], Signal::SIGTERM),
+    ] {
+        let _ = std::fs::remove_file(&marker);
+        let mut run = spawn_until(&sb, &args, &marker);
+        let (status, took) = interrupt(&mut run, signal, Duration::from_secs(10));
+        // nothing changed yet: it dies of the signal, as without a handler, at once
+        assert_eq!(status.signal(), Some(signal as i32), "{args:?}");
+        assert!(took < Duration::from_secs(2), "{args:?} took {took:?}");
+        let child = read_pid(&child_pid);
+        assert!(
+            wait_until(Duration::from_secs(5), || !alive(child)),
+            "{args:?}: the check's child {child} outlived the interrupt"
+        );
+    }
+}
