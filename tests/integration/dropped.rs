@@ -202,3 +202,28 @@ fn a_kill_between_the_erase_and_the_install_resumes_to_the_clean_state() {
         assert_eq!(sb.installed().as_deref(), Some("2.0.0"), "{fault}");
     }
 }
+
+#[test]
+fn the_dnf_backend_removes_and_renames_alike() {
+    let sb = Sandbox::new();
+    sb.os_release("ID=rocky\nVERSION_ID=\"9.3\"\n");
+    let os_repo = sb.base.join("os-repo");
+    std::fs::create_dir_all(&os_repo).unwrap();
+    let out = std::process::Command::new("createrepo_c")
+        .arg("-q")
+        .arg(&os_repo)
+        .output()
+        .expect("createrepo_c (scripts/test installs it)");
+    assert!(out.status.success());
+    sb.write_config(&format!(
+        "[packages]\nbackend = \"dnf\"\nrepos = [\"file://{}\"]\ngpgcheck = false\n",
+        os_repo.display()
+    ));
+    renaming_releases(&sb, Vec::new());
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    sb.run(&["--yes"])
+        .assert_code(0)
+        .assert_stderr("erasing demo-legacy, demo-old (no longer in the release)");
+    assert_eq!(sb.rpm_qa(), CLEAN[..2]);
+    assert_eq!(read(&sb, SHARED), "new\n");
+}
