@@ -526,18 +526,20 @@ fn custom_checks(input: &PreflightInput<'_>) -> Result<Vec<CheckResult>> {
 }
 
 /// The conflicts of each hop's package transaction, found before anything changes (SPEC §5):
-/// `rpm -U --test` of the hop's downloaded files against the root's rpm database. Key
-/// `file-conflict:NAME`, NAME a package the hop installs whose files another package holds, and
-/// `package-transaction:VERSION` for anything else rpm refuses; always inhibitors. Changes
-/// nothing; needs every artifact of the plan in `cache` (the download step's).
+/// `rpm -U --test` of the hop's downloaded files against the root's rpm database, and for a hop
+/// that removes packages, `rpm -e --test` of them and the requirements of its files. Keys
+/// `file-conflict:NAME` (NAME, a package the hop installs, would overwrite another package's
+/// files), `removal-breaks:NAME` (NAME, installed or installed by the hop, needs a package the
+/// hop removes) and `package-transaction:VERSION` (anything else rpm refuses); always
+/// inhibitors. Changes nothing; needs every artifact of the plan in `cache`.
 ///
 /// NB: conflicts with the packages a hop erases before its install (the product's packages the
 /// release no longer lists, [`crate::steps::packages::run_hop`]) are not conflicts: that is how
 /// a package renamed without `Obsoletes` replaces the old one. Later hops are tested against the
-/// database as it is now, so a conflict with a package an earlier hop replaces or removes cannot
-/// be judged here and is left to that hop's own transaction. A root without an rpm database
-/// holds no package to conflict with: nothing is tested (rpm still refuses two packages of one
-/// transaction that conflict, before it changes anything).
+/// database as it is now, so what concerns a package an earlier hop (or the same hop) replaces
+/// or removes cannot be judged here and is left to that hop's own transaction. A root without
+/// an rpm database holds no package to conflict with: nothing is tested (rpm still refuses two
+/// packages of one transaction that conflict, before it changes anything).
 pub fn transactions(root: &Path, plan: &Plan, cache: &Path) -> Result<Report> {
     let mut results = Vec::new();
     if !crate::host::has_rpm_database(root) {
@@ -546,16 +548,13 @@ pub fn transactions(root: &Path, plan: &Plan, cache: &Path) -> Result<Report> {
     // names whose entry in the database is not what the hop's transaction will meet
     let mut replaced: HashSet<&str> = HashSet::new();
     for hop in &plan.hops {
-        replaced.extend(hop.removals());
-        let files: Vec<PathBuf> = hop
-            .artifacts()
-            .map(|a| crate::repo::fetch::cache_path(cache, a))
+        let removed: Vec<&str> = hop.removals().collect();
+        // what the database holds of them now (not what an earlier hop installs)
+        let erased: Vec<String> = removed
+            .iter()
+            .filter(|n| !replaced.contains(*n))
+            .map(|n| n.to_string())
             .collect();
-        if !files.is_empty() {
-            let source = format!("release {}", hop.to);
-            let problems = packages::test_install(root, &files)?;
-            results.extend(transaction_results(&problems, &replaced, &source, &hop.to));
-        }
         let changed = hop.packages.iter().map(|p| (p.op, p.name.as_str()));
         let prerequisites = hop.prerequisites.iter().map(|p| (p.op, p.name.as_str()));
         replaced.extend(
@@ -564,6 +563,22 @@ pub fn transactions(root: &Path, plan: &Plan, cache: &Path) -> Result<Report> {
                 .filter(|(op, _)| *op != PackageOp::Keep)
                 .map(|(_, name)| name),
         );
+        let files: Vec<PathBuf> = hop
+            .artifacts()
+            .map(|a| crate::repo::fetch::cache_path(cache, a))
+            .collect();
+        let mut problems = Vec::new();
+        if !erased.is_empty() {
+            problems.extend(packages::test_erase(root, &erased)?);
+        }
+        if !files.is_empty() {
+            problems.extend(packages::test_install(root, &files)?);
+            if !removed.is_empty() {
+                problems.extend(packages::requiring(root, &files, &removed)?);
+            }
+        }
+        let source = format!("release {}", hop.to);
+        results.extend(transaction_results(&problems, &replaced, &source, &hop.to));
     }
     Ok(Report { results }.finish())
 }
@@ -592,6 +607,16 @@ struct Conflict {
     released: BTreeSet<String>,
 }
 
+/// What one package needs of the packages a hop removes.
+#[derive(Default)]
+struct Needs {
+    /// `name-evr.arch`.
+    package: String,
+    capabilities: BTreeSet<String>,
+    /// Installed now, or one the hop installs.
+    installed: bool,
+}
+
 /// The results of one hop's test transaction: its conflicts by package, but those with what
 /// `replaced` names, and whatever else rpm refused.
 fn transaction_results(
@@ -601,6 +626,7 @@ fn transaction_results(
     to: &str,
 ) -> Vec<CheckResult> {
     let mut conflicts: BTreeMap<&str, Conflict> = BTreeMap::new();
+    let mut needs: BTreeMap<&str, Needs> = BTreeMap::new();
     let mut other = Vec::new();
     for problem in problems {
         match problem {
@@ -626,6 +652,20 @@ fn transaction_results(
                 c.files.push(format!("{path} also in {other}"));
                 c.released
                     .insert(format!("`{}`", packages::nevra_name(other)));
+            }
+            TestProblem::NeededBy {
+                capability,
+                package,
+                installed,
+            } => {
+                let name = packages::nevra_name(package);
+                if *installed && replaced.contains(name) {
+                    continue;
+                }
+                let n = needs.entry(name).or_default();
+                n.capabilities.insert(format!("`{capability}`"));
+                n.package = package.clone();
+                n.installed = *installed;
             }
             // NB: no problem: the packages step skips a build that is installed already (a
             // later hop may list again the build an earlier one removes)
@@ -659,6 +699,29 @@ fn transaction_results(
                 .fail_if(true, || hint)
         })
         .collect();
+    out.extend(needs.into_iter().map(|(name, n)| {
+        let needed = list(&n.capabilities);
+        let hint = match n.installed {
+            true => format!(
+                "{source} removes what the installed `{name}` needs ({needed}): remove `{name}` \
+                 if nothing needs it (`dnf remove`), or ask the vendor; nothing was changed"
+            ),
+            false => format!(
+                "`{name}` of {source} requires {needed}, which the release no longer ships: ask \
+                 the vendor for a release that does not; nothing was changed"
+            ),
+        };
+        result(
+            format!("removal-breaks:{name}"),
+            source,
+            Severity::Inhibitor,
+        )
+        .measured(
+            format!("{} needs {needed}", n.package),
+            "nothing needs what the hop removes",
+        )
+        .fail_if(true, || hint)
+    }));
     if !other.is_empty() {
         out.push(
             result(
@@ -707,7 +770,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transaction_problems_become_inhibitors_but_conflicts_with_what_the_hop_erases() {
+    fn transaction_problems_become_inhibitors_but_those_about_what_the_hop_replaces() {
         let installed = |path: &str, package: &str, owner: &str| TestProblem::ConflictsInstalled {
             path: path.into(),
             package: package.into(),
@@ -722,8 +785,22 @@ mod tests {
                 other: "demo-y-2-1.noarch".into(),
             },
             TestProblem::Other("installing package demo-z needs 2MB more space".into()),
+            TestProblem::NeededBy {
+                capability: "demo-old".into(),
+                package: "demo-server-1-1.x86_64".into(),
+                installed: true,
+            },
+            TestProblem::NeededBy {
+                capability: "demo-old".into(),
+                package: "demo-server-2-1.x86_64".into(),
+                installed: false,
+            },
+            TestProblem::AlreadyInstalled {
+                package: "demo-old-1-1.x86_64".into(),
+            },
         ];
-        let replaced = HashSet::from(["demo-old"]);
+        // demo-server is upgraded by the hop, demo-old removed
+        let replaced = HashSet::from(["demo-old", "demo-server"]);
         let results = transaction_results(&problems, &replaced, "release 2.0.0", "2.0.0");
         let keys: Vec<(&str, &str)> = results
             .iter()
@@ -734,6 +811,10 @@ mod tests {
             [
                 ("file-conflict:demo-tool", "/b owned by os-tool-1-1.x86_64"),
                 ("file-conflict:demo-x", "/c also in demo-y-2-1.noarch"),
+                (
+                    "removal-breaks:demo-server",
+                    "demo-server-2-1.x86_64 needs `demo-old`"
+                ),
                 (
                     "package-transaction:2.0.0",
                     "installing package demo-z needs 2MB more space"

@@ -146,7 +146,7 @@ fn run_rpm(mut cmd: Command, what: &str, point: &str) -> Result<TransactionRepor
     transaction(what, output, &[])
 }
 
-/// A problem `rpm -U --test` found in a transaction.
+/// A problem a test transaction found (`rpm -U --test`, `rpm -e --test`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestProblem {
     /// `path` of the package being installed (`name-evr.arch`) is also `installed`'s.
@@ -161,6 +161,13 @@ pub enum TestProblem {
         package: String,
         other: String,
     },
+    /// `package` (`name-evr.arch`) needs `capability`, which the transaction takes away; an
+    /// `installed` package, or one the transaction installs.
+    NeededBy {
+        capability: String,
+        package: String,
+        installed: bool,
+    },
     /// `package` (`name-evr.arch`) is installed already.
     AlreadyInstalled { package: String },
     /// Anything else rpm reported (disk space, an installed newer build…), as it said it.
@@ -171,11 +178,24 @@ pub enum TestProblem {
 /// changing nothing. Dependencies are not tested: prerequisites from the system's repositories
 /// and earlier hops of the plan are not there yet.
 pub fn test_install(root: &Path, files: &[PathBuf]) -> Result<Vec<TestProblem>> {
-    let output = rpm(root)
-        .args(["-U", "--test", "--nodeps"])
-        .args(files.iter().map(|f| OsString::from(f.as_os_str())))
+    let mut cmd = rpm(root);
+    cmd.args(["-U", "--test", "--nodeps"])
+        .args(files.iter().map(|f| OsString::from(f.as_os_str())));
+    test_transaction(cmd, "rpm -U --test", root)
+}
+
+/// `rpm -e --test` of every installed build of `names`: what needs them, changing nothing.
+pub fn test_erase(root: &Path, names: &[String]) -> Result<Vec<TestProblem>> {
+    let mut cmd = rpm(root);
+    cmd.args(["-e", "--test", "--allmatches"]).args(names);
+    test_transaction(cmd, "rpm -e --test", root)
+}
+
+/// Runs the test transaction `cmd` (`what`) and reads its problems.
+fn test_transaction(mut cmd: Command, what: &str, root: &Path) -> Result<Vec<TestProblem>> {
+    let output = cmd
         .output()
-        .context("failed to run `rpm -U --test`; is rpm installed?")?;
+        .with_context(|| format!("failed to run `{what}`; is rpm installed?"))?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     // NB: rpm prints each problem on a line of its own, indented by a tab
@@ -187,7 +207,7 @@ pub fn test_install(root: &Path, files: &[PathBuf]) -> Result<Vec<TestProblem>> 
     if !output.status.success() && problems.is_empty() {
         return Err(UpgradeError::step(
             format!(
-                "`rpm -U --test` on root `{}` failed ({}): {}",
+                "`{what}` on root `{}` failed ({}): {}",
                 root.display(),
                 output.status,
                 text.trim()
@@ -197,6 +217,60 @@ pub fn test_install(root: &Path, files: &[PathBuf]) -> Result<Vec<TestProblem>> 
         .into());
     }
     Ok(problems)
+}
+
+/// The packages of `files` that require one of `removed` by name while neither `files` nor
+/// another installed package provides it: what the transaction of a hop that removes `removed`
+/// would refuse, read from the package headers (`rpm -U --test` cannot tell: the removed
+/// packages are still installed).
+pub fn requiring(root: &Path, files: &[PathBuf], removed: &[&str]) -> Result<Vec<TestProblem>> {
+    let mut provided = std::collections::HashSet::new();
+    let mut requires = Vec::new();
+    for file in files {
+        let meta = rpm::PackageMetadata::open(file)
+            .map_err(|e| anyhow::anyhow!("failed to read RPM package `{}`: {e}", file.display()))?;
+        let header = |e: rpm::Error| {
+            anyhow::anyhow!("failed to read the header of `{}`: {e}", file.display())
+        };
+        let identity = crate::host::package_identity(file)?;
+        provided.insert(identity.name.clone());
+        provided.extend(
+            meta.get_provides()
+                .map_err(header)?
+                .into_iter()
+                .map(|d| d.name),
+        );
+        for d in meta.get_requires().map_err(header)? {
+            if removed.contains(&d.name.as_str()) {
+                requires.push((d.name, identity.nevra()));
+            }
+        }
+    }
+    let mut unmet = Vec::new();
+    for (capability, package) in requires {
+        if provided.contains(&capability) {
+            continue;
+        }
+        let output = rpm(root)
+            .args(["-q", "--whatprovides", &capability, "--qf", "%{NAME}\n"])
+            .output()
+            .context("failed to run `rpm -q --whatprovides`; is rpm installed?")?;
+        let stays = output.status.success()
+            && String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|name| !removed.contains(&name));
+        if !stays {
+            unmet.push((capability, package));
+        }
+    }
+    Ok(unmet
+        .into_iter()
+        .map(|(capability, package)| TestProblem::NeededBy {
+            capability,
+            package,
+            installed: false,
+        })
+        .collect())
 }
 
 /// One problem line of `rpm -U --test`, without its tab.
@@ -225,6 +299,17 @@ fn test_problem(line: &str) -> TestProblem {
     {
         return TestProblem::AlreadyInstalled {
             package: package.into(),
+        };
+    }
+    if let Some((capability, package)) = line.split_once(" is needed by ") {
+        let (package, installed) = match package.strip_prefix("(installed) ") {
+            Some(p) => (p, true),
+            None => (package, false),
+        };
+        return TestProblem::NeededBy {
+            capability: capability.into(),
+            package: package.into(),
+            installed,
         };
     }
     conflict().unwrap_or_else(|| TestProblem::Other(line.trim().to_string()))
@@ -573,6 +658,14 @@ mod tests {
                 path: "/opt/x".into(),
                 package: "a-1-1.noarch".into(),
                 other: "b-2-1.noarch".into(),
+            }
+        );
+        assert_eq!(
+            super::test_problem("demo-legacy is needed by (installed) tool-1-1.noarch"),
+            TestProblem::NeededBy {
+                capability: "demo-legacy".into(),
+                package: "tool-1-1.noarch".into(),
+                installed: true,
             }
         );
         assert_eq!(

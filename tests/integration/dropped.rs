@@ -227,3 +227,54 @@ fn the_dnf_backend_removes_and_renames_alike() {
     assert_eq!(sb.rpm_qa(), CLEAN[..2]);
     assert_eq!(read(&sb, SHARED), "new\n");
 }
+
+/// What needs a package the release removes — a package of the OS, or one of the release's
+/// own — is refused with the rest, before anything changes; a package the release still ships
+/// may need what it removes when another package provides it.
+#[test]
+fn removing_what_another_package_needs_is_refused_before_anything_changes() {
+    let sb = Sandbox::new();
+    sb.publish(vec![
+        rel(
+            "1.0.0",
+            vec![
+                pkg("demo-server", "1.0.0"),
+                pkg("demo-legacy", "1.0.0"),
+                pkg("demo-extra", "1.0.0"),
+            ],
+        ),
+        rel(
+            "2.0.0",
+            vec![
+                pkg("demo-server", "2.0.0").requires("demo-legacy"),
+                pkg("demo-web", "2.0.0").requires("demo-extra"),
+            ],
+        ),
+    ]);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let host = sb.base.join("os");
+    sb.rpm_install(&[
+        RpmSpec::new("os-plugin", "1.0")
+            .requires("demo-legacy")
+            .build(&host),
+        // another package provides `demo-extra`: demo-web's requirement stays met
+        RpmSpec::new("os-extra", "1.0")
+            .provides("demo-extra")
+            .build(&host),
+    ]);
+    let before = sb.rpm_qa();
+    sb.run(&["--yes"])
+        .assert_code(3)
+        .assert_stderr(
+            "inhibitor removal-breaks:demo-server: measured `demo-server-2.0.0-1.x86_64 needs \
+             `demo-legacy``",
+        )
+        .assert_stderr("`demo-server` of release 2.0.0 requires `demo-legacy`, which the release no longer ships")
+        .assert_stderr(
+            "inhibitor removal-breaks:os-plugin: measured `os-plugin-1.0-1.x86_64 needs `demo-legacy``",
+        )
+        .assert_stderr("release 2.0.0 removes what the installed `os-plugin` needs (`demo-legacy`)")
+        .assert_stderr("2 preflight check(s) inhibit the upgrade");
+    assert_eq!(sb.rpm_qa(), before, "nothing changed");
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+}
