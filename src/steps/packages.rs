@@ -17,6 +17,7 @@ use super::StepContext;
 use crate::config::PackageBackend;
 use crate::error::UpgradeError;
 use crate::host::{DBPATH, rpm};
+use crate::model::journal::JournalKey;
 use crate::model::plan::{Hop, HopStep, PackageOp, Step};
 use crate::model::rpm::{InstalledPackage, RpmDb};
 use crate::repo::fetch;
@@ -115,15 +116,6 @@ pub struct TransactionReport {
     /// (`.rpmsave`), as the paths rpm printed.
     pub config_files: Vec<String>,
     pub output: Vec<String>,
-}
-
-impl TransactionReport {
-    /// This report followed by `later`'s.
-    fn and(mut self, later: TransactionReport) -> TransactionReport {
-        self.config_files.extend(later.config_files);
-        self.output.extend(later.output);
-        self
-    }
 }
 
 /// Erases every installed build of the packages `names` (the product's packages the hop no
@@ -569,18 +561,21 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         if !dnf {
             cx.journal.mark(&begun, None)?;
         }
-        let mut report = TransactionReport::default();
+        // NB: each transaction's output is shown as soon as it ends: an `.rpmsave` the erase
+        // made is told also when the install then fails
+        let mut config_files = Vec::new();
         if !erase.is_empty() {
             cx.ui.event(Event::PackagesErasing {
                 names: erase.clone(),
             });
-            report = erase_dropped(&cx.ctx.root, &erase)?;
+            let report = erase_dropped(&cx.ctx.root, &erase)?;
+            config_files.extend(show(cx, &key, report));
         }
         if install {
             cx.ui.event(Event::Transaction {
                 files: files.len() + specs.len(),
             });
-            report = report.and(match dnf {
+            let report = match dnf {
                 true => dnf_install(&cx.ctx.root, &files, &specs, &dnf_options(cx)?)?,
                 false => {
                     if interrupted {
@@ -592,20 +587,27 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
                     };
                     install_again(&cx.ctx.root, &files, attempt)?
                 }
-            });
+            };
+            config_files.extend(show(cx, &key, report));
         }
-        for line in &report.output {
-            tracing::info!(step = %key, "rpm: {line}");
-            cx.ui.event(Event::PackageOutput { line });
-        }
-        for path in &report.config_files {
-            tracing::warn!(path = %path, "config file kept beside the packaged one");
-            cx.ui.event(Event::ConfigFileKept { path });
-        }
-        detail = Some(serde_json::to_string(&report.config_files)?);
-        cx.config_files.extend(report.config_files);
+        detail = Some(serde_json::to_string(&config_files)?);
+        cx.config_files.extend(config_files);
     }
     cx.journal.mark(&key, detail.as_deref())
+}
+
+/// Shows what a transaction of step `key` printed and the config files it set aside; returns
+/// those files.
+fn show(cx: &StepContext<'_, '_>, key: &JournalKey, report: TransactionReport) -> Vec<String> {
+    for line in &report.output {
+        tracing::info!(step = %key, "rpm: {line}");
+        cx.ui.event(Event::PackageOutput { line });
+    }
+    for path in &report.config_files {
+        tracing::warn!(path = %path, "config file kept beside the packaged one");
+        cx.ui.event(Event::ConfigFileKept { path });
+    }
+    report.config_files
 }
 
 fn dnf_options(cx: &StepContext<'_, '_>) -> Result<DnfOptions> {
