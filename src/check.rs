@@ -10,7 +10,7 @@
 //! The declarations, their keys and the `check --json` document are described in the README
 //! ("Preflight checks"), the one place an operator reads them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +24,8 @@ use crate::model::plan::{PackageOp, Plan};
 use crate::model::rpm::RpmDb;
 use crate::process;
 use crate::steps::hooks::{self, HookEnv, Phase};
+use crate::steps::packages::{self, TestProblem};
+use crate::ui::{Event, Ui};
 
 /// What [`evaluate`] reads.
 pub struct PreflightInput<'a> {
@@ -523,6 +525,231 @@ fn custom_checks(input: &PreflightInput<'_>) -> Result<Vec<CheckResult>> {
     Ok(out)
 }
 
+/// The conflicts of each hop's package transaction, found before anything changes (SPEC §5):
+/// `rpm -U --test` of the hop's downloaded files against the root's rpm database, and for a hop
+/// that removes packages, `rpm -e --test` of them and the requirements of its files. Keys
+/// `file-conflict:NAME` (NAME, a package the hop installs, would overwrite another package's
+/// files), `removal-breaks:NAME` (NAME, installed or installed by the hop, needs a package the
+/// hop removes) and `package-transaction:VERSION` (anything else rpm refuses); always
+/// inhibitors. Changes nothing; needs every artifact of the plan in `cache`.
+///
+/// NB: conflicts with the packages a hop erases before its install (the product's packages the
+/// release no longer lists, [`crate::steps::packages::run_hop`]) are not conflicts: that is how
+/// a package renamed without `Obsoletes` replaces the old one. Later hops are tested against the
+/// database as it is now, so what concerns a package an earlier hop (or the same hop) replaces
+/// or removes cannot be judged here and is left to that hop's own transaction. A root without
+/// an rpm database holds no package to conflict with: nothing is tested (rpm still refuses two
+/// packages of one transaction that conflict, before it changes anything).
+pub fn transactions(root: &Path, plan: &Plan, cache: &Path) -> Result<Report> {
+    let mut results = Vec::new();
+    if !crate::host::has_rpm_database(root) {
+        return Ok(Report { results });
+    }
+    // names whose entry in the database is not what the hop's transaction will meet
+    let mut replaced: HashSet<&str> = HashSet::new();
+    for hop in &plan.hops {
+        let removed: Vec<&str> = hop.removals().collect();
+        // what the database holds of them now (not what an earlier hop installs)
+        let erased: Vec<String> = removed
+            .iter()
+            .filter(|n| !replaced.contains(*n))
+            .map(|n| n.to_string())
+            .collect();
+        let changed = hop.packages.iter().map(|p| (p.op, p.name.as_str()));
+        let prerequisites = hop.prerequisites.iter().map(|p| (p.op, p.name.as_str()));
+        replaced.extend(
+            changed
+                .chain(prerequisites)
+                .filter(|(op, _)| *op != PackageOp::Keep)
+                .map(|(_, name)| name),
+        );
+        let files: Vec<PathBuf> = hop
+            .artifacts()
+            .map(|a| crate::repo::fetch::cache_path(cache, a))
+            .collect();
+        let mut problems = Vec::new();
+        if !erased.is_empty() {
+            problems.extend(packages::test_erase(root, &erased)?);
+        }
+        if !files.is_empty() {
+            problems.extend(packages::test_install(root, &files)?);
+            if !removed.is_empty() {
+                problems.extend(packages::requiring(root, &files, &removed)?);
+            }
+        }
+        let source = format!("release {}", hop.to);
+        results.extend(transaction_results(&problems, &replaced, &source, &hop.to));
+    }
+    Ok(Report { results }.finish())
+}
+
+/// [`transactions`] when every artifact of `plan` is in `cache` already (put there by
+/// `--download-only` or an earlier attempt, and verified then); else nothing: the download step
+/// tests them.
+pub fn downloaded_transactions(root: &Path, plan: &Plan, cache: &Path) -> Result<Report> {
+    let downloaded = plan
+        .artifacts()
+        .all(|a| crate::repo::fetch::cache_path(cache, a).is_file());
+    match downloaded {
+        true => transactions(root, plan, cache),
+        false => Ok(Report::default()),
+    }
+}
+
+/// What one package of a hop conflicts with.
+#[derive(Default)]
+struct Conflict {
+    /// `PATH owned by NEVRA`, as measured.
+    files: Vec<String>,
+    /// The installed packages that hold some of its files.
+    installed: BTreeSet<String>,
+    /// The packages of the same transaction that ship some of its files.
+    released: BTreeSet<String>,
+}
+
+/// What one package needs of the packages a hop removes.
+#[derive(Default)]
+struct Needs {
+    /// `name-evr.arch`.
+    package: String,
+    capabilities: BTreeSet<String>,
+    /// Installed now, or one the hop installs.
+    installed: bool,
+}
+
+/// The results of one hop's test transaction: its conflicts by package, but those with what
+/// `replaced` names, and whatever else rpm refused.
+fn transaction_results(
+    problems: &[TestProblem],
+    replaced: &HashSet<&str>,
+    source: &str,
+    to: &str,
+) -> Vec<CheckResult> {
+    let mut conflicts: BTreeMap<&str, Conflict> = BTreeMap::new();
+    let mut needs: BTreeMap<&str, Needs> = BTreeMap::new();
+    let mut other = Vec::new();
+    for problem in problems {
+        match problem {
+            TestProblem::ConflictsInstalled {
+                path,
+                package,
+                installed,
+            } => {
+                let owner = packages::nevra_name(installed);
+                if replaced.contains(owner) {
+                    continue;
+                }
+                let c = conflicts.entry(packages::nevra_name(package)).or_default();
+                c.files.push(format!("{path} owned by {installed}"));
+                c.installed.insert(format!("`{owner}`"));
+            }
+            TestProblem::ConflictsBetween {
+                path,
+                package,
+                other,
+            } => {
+                let c = conflicts.entry(packages::nevra_name(package)).or_default();
+                c.files.push(format!("{path} also in {other}"));
+                c.released
+                    .insert(format!("`{}`", packages::nevra_name(other)));
+            }
+            TestProblem::NeededBy {
+                capability,
+                package,
+                installed,
+            } => {
+                let name = packages::nevra_name(package);
+                if *installed && replaced.contains(name) {
+                    continue;
+                }
+                let n = needs.entry(name).or_default();
+                n.capabilities.insert(format!("`{capability}`"));
+                n.package = package.clone();
+                n.installed = *installed;
+            }
+            // NB: no problem: the packages step skips a build that is installed already (a
+            // later hop may list again the build an earlier one removes)
+            TestProblem::AlreadyInstalled { .. } => {}
+            TestProblem::Other(line) => other.push(line.clone()),
+        }
+    }
+    let list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
+    let mut out: Vec<CheckResult> = conflicts
+        .into_iter()
+        .map(|(name, c)| {
+            let shown = match c.files.len() {
+                n if n > 3 => format!("{} and {} more", c.files[..3].join(", "), n - 3),
+                _ => c.files.join(", "),
+            };
+            let hint = match c.installed.is_empty() {
+                false => format!(
+                    "`{name}` of {source} and the installed {} hold the same files: remove \
+                     what is not the product's if nothing needs it (`dnf remove`), or ask the \
+                     vendor for a `{name}` that does not conflict; nothing was changed",
+                    list(&c.installed)
+                ),
+                true => format!(
+                    "`{name}` and {} of {source} ship the same files: ask the vendor for a \
+                     release whose packages do not conflict; nothing was changed",
+                    list(&c.released)
+                ),
+            };
+            result(format!("file-conflict:{name}"), source, Severity::Inhibitor)
+                .measured(shown, "no file another package holds")
+                .fail_if(true, || hint)
+        })
+        .collect();
+    out.extend(needs.into_iter().map(|(name, n)| {
+        let needed = list(&n.capabilities);
+        let hint = match n.installed {
+            true => format!(
+                "{source} removes what the installed `{name}` needs ({needed}): remove `{name}` \
+                 if nothing needs it (`dnf remove`), or ask the vendor; nothing was changed"
+            ),
+            false => format!(
+                "`{name}` of {source} requires {needed}, which the release no longer ships: ask \
+                 the vendor for a release that does not; nothing was changed"
+            ),
+        };
+        result(
+            format!("removal-breaks:{name}"),
+            source,
+            Severity::Inhibitor,
+        )
+        .measured(
+            format!("{} needs {needed}", n.package),
+            "nothing needs what the hop removes",
+        )
+        .fail_if(true, || hint)
+    }));
+    if !other.is_empty() {
+        out.push(
+            result(
+                format!("package-transaction:{to}"),
+                source,
+                Severity::Inhibitor,
+            )
+            .measured(other.join("; "), "rpm accepts the transaction")
+            .fail_if(true, || {
+                "resolve what rpm reports (`rpm -U --test` of the release's packages), then run \
+                 again; nothing was changed"
+                    .into()
+            }),
+        );
+    }
+    out
+}
+
+/// [`transactions`], shown through `ui` when it finds a problem, which stops the run (exit 3)
+/// with nothing changed.
+pub fn ensure_transactions(root: &Path, plan: &Plan, cache: &Path, ui: &dyn Ui) -> Result<()> {
+    let report = transactions(root, plan, cache)?;
+    if !report.results.is_empty() {
+        ui.event(Event::Checks { report: &report });
+    }
+    Ok(report.ensure_passed()?)
+}
+
 /// Runs every preflight check of `plan` and of the configuration (SPEC §9); changes nothing.
 pub fn run(ctx: &Context, config: &Config, plan: &Plan, rpmdb: &RpmDb) -> Result<Report> {
     let report = evaluate(&PreflightInput {
@@ -544,6 +771,75 @@ pub fn run(ctx: &Context, config: &Config, plan: &Plan, rpmdb: &RpmDb) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_problems_become_inhibitors_but_those_about_what_the_hop_replaces() {
+        let installed = |path: &str, package: &str, owner: &str| TestProblem::ConflictsInstalled {
+            path: path.into(),
+            package: package.into(),
+            installed: owner.into(),
+        };
+        let problems = [
+            installed("/a", "demo-new-2-1.x86_64", "demo-old-1-1.x86_64"),
+            installed("/b", "demo-tool-2-1.x86_64", "os-tool-1-1.x86_64"),
+            TestProblem::ConflictsBetween {
+                path: "/c".into(),
+                package: "demo-x-2-1.noarch".into(),
+                other: "demo-y-2-1.noarch".into(),
+            },
+            TestProblem::Other("installing package demo-z needs 2MB more space".into()),
+            TestProblem::NeededBy {
+                capability: "demo-old".into(),
+                package: "demo-server-1-1.x86_64".into(),
+                installed: true,
+            },
+            TestProblem::NeededBy {
+                capability: "demo-old".into(),
+                package: "demo-server-2-1.x86_64".into(),
+                installed: false,
+            },
+            TestProblem::AlreadyInstalled {
+                package: "demo-old-1-1.x86_64".into(),
+            },
+        ];
+        // demo-server is upgraded by the hop, demo-old removed
+        let replaced = HashSet::from(["demo-old", "demo-server"]);
+        let results = transaction_results(&problems, &replaced, "release 2.0.0", "2.0.0");
+        let keys: Vec<(&str, &str)> = results
+            .iter()
+            .map(|r| (r.key.as_str(), r.measured.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("file-conflict:demo-tool", "/b owned by os-tool-1-1.x86_64"),
+                ("file-conflict:demo-x", "/c also in demo-y-2-1.noarch"),
+                (
+                    "removal-breaks:demo-server",
+                    "demo-server-2-1.x86_64 needs `demo-old`"
+                ),
+                (
+                    "package-transaction:2.0.0",
+                    "installing package demo-z needs 2MB more space"
+                ),
+            ]
+        );
+        assert!(results.iter().all(|r| r.status == Status::Inhibitor));
+        assert!(
+            results[0]
+                .hint
+                .as_ref()
+                .unwrap()
+                .contains("the installed `os-tool`")
+        );
+        assert!(
+            results[1]
+                .hint
+                .as_ref()
+                .unwrap()
+                .contains("`demo-y` of release 2.0.0")
+        );
+    }
 
     #[test]
     fn os_release_and_meminfo() {

@@ -12,7 +12,8 @@
 //!
 //! Point names: `step:KEY` before a journal step starts, `mark:KEY` after its effect and before
 //! the journal records it, `marked:KEY` just after, `rpm:before` / `rpm:after` around the rpm
-//! transaction, `migration:LABEL` between two migrations, `service:Stop:NAME` /
+//! transaction, `rpm-erase:before` / `rpm-erase:after` around the erase of the packages a hop
+//! removes, `migration:LABEL` between two migrations, `service:Stop:NAME` /
 //! `service:Start:NAME` after each service, `download:PATH` mid-copy of an artifact.
 
 /// Hits the fault point named by the `format!` arguments; nothing without `fault-injection`.

@@ -34,11 +34,15 @@ pub fn rpm(root: &Path) -> Command {
     cmd
 }
 
+/// Whether `root` has an rpm database; a root without one has nothing installed.
+pub fn has_rpm_database(root: &Path) -> bool {
+    let db = root.join(DBPATH.trim_start_matches('/'));
+    std::fs::read_dir(&db).is_ok_and(|mut d| d.next().is_some())
+}
+
 /// Queries the rpm database of `root`; a root without one has nothing installed.
 pub fn installed_packages(root: &Path) -> Result<RpmDb> {
-    let db = root.join(DBPATH.trim_start_matches('/'));
-    let empty = std::fs::read_dir(&db).map_or(true, |mut d| d.next().is_none());
-    if empty {
+    if !has_rpm_database(root) {
         return Ok(RpmDb::default());
     }
     let query = || {

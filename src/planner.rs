@@ -98,6 +98,7 @@ pub fn plan_from(
         hooks,
         migrations: &migrations,
         services: &services,
+        upgrader_package: &config.upgrader_package(),
     })?;
     migrations::ensure_runnable(&migrations, &plan, &config.database_url(), ctx.superuser)?;
     ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;

@@ -146,4 +146,8 @@ pub enum Event<'a> {
         name: &'a str,
         error: &'a str,
     },
+    /// The packages step erases the product's packages the release no longer lists.
+    PackagesErasing {
+        names: Vec<String>,
+    },
 }

@@ -16,6 +16,8 @@ pub struct RpmSpec {
     pub post_lua: Option<String>,
     /// `Requires:` of other packages by name (any version).
     pub requires: Vec<String>,
+    /// `Provides:` of capabilities by name (any version).
+    pub provides: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +39,7 @@ impl RpmSpec {
             files: Vec::new(),
             post_lua: None,
             requires: Vec::new(),
+            provides: Vec::new(),
         }
     }
 
@@ -62,6 +65,11 @@ impl RpmSpec {
 
     pub fn requires(mut self, name: &str) -> Self {
         self.requires.push(name.into());
+        self
+    }
+
+    pub fn provides(mut self, name: &str) -> Self {
+        self.provides.push(name.into());
         self
     }
 
@@ -109,6 +117,9 @@ impl RpmSpec {
         }
         for name in &self.requires {
             builder.requires(rpm::Dependency::any(name.as_str()));
+        }
+        for name in &self.provides {
+            builder.provides(rpm::Dependency::any(name.as_str()));
         }
         let package = builder.build().expect("package builds");
         std::fs::create_dir_all(dir).expect("create package directory");

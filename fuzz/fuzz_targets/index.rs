@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
                     hooks: PlannedHooks::default(),
                     migrations: &[],
                     services: &graph,
+                    upgrader_package: "demo-upgrade",
                 });
             }
         }

@@ -201,17 +201,19 @@ impl Human {
             );
             out += &format!("    packages:{}\n", mark(Step::Hop(i, HopStep::Packages)));
             for p in &hop.packages {
-                let a = &p.artifact;
+                let (name, installed) = (&p.name, p.installed.as_deref().unwrap_or_default());
+                let evr = p.artifact.as_ref().map_or("", |a| a.evr.as_str());
                 let line = match (p.op, &p.installed) {
-                    (PackageOp::Install, _) => format!("install  {} {}", a.name, a.evr),
-                    (PackageOp::Upgrade, Some(old)) => {
-                        format!("upgrade  {} {old} → {}", a.name, a.evr)
+                    (PackageOp::Install, _) => format!("install  {name} {evr}"),
+                    (PackageOp::Upgrade, Some(old)) => format!("upgrade  {name} {old} → {evr}"),
+                    (PackageOp::Upgrade, None) => format!("upgrade  {name} {evr}"),
+                    (PackageOp::Keep, Some(old)) if old != evr => {
+                        format!("keep     {name} {old} (newer than {evr})")
                     }
-                    (PackageOp::Upgrade, None) => format!("upgrade  {} {}", a.name, a.evr),
-                    (PackageOp::Keep, Some(old)) if old != &a.evr => {
-                        format!("keep     {} {old} (newer than {})", a.name, a.evr)
+                    (PackageOp::Keep, _) => format!("keep     {name} {evr}"),
+                    (PackageOp::Remove, _) => {
+                        format!("remove   {name} {installed}  (no longer in the release)")
                     }
-                    (PackageOp::Keep, _) => format!("keep     {} {}", a.name, a.evr),
                 };
                 out += &format!("      {line}\n");
             }
@@ -232,6 +234,10 @@ impl Human {
                     (PackageOp::Upgrade, None) => format!("upgrade  {} {target}", p.name),
                     (PackageOp::Keep, i) => {
                         format!("keep     {} {}", p.name, i.unwrap_or_default())
+                    }
+                    // never planned for a prerequisite (SPEC §5)
+                    (PackageOp::Remove, i) => {
+                        format!("remove   {} {}", p.name, i.unwrap_or_default())
                     }
                 };
                 out += &format!("      {line}  (prerequisite `{}`)\n", p.version);
@@ -498,6 +504,9 @@ impl Ui for Human {
                 self.say(&format!("    already installed: {}", names.join(", ")))
             }
             Event::Transaction { files } => self.say(&format!("    {files} package(s) in one transaction")),
+            Event::PackagesErasing { names } => {
+                self.say(&format!("    erasing {} (no longer in the release)", names.join(", ")))
+            }
             Event::PackageOutput { line } => self.say(&format!("    [rpm] {line}")),
             Event::ConfigFileKept { path } => self.warn(&format!(
                 "rpm kept an edited configuration file and wrote `{path}` beside it; compare and merge it"

@@ -144,6 +144,8 @@ fn steps(
         let Step::Hop(h, kind) = step else {
             let artifacts: Vec<&Artifact> = plan.artifacts().collect();
             let files = download(cx.repo, &artifacts, &cx.paths.cache, cx.ui)?;
+            // NB: the transactions are tested with the files, before the first change
+            crate::check::ensure_transactions(&cx.ctx.root, plan, &cx.paths.cache, cx.ui)?;
             cx.journal.mark(&key, None)?;
             cx.verified.extend(files);
             continue;

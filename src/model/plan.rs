@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::UpgradeError;
-use crate::model::catalog::{Artifact, Catalog};
+use crate::model::catalog::{Artifact, Catalog, Release};
 use crate::model::checks::{BITS32, Checks, VersionRange};
 use crate::model::journal::JournalKey;
 use crate::model::migration::{self, Migration};
@@ -138,12 +138,52 @@ impl From<StoredMigration> for PlannedMigration {
     }
 }
 
+/// What a hop does with one of the product's packages: the release's build of it (install,
+/// upgrade, keep), or, for a package the release no longer lists, its removal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "StoredPackageChange")]
 pub struct PackageChange {
     pub op: PackageOp,
+    pub name: String,
     /// The EVR installed before this hop, if any.
     pub installed: Option<String>,
-    pub artifact: Artifact,
+    /// The release's build; `None` exactly when `op` is [`PackageOp::Remove`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+}
+
+/// NB: plans stored before removals existed name the package by its artifact alone; a stored
+/// change is checked once here, so that the rest of the code can rely on `artifact` being there
+/// for every op but `Remove`.
+#[derive(Deserialize)]
+struct StoredPackageChange {
+    op: PackageOp,
+    name: Option<String>,
+    installed: Option<String>,
+    artifact: Option<Artifact>,
+}
+
+impl TryFrom<StoredPackageChange> for PackageChange {
+    type Error = String;
+
+    fn try_from(stored: StoredPackageChange) -> Result<PackageChange, String> {
+        let name = match (stored.name, &stored.artifact) {
+            (Some(name), _) => name,
+            (None, Some(a)) => a.name.clone(),
+            (None, None) => return Err("a package change names no package".into()),
+        };
+        if (stored.op == PackageOp::Remove) != stored.artifact.is_none() {
+            return Err(format!(
+                "package change `{name}`: a removal carries no artifact, every other change one"
+            ));
+        }
+        Ok(PackageChange {
+            op: stored.op,
+            name,
+            installed: stored.installed,
+            artifact: stored.artifact,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +193,9 @@ pub enum PackageOp {
     Upgrade,
     /// Already at this EVR, or newer (then it is kept and noted).
     Keep,
+    /// One of the product's packages that the release no longer lists: erased in the hop (SPEC
+    /// §5). Never a prerequisite's op.
+    Remove,
 }
 
 /// One journaled step of a plan, in execution order.
@@ -217,6 +260,8 @@ pub struct PlanInput<'a> {
     pub hooks: PlannedHooks,
     pub migrations: &'a [Migration],
     pub services: &'a ServiceGraph,
+    /// The configured upgrader package (`[upgrader] package`): never removed.
+    pub upgrader_package: &'a str,
 }
 
 impl Plan {
@@ -276,7 +321,7 @@ impl Plan {
             .collect();
         let is_current = from.as_ref().is_some_and(|f| *f == target.version);
         for release in stops.into_iter().chain((!is_current).then_some(target)) {
-            let packages: Vec<PackageChange> = release
+            let mut packages: Vec<PackageChange> = release
                 .packages
                 .iter()
                 .map(|a| {
@@ -291,11 +336,13 @@ impl Plan {
                     }
                     PackageChange {
                         op,
+                        name: a.name.clone(),
                         installed,
-                        artifact: a.clone(),
+                        artifact: Some(a.clone()),
                     }
                 })
                 .collect();
+            packages.extend(removals(&input, from.as_ref(), release, &mut evrs));
             let migrations = migration::in_hop(input.migrations, from.as_ref(), &release.version)
                 .into_iter()
                 .map(|m| PlannedMigration {
@@ -352,7 +399,7 @@ impl Hop {
             .packages
             .iter()
             .filter(|p| p.op != PackageOp::Keep)
-            .map(|p| &p.artifact);
+            .filter_map(|p| p.artifact.as_ref());
         let prerequisites = self
             .prerequisites
             .iter()
@@ -360,6 +407,63 @@ impl Hop {
             .filter_map(|p| p.artifact.as_ref());
         packages.chain(prerequisites)
     }
+
+    /// The names of the product's packages this hop removes.
+    pub fn removals(&self) -> impl Iterator<Item = &str> {
+        self.packages
+            .iter()
+            .filter(|p| p.op == PackageOp::Remove)
+            .map(|p| p.name.as_str())
+    }
+}
+
+/// The product's packages that `release` no longer lists and that are installed (or installed
+/// by an earlier hop): each a [`PackageOp::Remove`], by name.
+///
+/// NB: the product's packages are those any release up to `from` listed, not only `from`'s: a
+/// package an older release dropped while this tool still kept such packages is removed at the
+/// next hop. Never removed: what `release` lists, any release's prerequisites (SPEC §5: they
+/// and the OS's packages stay), and the upgrader's packages. A fresh install removes nothing.
+fn removals(
+    input: &PlanInput<'_>,
+    from: Option<&Version>,
+    release: &Release,
+    evrs: &mut std::collections::HashMap<String, String>,
+) -> Vec<PackageChange> {
+    let Some(from) = from else {
+        return Vec::new();
+    };
+    let catalog = input.catalog;
+    let upgrader = catalog.upgrader.iter().flat_map(|u| &u.packages);
+    let prerequisites = catalog.releases.iter().flat_map(|r| &r.prerequisites);
+    let kept: HashSet<&str> = release
+        .packages
+        .iter()
+        .chain(upgrader)
+        .map(|a| a.name.as_str())
+        .chain(prerequisites.map(|p| p.name.as_str()))
+        .chain([input.upgrader_package])
+        .collect();
+    let dropped: std::collections::BTreeSet<&str> = catalog
+        .releases
+        .iter()
+        .filter(|r| r.version <= *from)
+        .flat_map(|r| &r.packages)
+        .map(|a| a.name.as_str())
+        .filter(|n| !kept.contains(n))
+        .collect();
+    dropped
+        .into_iter()
+        .filter_map(|name| {
+            let installed = evrs.remove(name)?;
+            Some(PackageChange {
+                op: PackageOp::Remove,
+                name: name.to_string(),
+                installed: Some(installed),
+                artifact: None,
+            })
+        })
+        .collect()
 }
 
 /// Applies the prerequisite policy to what is installed (or installed by an earlier hop).
@@ -430,7 +534,7 @@ fn affected_services(graph: &ServiceGraph, fresh: bool, packages: &[PackageChang
     let changed: HashSet<&str> = packages
         .iter()
         .filter(|p| p.op != PackageOp::Keep)
-        .map(|p| p.artifact.name.as_str())
+        .map(|p| p.name.as_str())
         .collect();
     graph.names(graph.affected(&changed))
 }
@@ -488,6 +592,7 @@ size = 1
             hooks: PlannedHooks::default(),
             migrations: &[],
             services: &ServiceGraph::default(),
+            upgrader_package: "demo-upgrade",
         })
     }
 
@@ -515,6 +620,141 @@ size = 1
             [(None, "2.0.0"), (Some("2.0.0"), "3.0.0")]
         );
         assert_eq!(fresh_all.hops[1].packages[0].op, PackageOp::Upgrade);
+    }
+
+    /// An index of `releases` (version, stop, package names, prerequisite names), each package
+    /// at the release's version.
+    fn index(releases: &[(&str, bool, &[&str], &[&str])]) -> String {
+        let mut text = "format = 1\nproduct = \"demo\"\nsequence = 1\n".to_string();
+        for (version, stop, packages, prerequisites) in releases {
+            text += &format!("[[releases]]\nversion = \"{version}\"\nstop = {stop}\n");
+            let prerequisites: Vec<String> = prerequisites
+                .iter()
+                .map(|n| format!("{{ name = \"{n}\", version = \">= 1\" }}"))
+                .collect();
+            text += &format!("prerequisites = [{}]\n", prerequisites.join(", "));
+            for name in *packages {
+                text += &format!(
+                    "[[releases.packages]]\nname = \"{name}\"\nevr = \"{version}-1\"\n\
+                     arch = \"x86_64\"\npath = \"{name}-{version}.rpm\"\nsha256 = \"{}\"\n\
+                     size = 1\n",
+                    "0".repeat(64)
+                );
+            }
+        }
+        text
+    }
+
+    /// Each hop's package changes as `op name`.
+    fn changes(index: &str, installed: Option<&str>, rpmdb: &[(&str, &str)]) -> Vec<Vec<String>> {
+        let s = VersionScheme::Semver;
+        let catalog = Catalog::parse(index, Path::new("index.toml"), "demo", s).unwrap();
+        let installed = installed.map(|v| s.parse(v).unwrap());
+        let mut db = RpmDb::default();
+        for (name, evr) in rpmdb {
+            db.packages
+                .entry(name.to_string())
+                .or_default()
+                .push(InstalledPackage {
+                    evr: evr.to_string(),
+                    arch: "x86_64".into(),
+                });
+        }
+        let plan = Plan::build(PlanInput {
+            installed: installed.as_ref(),
+            target: None,
+            catalog: &catalog,
+            rpmdb: &db,
+            hooks: PlannedHooks::default(),
+            migrations: &[],
+            services: &ServiceGraph::default(),
+            upgrader_package: "demo-upgrade",
+        })
+        .unwrap();
+        plan.hops
+            .iter()
+            .map(|h| {
+                h.packages
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} {}",
+                            serde_json::to_value(p.op).unwrap().as_str().unwrap(),
+                            p.name
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packages_the_release_no_longer_lists_are_removed_in_that_hop() {
+        let index = index(&[
+            ("0.9.0", false, &["demo-server", "demo-ancient"], &[]),
+            (
+                "1.0.0",
+                false,
+                &["demo-server", "demo-legacy", "libfoo", "demo-upgrade"],
+                &[],
+            ),
+            ("2.0.0", true, &["demo-server"], &["libfoo"]),
+            ("3.0.0", false, &["demo-server", "demo-legacy"], &[]),
+        ]);
+        let installed = [
+            ("demo-server", "1.0.0-1"),
+            ("demo-legacy", "1.0.0-1"),
+            ("demo-ancient", "0.9.0-1"),
+            ("libfoo", "1.0.0-1"),
+            ("demo-upgrade", "1.0.0-1"),
+            ("bash", "5.2-1"),
+        ];
+        // an older release's package left behind is the product's too; a prerequisite, the
+        // upgrader and an OS package stay; a package listed again later is installed again
+        assert_eq!(
+            changes(&index, Some("1.0.0"), &installed),
+            [
+                vec![
+                    "upgrade demo-server",
+                    "remove demo-ancient",
+                    "remove demo-legacy"
+                ],
+                vec!["upgrade demo-server", "install demo-legacy"],
+            ]
+        );
+        // what is not installed is not removed; a fresh install removes nothing
+        assert_eq!(
+            changes(&index, Some("1.0.0"), &[("demo-server", "1.0.0-1")]),
+            [
+                vec!["upgrade demo-server"],
+                vec!["upgrade demo-server", "install demo-legacy"]
+            ]
+        );
+        assert_eq!(
+            changes(&index, None, &[("bash", "5.2-1")])[0],
+            ["install demo-server"]
+        );
+    }
+
+    #[test]
+    fn stored_package_changes_read_old_plans_and_refuse_inconsistent_ones() {
+        let artifact = format!(
+            r#"{{"name":"demo-server","evr":"1-1","arch":"x86_64","path":"a.rpm","sha256":"{}","size":1}}"#,
+            "0".repeat(64)
+        );
+        let old = format!(r#"{{"op":"upgrade","installed":"0.9-1","artifact":{artifact}}}"#);
+        let change: PackageChange = serde_json::from_str(&old).unwrap();
+        assert_eq!(
+            (change.op, change.name.as_str()),
+            (PackageOp::Upgrade, "demo-server")
+        );
+        let removal = r#"{"op":"remove","name":"demo-legacy","installed":"1-1"}"#;
+        let change: PackageChange = serde_json::from_str(removal).unwrap();
+        assert_eq!(serde_json::to_string(&change).unwrap(), removal);
+        let bad = format!(r#"{{"op":"remove","installed":"1-1","artifact":{artifact}}}"#);
+        assert!(serde_json::from_str::<PackageChange>(&bad).is_err());
+        let bad = r#"{"op":"install","name":"demo-x","installed":null}"#;
+        assert!(serde_json::from_str::<PackageChange>(bad).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `real-upgrade check`: the preflight report alone (SPEC §9), changing nothing.
+//! `real-upgrade check`: the preflight report alone (SPEC §9), changing nothing; with the plan's
+//! packages downloaded already, also the conflicts of its transactions.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -36,7 +37,10 @@ impl Checked {
 pub fn check(ctx: &Context, opts: &CheckOptions) -> Result<Checked> {
     let config = Config::load(&ctx.config_path)?;
     let planner::Planned { plan, rpmdb, .. } = planner::plan(ctx, &config, opts.to.as_deref())?;
-    let report = check::run(ctx, &config, &plan, &rpmdb)?;
+    let mut report = check::run(ctx, &config, &plan, &rpmdb)?;
+    let downloaded = check::downloaded_transactions(&ctx.root, &plan, &ctx.paths().cache)?;
+    report.results.extend(downloaded.results);
+    let report = report.finish();
     Ok(Checked {
         inhibited: report.is_inhibited(),
         inhibitors: report.inhibitors().count(),

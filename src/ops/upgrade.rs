@@ -143,6 +143,15 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         if let Source::Planned { trusted, .. } = &source {
             trusted.keep(&paths.cache)?;
         }
+        // NB: the transactions are tested against the rpm database as it was planned from: not
+        // once an open run has gone past its download step (its packages may be changing)
+        let unchanged = match &source {
+            Source::Planned { .. } => true,
+            Source::Resumed { done, .. } => !done.contains(&Step::Download.key()),
+        };
+        if unchanged {
+            check::ensure_transactions(&ctx.root, &plan, &paths.cache, ui)?;
+        }
         outcome.result = RunResult::Downloaded;
         return Ok(outcome);
     }

@@ -7,6 +7,7 @@
 //! (`.rpmsave`), which the run passes on to the operator.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,6 +18,7 @@ use super::StepContext;
 use crate::config::PackageBackend;
 use crate::error::UpgradeError;
 use crate::host::{DBPATH, rpm};
+use crate::model::journal::JournalKey;
 use crate::model::plan::{Hop, HopStep, PackageOp, Step};
 use crate::model::rpm::{InstalledPackage, RpmDb};
 use crate::repo::fetch;
@@ -117,6 +119,205 @@ pub struct TransactionReport {
     pub output: Vec<String>,
 }
 
+/// Erases every installed build of the packages `names` (the product's packages the hop no
+/// longer lists), ignoring dependencies: the hop's install that follows is the other half of
+/// the same change.
+pub fn erase_dropped(root: &Path, names: &[String]) -> Result<TransactionReport> {
+    let mut cmd = rpm(root);
+    cmd.args(["-e", "--nodeps", "--allmatches"]).args(names);
+    run_rpm(cmd, "rpm -e", "rpm-erase")
+}
+
+/// Runs the rpm transaction `cmd` (`what`: `rpm -U`, `rpm -e`) between the fault points
+/// `POINT:before` and `POINT:after`.
+fn run_rpm(mut cmd: Command, what: &str, point: &str) -> Result<TransactionReport> {
+    crate::fault::point!("{point}:before");
+    let output = cmd
+        .output()
+        .with_context(|| format!("failed to run `{what}`; is rpm installed?"))?;
+    crate::fault::point!("{point}:after");
+    transaction(what, output, &[])
+}
+
+/// A problem a test transaction found (`rpm -U --test`, `rpm -e --test`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestProblem {
+    /// `path` of the package being installed (`name-evr.arch`) is also `installed`'s.
+    ConflictsInstalled {
+        path: String,
+        package: String,
+        installed: String,
+    },
+    /// Two packages of the transaction carry different files at `path`.
+    ConflictsBetween {
+        path: String,
+        package: String,
+        other: String,
+    },
+    /// `package` (`name-evr.arch`) needs `capability`, which the transaction takes away; an
+    /// `installed` package, or one the transaction installs.
+    NeededBy {
+        capability: String,
+        package: String,
+        installed: bool,
+    },
+    /// `package` (`name-evr.arch`) is installed already.
+    AlreadyInstalled { package: String },
+    /// Anything else rpm reported (disk space, an installed newer build…), as it said it.
+    Other(String),
+}
+
+/// `rpm -U --test --nodeps` of `files` against the root's database: the problems rpm reports,
+/// changing nothing. Dependencies are not tested: prerequisites from the system's repositories
+/// and earlier hops of the plan are not there yet.
+pub fn test_install(root: &Path, files: &[PathBuf]) -> Result<Vec<TestProblem>> {
+    let mut cmd = rpm(root);
+    cmd.args(["-U", "--test", "--nodeps"])
+        .args(files.iter().map(|f| OsString::from(f.as_os_str())));
+    test_transaction(cmd, "rpm -U --test", root)
+}
+
+/// `rpm -e --test` of every installed build of `names`: what needs them, changing nothing.
+pub fn test_erase(root: &Path, names: &[String]) -> Result<Vec<TestProblem>> {
+    let mut cmd = rpm(root);
+    cmd.args(["-e", "--test", "--allmatches"]).args(names);
+    test_transaction(cmd, "rpm -e --test", root)
+}
+
+/// Runs the test transaction `cmd` (`what`) and reads its problems.
+fn test_transaction(mut cmd: Command, what: &str, root: &Path) -> Result<Vec<TestProblem>> {
+    let output = cmd
+        .output()
+        .with_context(|| format!("failed to run `{what}`; is rpm installed?"))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    // NB: rpm prints each problem on a line of its own, indented by a tab
+    let problems: Vec<TestProblem> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('\t'))
+        .map(test_problem)
+        .collect();
+    if !output.status.success() && problems.is_empty() {
+        return Err(UpgradeError::step(
+            format!(
+                "`{what}` on root `{}` failed ({}): {}",
+                root.display(),
+                output.status,
+                text.trim()
+            ),
+            "check the rpm database with `rpm --root ROOT --dbpath /var/lib/rpm -qa`",
+        )
+        .into());
+    }
+    Ok(problems)
+}
+
+/// The packages of `files` that require one of `removed` by name while neither `files` nor
+/// another installed package provides it: what the transaction of a hop that removes `removed`
+/// would refuse, read from the package headers (`rpm -U --test` cannot tell: the removed
+/// packages are still installed).
+pub fn requiring(root: &Path, files: &[PathBuf], removed: &[&str]) -> Result<Vec<TestProblem>> {
+    let mut provided = std::collections::HashSet::new();
+    let mut requires = Vec::new();
+    for file in files {
+        let meta = rpm::PackageMetadata::open(file)
+            .map_err(|e| anyhow::anyhow!("failed to read RPM package `{}`: {e}", file.display()))?;
+        let header = |e: rpm::Error| {
+            anyhow::anyhow!("failed to read the header of `{}`: {e}", file.display())
+        };
+        let identity = crate::host::package_identity(file)?;
+        provided.insert(identity.name.clone());
+        provided.extend(
+            meta.get_provides()
+                .map_err(header)?
+                .into_iter()
+                .map(|d| d.name),
+        );
+        for d in meta.get_requires().map_err(header)? {
+            if removed.contains(&d.name.as_str()) {
+                requires.push((d.name, identity.nevra()));
+            }
+        }
+    }
+    let mut unmet = Vec::new();
+    for (capability, package) in requires {
+        if provided.contains(&capability) {
+            continue;
+        }
+        let output = rpm(root)
+            .args(["-q", "--whatprovides", &capability, "--qf", "%{NAME}\n"])
+            .output()
+            .context("failed to run `rpm -q --whatprovides`; is rpm installed?")?;
+        let stays = output.status.success()
+            && String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|name| !removed.contains(&name));
+        if !stays {
+            unmet.push((capability, package));
+        }
+    }
+    Ok(unmet
+        .into_iter()
+        .map(|(capability, package)| TestProblem::NeededBy {
+            capability,
+            package,
+            installed: false,
+        })
+        .collect())
+}
+
+/// One problem line of `rpm -U --test`, without its tab.
+fn test_problem(line: &str) -> TestProblem {
+    let conflict = || {
+        let rest = line.strip_prefix("file ")?;
+        if let Some((path, rest)) = rest.split_once(" from install of ") {
+            let (package, installed) = rest.split_once(" conflicts with file from package ")?;
+            return Some(TestProblem::ConflictsInstalled {
+                path: path.into(),
+                package: package.into(),
+                installed: installed.into(),
+            });
+        }
+        let (path, rest) = rest.split_once(" conflicts between attempted installs of ")?;
+        let (package, other) = rest.split_once(" and ")?;
+        Some(TestProblem::ConflictsBetween {
+            path: path.into(),
+            package: package.into(),
+            other: other.into(),
+        })
+    };
+    if let Some(package) = line
+        .strip_prefix("package ")
+        .and_then(|rest| rest.strip_suffix(" is already installed"))
+    {
+        return TestProblem::AlreadyInstalled {
+            package: package.into(),
+        };
+    }
+    if let Some((capability, package)) = line.split_once(" is needed by ") {
+        let (package, installed) = match package.strip_prefix("(installed) ") {
+            Some(p) => (p, true),
+            None => (package, false),
+        };
+        return TestProblem::NeededBy {
+            capability: capability.into(),
+            package: package.into(),
+            installed,
+        };
+    }
+    conflict().unwrap_or_else(|| TestProblem::Other(line.trim().to_string()))
+}
+
+/// `name` of rpm's `name-[epoch:]version-release.arch`.
+pub fn nevra_name(nevra: &str) -> &str {
+    let nvr = nevra.rsplit_once('.').map_or(nevra, |(nvr, _)| nvr);
+    let mut parts = nvr.rsplitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(name)) => name,
+        _ => nevra,
+    }
+}
+
 /// Installs or upgrades `files` into `root` in one `rpm -U` transaction.
 pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
     install_again(root, files, Attempt::First)
@@ -143,12 +344,7 @@ pub fn install_again(
         cmd.arg("--replacepkgs");
     }
     cmd.args(files.iter().map(|f| OsString::from(f.as_os_str())));
-    crate::fault::point!("rpm:before");
-    let output = cmd
-        .output()
-        .context("failed to run `rpm -U`; is rpm installed?")?;
-    crate::fault::point!("rpm:after");
-    transaction("rpm", output, &[])
+    run_rpm(cmd, "rpm -U", "rpm")
 }
 
 /// How dnf reaches the system's repositories (`[packages]` in `upgrade.toml`).
@@ -170,6 +366,8 @@ pub fn dnf_install(
     opts: &DnfOptions,
 ) -> Result<TransactionReport> {
     let mut cmd = Command::new("dnf");
+    // NB: out of the terminal's process group, as rpm (`host::rpm`): never cut by a Ctrl-C.
+    cmd.process_group(0);
     cmd.arg("install")
         .args(["-y", "--noplugins", "--setopt=install_weak_deps=False"])
         .arg("--installroot")
@@ -291,18 +489,28 @@ fn config_file(line: &str) -> Option<String> {
     Some(new.trim().to_string())
 }
 
-/// The packages step of a hop: one transaction of what the hop installs or upgrades. A resumed
-/// run skips what is installed already, erases the old copies an interrupted `rpm -U` left
-/// beside the new ones, and does again a transaction that began and did not finish.
+/// The packages step of a hop: the erase of the product's packages the release no longer lists,
+/// then one transaction of what the hop installs or upgrades. A resumed run erases only what is
+/// still installed, skips what is installed already, erases the old copies an interrupted
+/// `rpm -U` left beside the new ones, and does again a transaction that began and did not finish.
+///
+/// NB: rpm's command line cannot erase and install in one transaction, so the dropped packages
+/// are erased (`rpm -e --nodeps`) right before the `rpm -U`: a package renamed without
+/// `Obsoletes` ships the same files as the one it replaces, which would conflict if both were
+/// installed at once. The step is journaled as begun before the erase and done only after the
+/// install; a kill between the two resumes with the erase done (nothing is left to erase) and
+/// redoes the install. Conflicts with anything else were tested after the download
+/// ([`crate::check::transactions`]), before anything changed.
 pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<()> {
     let key = Step::Hop(index, HopStep::Packages).key();
     let dnf = cx.config.packages.backend == PackageBackend::Dnf;
     let begun = key.begun();
     let interrupted = !dnf && cx.journal.is_done(&begun);
     // NB: what rpm holds matters only when part of this hop may be installed already (a
-    // transaction began) or dnf chooses prerequisites; otherwise the plan says it all, and
-    // the run reads the rpm database once, when it plans.
-    let query = dnf || interrupted;
+    // transaction began), when dnf chooses prerequisites, or when the hop erases (what is still
+    // installed); otherwise the plan says it all, and the run reads the rpm database once, when
+    // it plans.
+    let query = dnf || interrupted || hop.removals().next().is_some();
     let mut db = RpmDb::default();
     if query {
         db = crate::host::installed_packages(&cx.ctx.root)?;
@@ -310,6 +518,11 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
             db = crate::host::installed_packages(&cx.ctx.root)?;
         }
     }
+    let erase: Vec<String> = hop
+        .removals()
+        .filter(|name| db.packages.contains_key(*name))
+        .map(str::to_string)
+        .collect();
     let mut files: Vec<PathBuf> = Vec::new();
     let mut already = Vec::new();
     // prerequisites the repository does not ship: dnf finds them in the system's repositories
@@ -346,36 +559,58 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
             .event(Event::PackagesAlreadyInstalled { names: already });
     }
     let mut detail = None;
-    if !files.is_empty() || !specs.is_empty() {
-        cx.ui.event(Event::Transaction {
-            files: files.len() + specs.len(),
-        });
-        let report = match dnf {
-            true => dnf_install(&cx.ctx.root, &files, &specs, &dnf_options(cx)?)?,
-            false => {
-                cx.journal.mark(&begun, None)?;
-                if interrupted {
-                    remove_staged(&cx.ctx.root, &files)?;
+    let install = !files.is_empty() || !specs.is_empty();
+    if install || !erase.is_empty() {
+        if !dnf {
+            cx.journal.mark(&begun, None)?;
+        }
+        // NB: each transaction's output is shown as soon as it ends: an `.rpmsave` the erase
+        // made is told also when the install then fails
+        let mut config_files = Vec::new();
+        if !erase.is_empty() {
+            cx.ui.event(Event::PackagesErasing {
+                names: erase.clone(),
+            });
+            let report = erase_dropped(&cx.ctx.root, &erase)?;
+            config_files.extend(show(cx, &key, report));
+        }
+        if install {
+            cx.ui.event(Event::Transaction {
+                files: files.len() + specs.len(),
+            });
+            let report = match dnf {
+                true => dnf_install(&cx.ctx.root, &files, &specs, &dnf_options(cx)?)?,
+                false => {
+                    if interrupted {
+                        remove_staged(&cx.ctx.root, &files)?;
+                    }
+                    let attempt = match interrupted {
+                        true => Attempt::Again,
+                        false => Attempt::First,
+                    };
+                    install_again(&cx.ctx.root, &files, attempt)?
                 }
-                let attempt = match interrupted {
-                    true => Attempt::Again,
-                    false => Attempt::First,
-                };
-                install_again(&cx.ctx.root, &files, attempt)?
-            }
-        };
-        for line in &report.output {
-            tracing::info!(step = %key, "rpm: {line}");
-            cx.ui.event(Event::PackageOutput { line });
+            };
+            config_files.extend(show(cx, &key, report));
         }
-        for path in &report.config_files {
-            tracing::warn!(path = %path, "config file kept beside the packaged one");
-            cx.ui.event(Event::ConfigFileKept { path });
-        }
-        detail = Some(serde_json::to_string(&report.config_files)?);
-        cx.config_files.extend(report.config_files);
+        detail = Some(serde_json::to_string(&config_files)?);
+        cx.config_files.extend(config_files);
     }
     cx.journal.mark(&key, detail.as_deref())
+}
+
+/// Shows what a transaction of step `key` printed and the config files it set aside; returns
+/// those files.
+fn show(cx: &StepContext<'_, '_>, key: &JournalKey, report: TransactionReport) -> Vec<String> {
+    for line in &report.output {
+        tracing::info!(step = %key, "rpm: {line}");
+        cx.ui.event(Event::PackageOutput { line });
+    }
+    for path in &report.config_files {
+        tracing::warn!(path = %path, "config file kept beside the packaged one");
+        cx.ui.event(Event::ConfigFileKept { path });
+    }
+    report.config_files
 }
 
 fn dnf_options(cx: &StepContext<'_, '_>) -> Result<DnfOptions> {
@@ -404,6 +639,52 @@ mod tests {
             Some("/etc/b.rpmsave".into())
         );
         assert_eq!(super::config_file("Preparing..."), None);
+    }
+
+    #[test]
+    fn test_transaction_lines() {
+        use super::TestProblem;
+        assert_eq!(
+            super::test_problem(
+                "file /opt/a b from install of new-3:1.0-1.noarch conflicts with file from \
+                 package os-tool-1.0-1.el9.x86_64"
+            ),
+            TestProblem::ConflictsInstalled {
+                path: "/opt/a b".into(),
+                package: "new-3:1.0-1.noarch".into(),
+                installed: "os-tool-1.0-1.el9.x86_64".into(),
+            }
+        );
+        assert_eq!(
+            super::test_problem(
+                "file /opt/x conflicts between attempted installs of a-1-1.noarch and b-2-1.noarch"
+            ),
+            TestProblem::ConflictsBetween {
+                path: "/opt/x".into(),
+                package: "a-1-1.noarch".into(),
+                other: "b-2-1.noarch".into(),
+            }
+        );
+        assert_eq!(
+            super::test_problem("demo-legacy is needed by (installed) tool-1-1.noarch"),
+            TestProblem::NeededBy {
+                capability: "demo-legacy".into(),
+                package: "tool-1-1.noarch".into(),
+                installed: true,
+            }
+        );
+        assert_eq!(
+            super::test_problem("package a-1-1.noarch is already installed"),
+            TestProblem::AlreadyInstalled {
+                package: "a-1-1.noarch".into()
+            }
+        );
+        assert_eq!(
+            super::test_problem("installing package a-1-1.noarch needs 2MB more space"),
+            TestProblem::Other("installing package a-1-1.noarch needs 2MB more space".into())
+        );
+        assert_eq!(super::nevra_name("os-tool-1.0-1.el9.x86_64"), "os-tool");
+        assert_eq!(super::nevra_name("new-3:1.0-1.noarch"), "new");
     }
 
     #[test]

@@ -243,6 +243,7 @@ fn fuzz_index_parser_and_plan_builder() {
                         hooks: PlannedHooks::default(),
                         migrations: &[],
                         services: &graph,
+                        upgrader_package: "demo-upgrade",
                     });
                 }
             }

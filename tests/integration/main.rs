@@ -8,6 +8,7 @@ mod contract;
 mod crash;
 mod demo;
 mod docs;
+mod dropped;
 mod fuzz;
 mod hooks;
 mod input;

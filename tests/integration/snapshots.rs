@@ -252,3 +252,19 @@ fn the_preflight_report() {
     snapshot(&sb, "plan_with_prerequisites", &["plan"]);
     snapshot(&sb, "error_inhibited_run", &["--yes"]).assert_code(3);
 }
+
+/// A release that drops a package (`demo-legacy`), renames one without `Obsoletes` (`demo-old`
+/// → `demo-new`, the same file), and adds one (`demo-tool`) whose file a package of the OS holds:
+/// the plan shows the removals; the run is refused after the download, before anything changes.
+#[test]
+fn a_release_that_drops_renames_and_conflicts() {
+    let sb = Sandbox::new();
+    let tool = pkg("demo-tool", "2.0.0").file("/usr/lib/demo/tool", "ours\n", 0o644);
+    renaming_releases(&sb, vec![tool]);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    os_package(&sb, "/usr/lib/demo/tool");
+    snapshot(&sb, "plan_with_removals", &["plan"]);
+    snapshot(&sb, "plan_with_removals_json", &["plan", "--json"]);
+    snapshot(&sb, "error_file_conflict", &["--yes"]).assert_code(3);
+    snapshot(&sb, "error_file_conflict_json", &["--yes", "--json"]).assert_code(3);
+}

@@ -737,3 +737,41 @@ impl Drop for Runit {
         }
     }
 }
+
+/// A file `demo-old` of release 1.0.0 holds and its renamed successor `demo-new` of 2.0.0 too.
+pub const SHARED: &str = "/usr/lib/demo/shared";
+/// A config file (`%config(noreplace)`) of `demo-old` and `demo-new` alike.
+pub const CONF: &str = "/etc/demo/demo.conf";
+
+/// Publishes 1.0.0: `demo-server`, `demo-legacy`, and `demo-old`, which holds [`SHARED`] and
+/// [`CONF`]; 2.0.0: `demo-server`, `demo-new`, which holds the same two paths with other contents
+/// and does not obsolete `demo-old` (a rename without `Obsoletes`), and `added`. 2.0.0 drops
+/// `demo-legacy` and `demo-old`.
+pub fn renaming_releases(sb: &Sandbox, added: Vec<RpmSpec>) {
+    let mut new = vec![
+        pkg("demo-server", "2.0.0"),
+        pkg("demo-new", "2.0.0")
+            .file(SHARED, "new\n", 0o644)
+            .config_file(CONF, "setting = new\n"),
+    ];
+    new.extend(added);
+    sb.publish(vec![
+        rel(
+            "1.0.0",
+            vec![
+                pkg("demo-server", "1.0.0"),
+                pkg("demo-legacy", "1.0.0"),
+                pkg("demo-old", "1.0.0")
+                    .file(SHARED, "old\n", 0o644)
+                    .config_file(CONF, "setting = old\n"),
+            ],
+        ),
+        rel("2.0.0", new),
+    ]);
+}
+
+/// Installs `os-tool` 1.0, a package of the operating system holding `path`, outside any run.
+pub fn os_package(sb: &Sandbox, path: &str) {
+    let spec = RpmSpec::new("os-tool", "1.0").file(path, "the OS's\n", 0o644);
+    sb.rpm_install(&[spec.build(&sb.base.join("os"))]);
+}
