@@ -80,6 +80,15 @@ fn interrupt(child: &mut Child, signal: Signal, bound: Duration) -> (ExitStatus,
     }
 }
 
+/// The exit code and the message of a run interrupted by `signal` (SPEC §10).
+fn expected(signal: Signal) -> (i32, String) {
+    let code = match signal {
+        Signal::SIGINT => 130,
+        _ => 143,
+    };
+    (code, format!("interrupted by {}", signal.as_str()))
+}
+
 /// Starts `real-upgrade ARGS` with its stderr kept, and waits until `marker` exists.
 fn spawn_until(sb: &Sandbox, args: &[&str], marker: &Path) -> Child {
     let mut child = sb.cmd(args).stderr(Stdio::piped()).spawn().unwrap();
@@ -122,7 +131,13 @@ fn read_pid(path: &Path) -> i32 {
 }
 
 #[test]
-fn sigint_in_a_hook_ends_its_process_group_starts_the_stopped_services_and_the_run_resumes() {
+fn a_signal_in_a_hook_ends_its_process_group_starts_the_stopped_services_and_the_run_resumes() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        in_a_hook(signal);
+    }
+}
+
+fn in_a_hook(signal: Signal) {
     let fx = Fixture::new("", "0s");
     fx.publish(pkg("demo-server", "2.0.0"));
     fx.sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
@@ -148,10 +163,11 @@ fn sigint_in_a_hook_ends_its_process_group_starts_the_stopped_services_and_the_r
     let mut run = spawn_until(&fx.sb, &["--yes"], &marker);
     // the post hook runs after the packages, with db stopped
     assert!(!fx.answers(), "db answers while the post hooks run");
-    let (status, took) = interrupt(&mut run, Signal::SIGINT, Duration::from_secs(30));
+    let (status, took) = interrupt(&mut run, signal, Duration::from_secs(30));
     let stderr = stderr_of(&mut run);
-    assert_eq!(status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    let (code, message) = expected(signal);
+    assert_eq!(status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(&message), "{stderr}");
     assert!(stderr.contains("run `upgrade` again to resume"), "{stderr}");
     assert!(
         took < Duration::from_secs(5),
@@ -224,6 +240,12 @@ fn sigterm_to_a_hook_that_ignores_it_kills_its_group_after_the_grace_period() {
 
 #[test]
 fn an_interrupt_during_the_rpm_transaction_waits_for_it_and_holds_the_lock() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        during_rpm(signal);
+    }
+}
+
+fn during_rpm(signal: Signal) {
     let fx = Fixture::new("", "0s");
     let begun = fx.sb.root.join("var/lib/rpm-post-begun");
     let done = fx.sb.root.join("var/lib/rpm-post-done");
@@ -235,15 +257,17 @@ fn an_interrupt_during_the_rpm_transaction_waits_for_it_and_holds_the_lock() {
     fx.sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
     let mut run = spawn_until(&fx.sb, &["--yes"], &begun);
     let sent = Instant::now();
-    kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
+    kill(Pid::from_raw(run.id() as i32), signal).unwrap();
     // while rpm finishes, the run holds the lock: a second run is refused, not let in
     std::thread::sleep(Duration::from_millis(300));
     if run.try_wait().unwrap().is_none() {
         fx.sb.run(&["--yes"]).assert_code(5);
     }
-    let (status, _) = interrupt(&mut run, Signal::SIGINT, Duration::from_secs(30));
+    let (status, _) = interrupt(&mut run, signal, Duration::from_secs(30));
     let stderr = stderr_of(&mut run);
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, message) = expected(signal);
+    assert_eq!(status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(&message), "{stderr}");
     assert!(sent.elapsed() >= Duration::from_millis(2500), "rpm was cut");
     // rpm ran to its end, once
     assert_eq!(std::fs::read_to_string(&done).unwrap(), "x\n");
@@ -264,10 +288,11 @@ fn an_interrupt_during_the_rpm_transaction_waits_for_it_and_holds_the_lock() {
     assert_eq!(fx.sb.installed().as_deref(), Some("2.0.0"));
 }
 
-/// A hop 1.0.0 → 2.0.0 with migrations 001 (fast), 002 (`slow`, running when SIGTERM comes) and
-/// 003, on the database `make_db` gives; `running` says when 002 runs. Returns after the
+/// A hop 1.0.0 → 2.0.0 with migrations 001 (fast), 002 (`slow`) and
+/// 003, on the database `make_db` gives; `running` says when 002 runs, and `signal` comes then. Returns after the
 /// interrupted run, asserting its exit and that db runs again.
 fn interrupted_migration(
+    signal: Signal,
     make_db: impl FnOnce(&Sandbox) -> TestDb,
     slow: &str,
     running: &dyn Fn(&Fixture) -> bool,
@@ -299,10 +324,11 @@ fn interrupted_migration(
         let _ = run.kill();
         panic!("the slow migration never ran");
     }
-    let (status, took) = interrupt(&mut run, Signal::SIGTERM, Duration::from_secs(30));
+    let (status, took) = interrupt(&mut run, signal, Duration::from_secs(30));
     let stderr = stderr_of(&mut run);
-    assert_eq!(status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    let (code, message) = expected(signal);
+    assert_eq!(status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(&message), "{stderr}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(
         wait_until(Duration::from_secs(10), || fx.answers()),
@@ -332,11 +358,17 @@ fn rolled_back_then_resumed(fx: Fixture, db: TestDb, stderr: &str) {
 }
 
 #[test]
-fn sigterm_in_a_sqlite_migration_cuts_it_and_rolls_the_batch_back() {
+fn a_signal_in_a_sqlite_migration_cuts_it_and_rolls_the_batch_back() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        in_sqlite(signal);
+    }
+}
+
+fn in_sqlite(signal: Signal) {
     // a statement that runs for minutes unless cut
     let slow = "CREATE TABLE slow_t AS SELECT count(*) AS n FROM (WITH RECURSIVE c(x) AS \
                 (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT x FROM c);";
-    let (fx, db, stderr) = interrupted_migration(TestDb::sqlite, slow, &|fx| {
+    let (fx, db, stderr) = interrupted_migration(signal, TestDb::sqlite, slow, &|fx| {
         // the lock beside the database is taken just before the batch begins
         let locked = fx.sb.root.join("var/lib/demo/test.upgrade-lock").exists();
         if locked {
@@ -349,13 +381,19 @@ fn sigterm_in_a_sqlite_migration_cuts_it_and_rolls_the_batch_back() {
 }
 
 #[test]
-fn sigterm_in_a_postgres_migration_cancels_it_and_rolls_the_batch_back() {
+fn a_signal_in_a_postgres_migration_cancels_it_and_rolls_the_batch_back() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        in_postgres(signal);
+    }
+}
+
+fn in_postgres(signal: Signal) {
     let db = TestDb::postgres();
     let name = match &db {
         TestDb::Postgres { name, .. } => name.clone(),
         _ => unreachable!(),
     };
-    let (fx, db, stderr) = interrupted_migration(|_| db, "SELECT pg_sleep(60);", &|_| {
+    let (fx, db, stderr) = interrupted_migration(signal, |_| db, "SELECT pg_sleep(60);", &|_| {
         let mut admin = postgres::Client::connect(POSTGRES_ADMIN, postgres::NoTls).unwrap();
         let n: i64 = admin
             .query_one(
@@ -370,13 +408,20 @@ fn sigterm_in_a_postgres_migration_cancels_it_and_rolls_the_batch_back() {
 }
 
 #[test]
-fn sigterm_in_a_mariadb_migration_lets_it_finish_and_stops_before_the_next() {
+fn a_signal_in_a_mariadb_migration_lets_it_finish_and_stops_before_the_next() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        in_mariadb(signal);
+    }
+}
+
+fn in_mariadb(signal: Signal) {
     let db = TestDb::mariadb();
     let name = match &db {
         TestDb::Mariadb { name, .. } => name.clone(),
         _ => unreachable!(),
     };
     let (fx, db, stderr) = interrupted_migration(
+        signal,
         |_| db,
         "DO SLEEP(3); CREATE TABLE second_t (id INTEGER);",
         &|_| {
@@ -409,7 +454,13 @@ fn sigterm_in_a_mariadb_migration_lets_it_finish_and_stops_before_the_next() {
 }
 
 #[test]
-fn sighup_while_services_start_lets_them_start_and_leaves_the_record_to_the_resume() {
+fn a_signal_while_services_start_lets_them_start_and_leaves_the_record_to_the_resume() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        while_services_start(signal);
+    }
+}
+
+fn while_services_start(signal: Signal) {
     let fx = Fixture::new("", "0s");
     fx.publish(pkg("demo-server", "2.0.0"));
     fx.sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
@@ -424,10 +475,11 @@ fn sighup_while_services_start_lets_them_start_and_leaves_the_record_to_the_resu
     );
     let mut run = spawn_until(&fx.sb, &["--yes"], &marker);
     std::thread::sleep(Duration::from_millis(500));
-    let (status, took) = interrupt(&mut run, Signal::SIGHUP, Duration::from_secs(30));
+    let (status, took) = interrupt(&mut run, signal, Duration::from_secs(30));
     let stderr = stderr_of(&mut run);
-    assert_eq!(status.code(), Some(143), "{stderr}");
-    assert!(stderr.contains("interrupted by SIGHUP"), "{stderr}");
+    let (code, message) = expected(signal);
+    assert_eq!(status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(&message), "{stderr}");
     assert!(
         took >= Duration::from_secs(1),
         "the start step was not waited for: {took:?}"
