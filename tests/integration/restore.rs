@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use upgrade::steps::restore::database::{self, DbSnapshot, Engine, ToolProblem, Tools};
+use upgrade::steps::restore::files::{self, FileState};
 
 use crate::support::*;
 
@@ -652,4 +653,245 @@ fn a_product_role_with_a_password_restores_beside_a_superusers_extension() {
     admin
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// configuration files
+
+/// Each path's kind, mode, owner, content or target and (files) modification time.
+fn file_states(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.join("etc"), root.join("opt")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let owner = format!("{:o} {}:{}", meta.mode() & 0o7777, meta.uid(), meta.gid());
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.push(format!(
+                    "{name} -> {} {}:{}",
+                    target.display(),
+                    meta.uid(),
+                    meta.gid()
+                ));
+            } else if meta.is_dir() {
+                out.push(format!("{name}/ {owner}"));
+                dirs.push(path);
+            } else {
+                let content = std::fs::read_to_string(&path).unwrap();
+                out.push(format!(
+                    "{name} {owner} {}.{} {content:?}",
+                    meta.mtime(),
+                    meta.mtime_nsec()
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Replaces what is at `path` (a symlink too, not what it points to) with a file.
+fn write(path: &Path, content: &str, mode: u32, owner: (u32, u32)) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, content).unwrap();
+    std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// [`write`] for each (path inside `root`, content, mode, owner).
+fn write_all(root: &Path, files: &[(&str, &str, u32, (u32, u32))]) {
+    for (path, content, mode, owner) in files {
+        write(&root.join(path), content, *mode, *owner);
+    }
+}
+
+#[test]
+fn configuration_files_come_back_exactly() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the owners of saved files are set back as root (scripts/test runs as root)"
+    );
+    let sb = Sandbox::new();
+    let root = &sb.root;
+    let packages = sb.base.join("packages");
+    // release 1.0.0 installed; 2.0.0 will add `/etc/demo/added.conf`
+    let v1 = RpmSpec::new("demo-server", "1.0.0")
+        .config_file("/etc/demo/demo.conf", "port = 8080\n")
+        .config_file("/etc/demo/other.conf", "x = 1\n")
+        .file("/usr/lib/demo/version", "1.0.0\n", 0o644)
+        .build(&packages);
+    let v2 = RpmSpec::new("demo-server", "2.0.0")
+        .config_file("/etc/demo/demo.conf", "port = 9090\n")
+        .config_file("/etc/demo/added.conf", "new = true\n")
+        .build(&packages);
+    sb.rpm_install(&[v1]);
+    // the operator's edit, files /etc/upgrade holds, and a configuration directory that is a
+    // symlink to an absolute path (inside the root)
+    write_all(
+        root,
+        &[
+            ("etc/demo/demo.conf", "port = 8081\n", 0o640, (0, 4321)),
+            (
+                "etc/upgrade/pre-upgrade.d/10-backup",
+                "#!/bin/sh\n",
+                0o755,
+                (0, 0),
+            ),
+            ("etc/upgrade/secret.key", "k\n", 0o4600, (1234, 5678)),
+            ("opt/product/etc/app.conf", "inside\n", 0o644, (0, 0)),
+        ],
+    );
+    let symlink = |target: &str, link: &str| {
+        let link = root.join(link);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, link).unwrap();
+    };
+    symlink("../demo/demo.conf", "etc/upgrade/demo.conf");
+    // a symlink out of the root: saved as the link, never followed
+    symlink("/etc/passwd", "etc/upgrade/passwd");
+    symlink("/opt/product/etc", "etc/product");
+
+    let mut paths =
+        files::product_config_files(root, &["demo-server".into(), "demo-web".into()]).unwrap();
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "/etc/demo/demo.conf",
+            "/etc/demo/other.conf",
+            "/etc/upgrade",
+            "/etc/upgrade/demo.conf",
+            "/etc/upgrade/passwd",
+            "/etc/upgrade/pre-upgrade.d",
+            "/etc/upgrade/pre-upgrade.d/10-backup",
+            "/etc/upgrade/secret.key",
+            "/etc/upgrade/upgrade.toml",
+        ]
+    );
+    let added = files::config_files_of_package_files(root, &[v2]).unwrap();
+    assert_eq!(
+        added,
+        [
+            PathBuf::from("/etc/demo/added.conf"),
+            PathBuf::from("/etc/demo/demo.conf")
+        ]
+    );
+    paths.extend(added);
+    paths.push("/etc/product/app.conf".into());
+    paths.push("/etc/demo/conf.d".into());
+    paths.push("/etc/demo/conf.d/extra.conf".into());
+
+    let before = file_states(root);
+    let point = sb.base.join("restore/1");
+    let started = Instant::now();
+    let snapshot = files::capture(root, &paths, &point).unwrap();
+    let took = started.elapsed();
+    let json = serde_json::to_string(&snapshot).unwrap();
+    let snapshot: files::FilesSnapshot = serde_json::from_str(&json).unwrap();
+    let state = |p: &str| {
+        &snapshot
+            .entries
+            .iter()
+            .find(|e| e.path == Path::new(p))
+            .unwrap()
+            .state
+    };
+    assert_eq!(state("/etc/demo/added.conf"), &FileState::Absent);
+    assert!(
+        matches!(state("/etc/upgrade/passwd"), FileState::Symlink { target, .. } if target == Path::new("/etc/passwd"))
+    );
+    assert!(matches!(
+        state("/etc/upgrade/secret.key"),
+        FileState::File {
+            mode: 0o4600,
+            uid: 1234,
+            gid: 5678,
+            ..
+        }
+    ));
+    assert!(matches!(
+        state("/etc/upgrade/pre-upgrade.d"),
+        FileState::Directory { mode: 0o755, .. }
+    ));
+
+    // what an upgrade and an operator do afterwards
+    write_all(
+        root,
+        &[
+            ("etc/demo/demo.conf", "port = 9090\n", 0o600, (1234, 1234)),
+            ("etc/demo/added.conf", "new = true\n", 0o644, (0, 0)),
+            ("etc/demo/conf.d/extra.conf", "more\n", 0o644, (0, 0)),
+            ("etc/upgrade/secret.key", "changed\n", 0o644, (0, 0)),
+            ("opt/product/etc/app.conf", "changed\n", 0o600, (0, 0)),
+            ("etc/upgrade/upgrade.toml", "edited\n", 0o644, (0, 0)),
+            // a symlink replaced by a file
+            ("etc/upgrade/demo.conf", "a file\n", 0o644, (0, 0)),
+        ],
+    );
+    std::fs::remove_file(root.join("etc/demo/other.conf")).unwrap();
+    std::fs::remove_file(root.join("etc/upgrade/pre-upgrade.d/10-backup")).unwrap();
+    let private = std::fs::Permissions::from_mode(0o700);
+    std::fs::set_permissions(root.join("etc/upgrade/pre-upgrade.d"), private).unwrap();
+    symlink("/etc/shadow", "etc/upgrade/passwd");
+    assert_ne!(file_states(root), before);
+
+    let started = Instant::now();
+    files::restore_files(root, &snapshot, &point).unwrap();
+    eprintln!(
+        "config files: capture {took:?}, restore {:?}",
+        started.elapsed()
+    );
+    assert_eq!(file_states(root), before);
+    files::restore_files(root, &snapshot, &point).unwrap();
+    assert_eq!(file_states(root), before);
+
+    // a restore killed midway (half the paths put back, a staged copy left beside one) converges
+    write_all(
+        root,
+        &[
+            ("etc/demo/demo.conf", "again\n", 0o600, (0, 0)),
+            ("etc/demo/added.conf", "again\n", 0o600, (0, 0)),
+            ("etc/demo/.demo.conf.upgrade-restore", "half", 0o600, (0, 0)),
+        ],
+    );
+    let half = files::FilesSnapshot {
+        entries: snapshot.entries[..snapshot.entries.len() / 2].to_vec(),
+    };
+    files::restore_files(root, &half, &point).unwrap();
+    files::restore_files(root, &snapshot, &point).unwrap();
+    assert_eq!(file_states(root), before);
+    // the passwd and shadow files of this host were never touched through the symlinks
+    assert!(Path::new("/etc/passwd").exists());
+}
+
+#[test]
+fn a_damaged_saved_copy_leaves_the_file_alone() {
+    let sb = Sandbox::new();
+    let root = &sb.root;
+    write(&root.join("etc/demo/demo.conf"), "one\n", 0o644, (0, 0));
+    let point = sb.base.join("restore/1");
+    let snapshot = files::capture(root, &["/etc/demo/demo.conf".into()], &point).unwrap();
+    let FileState::File { sha256, .. } = &snapshot.entries[0].state else {
+        panic!("{snapshot:?}")
+    };
+    std::fs::write(point.join("files").join(sha256), "tampered\n").unwrap();
+    write(&root.join("etc/demo/demo.conf"), "two\n", 0o644, (0, 0));
+    let err = files::restore_files(root, &snapshot, &point).unwrap_err();
+    assert!(format!("{err:#}").contains("is damaged"), "{err:#}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/demo/demo.conf")).unwrap(),
+        "two\n"
+    );
+    let left: Vec<_> = std::fs::read_dir(root.join("etc/demo"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["demo.conf"]);
 }

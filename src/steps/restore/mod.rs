@@ -15,6 +15,7 @@
 //! converges to the same end state.
 
 pub mod database;
+pub mod files;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
