@@ -13,7 +13,9 @@
 //! Point names: `step:KEY` before a journal step starts, `mark:KEY` after its effect and before
 //! the journal records it, `marked:KEY` just after, `rpm:before` / `rpm:after` around the rpm
 //! transaction, `migration:LABEL` between two migrations, `service:Stop:NAME` /
-//! `service:Start:NAME` after each service, `download:PATH` mid-copy of an artifact.
+//! `service:Start:NAME` after each service, `download:PATH` mid-copy of an artifact,
+//! `restore:mariadb:emptied` between emptying a MariaDB database and loading its snapshot,
+//! `restore:file:PATH` after each configuration file put back.
 
 /// Hits the fault point named by the `format!` arguments; nothing without `fault-injection`.
 macro_rules! point {

@@ -527,6 +527,7 @@ fn missing_client_programs_name_their_packages() {
         &[
             ("pg_dump", "echo 'pg_dump (PostgreSQL) 9.6.24'".into()),
             ("pg_restore", "echo 'pg_restore (PostgreSQL) 9.6.24'".into()),
+            ("psql", "echo 'psql (PostgreSQL) 9.6.24'".into()),
         ],
     );
     let missing = database::missing_tools(pg.url(), &old).unwrap();
@@ -535,7 +536,7 @@ fn missing_client_programs_name_their_packages() {
         .query_one("SHOW server_version", &[])
         .unwrap()
         .get(0);
-    assert_eq!(missing.len(), 2, "{missing:?}");
+    assert_eq!(missing.len(), 3, "{missing:?}");
     assert_eq!(
         missing[0].problem,
         ToolProblem::TooOld {

@@ -213,6 +213,7 @@ pub fn restore_files(root: &Path, snapshot: &FilesSnapshot, dir: &Path) -> Resul
         restore_one(&at, &entry.state, &contents)
             .with_context(|| format!("failed to restore `{}`", at.display()))?;
         touched.insert(parent);
+        crate::fault::point!("restore:file:{}", entry.path.display());
     }
     for dir in touched {
         if dir.exists() {

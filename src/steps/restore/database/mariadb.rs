@@ -14,7 +14,7 @@
 //! character set and grants, which a dump of the database's contents does not hold.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context as _, Result};
@@ -91,6 +91,14 @@ fn check_tools(flavour: Flavour, tools: &Tools) -> Vec<MissingTool> {
         .collect()
 }
 
+/// The first of the programs `names` found, or an error naming the package to install; `doing`
+/// says what it stops.
+fn require(flavour: Flavour, tools: &Tools, names: &[&str], doing: &str) -> Result<PathBuf> {
+    tools
+        .find(names)
+        .ok_or_else(|| super::refusal(&flavour.missing(names), doing))
+}
+
 /// The login of the client programs (the password in `MYSQL_PWD`), and the database's name.
 fn login(url: &str) -> Result<(Login, String)> {
     let opts = mysql_opts(url)?;
@@ -125,13 +133,12 @@ fn login(url: &str) -> Result<(Login, String)> {
 pub(super) fn snapshot(url: &str, dir: &Path, tools: &Tools) -> Result<DbSnapshot> {
     let version = server_version(url)?;
     let flavour = Flavour::of(&version);
-    super::refuse(
-        &check_tools(flavour, tools),
+    let dump = require(
+        flavour,
+        tools,
+        flavour.dump(),
         "take a snapshot of the database",
     )?;
-    let dump = tools
-        .find(flavour.dump())
-        .context("the dump program is gone")?;
     let (Login { mut args, env }, db) = login(url)?;
     let staged = super::staging(dir, FILE)?;
     args.extend(
@@ -149,7 +156,7 @@ pub(super) fn snapshot(url: &str, dir: &Path, tools: &Tools) -> Result<DbSnapsho
     result_file.push(&staged);
     args.push(result_file);
     args.push(db.into());
-    super::dump(tools, &dump, args, env, dir, url)?;
+    super::dump(tools, &dump, args, env, dir, url, &staged)?;
     let tool = tools.version(&dump)?;
     Ok(DbSnapshot {
         engine: Engine::Mariadb,
@@ -163,43 +170,39 @@ pub(super) fn snapshot(url: &str, dir: &Path, tools: &Tools) -> Result<DbSnapsho
 
 pub(super) fn restore(url: &str, file: &Path, tools: &Tools) -> Result<()> {
     let flavour = Flavour::of(&server_version(url)?);
-    let missing: Vec<MissingTool> = check_tools(flavour, tools)
-        .into_iter()
-        .filter(|m| flavour.client().contains(&m.command.as_str()))
-        .collect();
-    super::refuse(&missing, "restore the database")?;
-    let client = tools
-        .find(flavour.client())
-        .context("the client program is gone")?;
+    let client = require(flavour, tools, flavour.client(), "restore the database")?;
     let (login, db) = login(url)?;
     let input = std::fs::File::open(file)
         .with_context(|| format!("failed to open `{}`", file.display()))?;
-
-    empty(url).with_context(|| format!("failed to empty `{}` before restoring it", redact(url)))?;
-    crate::fault::point!("restore:mariadb:emptied");
 
     let name = client
         .file_name()
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    super::run(
-        tools
-            .command(&client, &login.env)
-            .args(&login.args)
-            .args(["--batch", "--max-allowed-packet=1G"])
-            .arg(&db)
-            .stdin(Stdio::from(input)),
-        &format!("`{name}` loading `{}`", file.display()),
-    )
-    .map_err(|e| {
-        UpgradeError::step(
-            format!("restoring `{}` failed: {e:#}", redact(url)),
-            "the database is partly restored; restore it again, which empties it and loads the \
-             whole snapshot",
-        )
-        .into()
-    })
+    // NB: from the first drop on, a failure leaves the database partly restored
+    empty(url)
+        .with_context(|| format!("failed to empty `{}` before restoring it", redact(url)))
+        .and_then(|()| {
+            crate::fault::point!("restore:mariadb:emptied");
+            super::run(
+                tools
+                    .command(&client, &login.env)
+                    .args(&login.args)
+                    .args(["--batch", "--max-allowed-packet=1G"])
+                    .arg(&db)
+                    .stdin(Stdio::from(input)),
+                &format!("`{name}` loading `{}`", file.display()),
+            )
+        })
+        .map_err(|e| {
+            UpgradeError::step(
+                format!("restoring `{}` failed: {e:#}", redact(url)),
+                "the database is partly restored; restore it again, which empties it and loads \
+                 the whole snapshot",
+            )
+            .into()
+        })
 }
 
 /// Drops every view, table, sequence, routine and event of the database.

@@ -98,8 +98,8 @@ pub struct MissingTool {
 pub enum ToolProblem {
     /// Not on the search path.
     NotFound,
-    /// Older than the server: `pg_dump` refuses to dump a server of a newer major version, and
-    /// `pg_restore` to read what a newer `pg_dump` wrote.
+    /// Of an older major version than the server: `pg_dump` refuses to dump a newer server, and
+    /// `pg_restore` and `psql` may not read what a newer `pg_dump` wrote.
     TooOld { found: String, server: String },
 }
 
@@ -315,7 +315,8 @@ fn verified(dir: &Path, file: &SnapshotFile) -> Result<PathBuf> {
 const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Runs the dump `program` (`pg_dump`, `mariadb-dump`) with `args` to its end, `env` added to
-/// the environment of `tools`; an error with the last lines it printed unless it exits 0.
+/// the environment of `tools`; unless it exits 0, removes what it wrote to `staged` and fails
+/// with the last lines it printed.
 fn dump(
     tools: &Tools,
     program: &Path,
@@ -323,6 +324,7 @@ fn dump(
     env: Vec<(&'static str, OsString)>,
     dir: &Path,
     url: &str,
+    staged: &Path,
 ) -> Result<()> {
     let name = program
         .file_name()
@@ -346,10 +348,12 @@ fn dump(
     };
     let finished = crate::process::run(&options, &mut |line| {
         tracing::debug!(program = %name, "{line}");
-    })?;
-    if finished.success() {
+    });
+    if finished.as_ref().is_ok_and(|f| f.success()) {
         return Ok(());
     }
+    let _ = std::fs::remove_file(staged);
+    let finished = finished?;
     Err(UpgradeError::step(
         format!(
             "`{name}` of `{}` {}: {}",
@@ -378,16 +382,14 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     ))
 }
 
-/// An error for the first of `missing`, naming its package; `doing` says what it stops.
-fn refuse(missing: &[MissingTool], doing: &str) -> Result<()> {
-    let Some(first) = missing.first() else {
-        return Ok(());
-    };
-    Err(UpgradeError::step(
-        format!("cannot {doing}: {first}"),
+/// The error for a client program that is `missing`, naming its package; `doing` says what it
+/// stops.
+fn refusal(missing: &MissingTool, doing: &str) -> anyhow::Error {
+    UpgradeError::step(
+        format!("cannot {doing}: {missing}"),
         "install it, then run `upgrade` again; `real-upgrade check` lists what is missing",
     )
-    .into())
+    .into()
 }
 
 /// Stages the snapshot `name` in `dir`: an empty file only its owner may read (a dump holds

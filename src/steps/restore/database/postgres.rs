@@ -212,38 +212,46 @@ fn client_major(line: &str) -> Option<u32> {
 
 pub(super) fn missing_tools(url: &str, tools: &Tools) -> Result<Vec<MissingTool>> {
     let server = Server::query(url)?;
-    Ok(check_tools(&server, tools))
+    Ok(["pg_dump", "pg_restore", "psql"]
+        .into_iter()
+        .filter_map(|command| usable(&server, tools, command).err())
+        .collect())
 }
 
-fn check_tools(server: &Server, tools: &Tools) -> Vec<MissingTool> {
+/// The client program `command` and its `--version` line, if it is found and its major version
+/// is not older than the server's; what is wrong with it otherwise.
+// NB: psql too: it must understand what pg_restore of the same package writes (`\restrict`).
+// Debian's programs are a Perl wrapper that costs some 50 ms a run: each is asked once.
+fn usable(server: &Server, tools: &Tools, command: &str) -> Result<(PathBuf, String), MissingTool> {
     let major = server.major();
-    let mut missing = Vec::new();
-    for command in ["pg_dump", "pg_restore", "psql"] {
-        let Some(program) = tools.find(&[command]) else {
-            missing.push(package(command, ToolProblem::NotFound, major));
-            continue;
-        };
-        if command == "psql" {
-            continue; // runs the SQL pg_restore writes; an older psql does that as well
-        }
-        let line = tools.version(&program).unwrap_or_default();
-        match client_major(&line) {
-            Some(found) if found >= major => {}
-            _ => missing.push(package(
-                command,
-                ToolProblem::TooOld {
-                    found: if line.is_empty() {
-                        "unknown".into()
-                    } else {
-                        line.rsplit(") ").next().unwrap_or(&line).to_string()
-                    },
-                    server: server.version.clone(),
+    let Some(program) = tools.find(&[command]) else {
+        return Err(package(command, ToolProblem::NotFound, major));
+    };
+    let line = tools.version(&program).unwrap_or_default();
+    match client_major(&line) {
+        Some(found) if found >= major => Ok((program, line)),
+        _ => Err(package(
+            command,
+            ToolProblem::TooOld {
+                found: match line.is_empty() {
+                    true => "unknown".into(),
+                    false => line.rsplit(") ").next().unwrap_or(&line).to_string(),
                 },
-                major,
-            )),
-        }
+                server: server.version.clone(),
+            },
+            major,
+        )),
     }
-    missing
+}
+
+/// [`usable`], or an error naming the package to install; `doing` says what it stops.
+fn require(
+    server: &Server,
+    tools: &Tools,
+    command: &str,
+    doing: &str,
+) -> Result<(PathBuf, String)> {
+    usable(server, tools, command).map_err(|missing| super::refusal(&missing, doing))
 }
 
 /// The login of the client programs: the URL without its password as `--dbname` (libpq reads
@@ -272,11 +280,7 @@ fn login(url: &str) -> Result<Login> {
 
 pub(super) fn snapshot(url: &str, dir: &Path, tools: &Tools) -> Result<DbSnapshot> {
     let server = Server::query(url)?;
-    super::refuse(
-        &check_tools(&server, tools),
-        "take a snapshot of the database",
-    )?;
-    let pg_dump = tools.find(&["pg_dump"]).context("`pg_dump` is gone")?;
+    let (pg_dump, tool) = require(&server, tools, "pg_dump", "take a snapshot of the database")?;
     let login = login(url)?;
     let staged = super::staging(dir, FILE)?;
     let mut args: Vec<OsString> = vec![
@@ -286,8 +290,7 @@ pub(super) fn snapshot(url: &str, dir: &Path, tools: &Tools) -> Result<DbSnapsho
         staged.clone().into(),
     ];
     args.extend(login.args);
-    super::dump(tools, &pg_dump, args, login.env, dir, url)?;
-    let tool = tools.version(&pg_dump)?;
+    super::dump(tools, &pg_dump, args, login.env, dir, url, &staged)?;
     Ok(DbSnapshot {
         engine: Engine::Postgres,
         database: String::new(),
@@ -300,15 +303,9 @@ pub(super) fn snapshot(url: &str, dir: &Path, tools: &Tools) -> Result<DbSnapsho
 
 pub(super) fn restore(url: &str, file: &Path, tools: &Tools) -> Result<()> {
     let server = Server::query(url)?;
-    let missing: Vec<MissingTool> = check_tools(&server, tools)
-        .into_iter()
-        .filter(|m| m.command != "pg_dump")
-        .collect();
-    super::refuse(&missing, "restore the database")?;
-    let pg_restore = tools
-        .find(&["pg_restore"])
-        .context("`pg_restore` is gone")?;
-    let psql = tools.find(&["psql"]).context("`psql` is gone")?;
+    let doing = "restore the database";
+    let (pg_restore, _) = require(&server, tools, "pg_restore", doing)?;
+    let (psql, _) = require(&server, tools, "psql", doing)?;
     let login = login(url)?;
     let list = match extensions_kept(url)?.as_slice() {
         [] => None,
