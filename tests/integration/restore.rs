@@ -154,6 +154,7 @@ CREATE FUNCTION total_of(c int) RETURNS numeric LANGUAGE sql
 CREATE SCHEMA reporting;
 CREATE TABLE reporting.daily (day date PRIMARY KEY, n int);
 INSERT INTO reporting.daily VALUES ('2024-01-01', 3);
+SELECT lo_from_bytea(0, 'a large object');
 INSERT INTO customers (name, balance, photo)
     SELECT 'customer ' || i, i * 1.5, '\\x00ff10' FROM generate_series(1, 2000) i;
 INSERT INTO orders (customer, total) SELECT 1 + i % 2000, i FROM generate_series(1, 5000) i;
@@ -228,6 +229,7 @@ COMMENT ON TABLE customers IS 'who pays more';
 SELECT lo_create(0);
 REVOKE USAGE ON SCHEMA public FROM PUBLIC;
 GRANT CREATE ON SCHEMA public TO PUBLIC;
+ALTER SCHEMA public OWNER TO postgres;
 ",
         TestDb::Mariadb { .. } => "ALTER TABLE customers ADD COLUMN email VARCHAR(200);
 UPDATE customers SET balance = balance * 2, name = UPPER(name);
