@@ -591,6 +591,44 @@ fn missing_client_programs_name_their_packages() {
     assert_eq!(database::missing_tools(sqlite.url(), &nothing).unwrap(), []);
 }
 
+/// The password of the tests' product users and roles, `@` and all.
+const PASSWORD: &str = "s3cret@x";
+
+/// `Tools` whose `programs` append their command line to the returned log, and whether the
+/// environment variable `variable` held [`PASSWORD`], before they run the real program.
+fn spied(sb: &Sandbox, variable: &str, programs: &[&'static str]) -> (Tools, PathBuf) {
+    let log = sb.base.join("argv.log");
+    let wrappers: Vec<(&str, String)> = programs
+        .iter()
+        .map(|&program| {
+            let body = format!(
+                "echo \"{program} $*\" >> {log}\n\
+                 [ \"${variable}\" = '{PASSWORD}' ] && echo \"{program} has the password\" >> {log}\n\
+                 exec \"{}\" \"$@\"",
+                real(program).display(),
+                log = log.display(),
+            );
+            (program, body)
+        })
+        .collect();
+    (wrapped(&sb.base, &wrappers), log)
+}
+
+/// Each of `programs` ran with the password in its environment, none with it on its command
+/// line: what the log of [`spied`] says.
+fn password_kept_off_command_lines(log: &Path, programs: &[&str]) -> String {
+    let argv = std::fs::read_to_string(log).unwrap();
+    for program in programs {
+        let has = format!("{program} has the password");
+        assert!(argv.contains(&has), "{argv}");
+    }
+    assert!(
+        !argv.contains("s3cret"),
+        "a password on a command line: {argv}"
+    );
+    argv
+}
+
 #[test]
 fn a_product_role_with_a_password_restores_beside_a_superusers_extension() {
     // a PostgreSQL role with a password, reached through a URL that carries it, owning a
@@ -603,26 +641,14 @@ fn a_product_role_with_a_password_restores_beside_a_superusers_extension() {
     exec(
         &db,
         &format!(
-            "CREATE ROLE {role} LOGIN PASSWORD 's3cret@x'; GRANT ALL ON SCHEMA public TO {role}; \
+            "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'; GRANT ALL ON SCHEMA public TO {role}; \
              ALTER DATABASE {name} OWNER TO {role}; CREATE EXTENSION citext"
         ),
     );
     let sb = Sandbox::new();
     let url = format!("postgres://{role}:s3cret%40x@127.0.0.1:5432/{name}");
-    let log = sb.base.join("argv.log");
-    let spy = |program: &'static str| {
-        (
-            program,
-            format!(
-                "echo \"{program} $*\" >> {log}\n\
-                 [ \"$PGPASSWORD\" = 's3cret@x' ] && echo \"{program} has the password\" >> {log}\n\
-                 exec \"{}\" \"$@\"",
-                real(program).display(),
-                log = log.display(),
-            ),
-        )
-    };
-    let tools = wrapped(&sb.base, &[spy("pg_dump"), spy("psql")]);
+    assert_eq!(PASSWORD, "s3cret@x", "the URL spells it percent-encoded");
+    let (tools, log) = spied(&sb, "PGPASSWORD", &["pg_dump", "psql"]);
     let point = sb.base.join("restore/1");
     exec(
         &db,
@@ -638,24 +664,42 @@ fn a_product_role_with_a_password_restores_beside_a_superusers_extension() {
     );
     database::restore(&url, &sb.root, &snapshot, &point, &tools).unwrap();
     assert_same(&full_dump(&db), &before, "after the restore");
-    let argv = std::fs::read_to_string(&log).unwrap();
+    let argv = password_kept_off_command_lines(&log, &["pg_dump", "psql"]);
     let dbname = format!("--dbname=postgres://{role}@127.0.0.1:5432/{name}");
-    for program in ["pg_dump", "psql"] {
-        assert!(
-            argv.contains(&format!("{program} has the password")),
-            "{argv}"
-        );
-    }
     assert_eq!(argv.matches(&dbname).count(), 2, "{argv}");
-    assert!(
-        !argv.contains("s3cret"),
-        "a password on a command line: {argv}"
-    );
     drop(db);
     let mut admin = postgres::Client::connect(POSTGRES_ADMIN, postgres::NoTls).unwrap();
     admin
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .unwrap();
+}
+
+#[test]
+fn a_mariadb_user_with_a_password_keeps_it_off_command_lines() {
+    let db = TestDb::mariadb();
+    let TestDb::Mariadb { name, .. } = &db else {
+        unreachable!()
+    };
+    let user = format!("{name}_app");
+    exec(
+        &db,
+        &format!(
+            "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';\n\
+             GRANT ALL ON {name}.* TO '{user}'@'127.0.0.1';\n"
+        ),
+    );
+    let sb = Sandbox::new();
+    let url = format!("mysql://{user}:s3cret%40x@127.0.0.1:3306/{name}");
+    let (tools, log) = spied(&sb, "MYSQL_PWD", &["mariadb-dump", "mariadb"]);
+    let point = sb.base.join("restore/1");
+    let before = full_dump(&db);
+    let snapshot = database::snapshot(&url, &sb.root, &point, &tools).unwrap();
+    exec(&db, "CREATE TABLE t (i INT);\n");
+    database::restore(&url, &sb.root, &snapshot, &point, &tools).unwrap();
+    assert_same(&full_dump(&db), &before, "after the restore");
+    let argv = password_kept_off_command_lines(&log, &["mariadb-dump", "mariadb"]);
+    assert_eq!(argv.matches(&format!("--user={user}")).count(), 2, "{argv}");
+    exec(&db, &format!("DROP USER '{user}'@'127.0.0.1';\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
