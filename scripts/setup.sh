@@ -49,6 +49,16 @@ install_packages() {
     fi
 }
 
+# install_either DEBIAN RHEL: the package of the first name on Debian-family machines, of the
+# second on RHEL-family ones.
+install_either() {
+    if command -v apt-get >/dev/null 2>&1; then
+        install_packages "$1"
+    else
+        install_packages "$2"
+    fi
+}
+
 ensure_tools() {
     if ! command -v cargo >/dev/null 2>&1; then
         echo "error: cargo is missing; install a Rust toolchain (rustup) first" >&2
@@ -99,8 +109,32 @@ wait_for() { # SECONDS COMMAND...
 postgres_ok() { psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -tAc 'SELECT 1'; }
 mariadb_ok() { mariadb -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1'; }
 
-# PostgreSQL on 127.0.0.1:5432, user postgres without a password (trust on loopback).
+# PostgreSQL on 127.0.0.1:5432, user postgres without a password (trust on loopback), and the
+# client programs restore points use (pg_dump, pg_restore, psql) of its major version or newer.
 ensure_postgres() {
+    ensure_postgres_clients
+    start_postgres
+    ensure_postgres_client_version
+}
+
+ensure_postgres_clients() {
+    if command -v pg_dump >/dev/null 2>&1 && command -v pg_restore >/dev/null 2>&1 &&
+        command -v psql >/dev/null 2>&1; then
+        return 0
+    fi
+    install_either postgresql-client postgresql
+}
+
+# NB: pg_dump refuses a server of a newer major version than its own
+ensure_postgres_client_version() {
+    local server client
+    server=$(psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -tAc 'SHOW server_version_num')
+    server=$((server / 10000))
+    client=$(pg_dump --version | awk '{ print $3 }' | grep -oE '^[0-9]+')
+    [ "$client" -ge "$server" ] || install_either "postgresql-client-$server" "postgresql$server"
+}
+
+start_postgres() {
     postgres_ok >/dev/null 2>&1 && return 0
     if ! command -v pg_ctlcluster >/dev/null 2>&1; then
         if command -v apt-get >/dev/null 2>&1; then
@@ -121,8 +155,22 @@ ensure_postgres() {
     fi
 }
 
-# MariaDB on 127.0.0.1:3306, user root with an empty password.
+# MariaDB on 127.0.0.1:3306, user root with an empty password, and the client programs restore
+# points use (mariadb-dump, mariadb; or mysqldump, mysql).
 ensure_mariadb() {
+    ensure_mariadb_clients
+    start_mariadb
+}
+
+ensure_mariadb_clients() {
+    if { command -v mariadb-dump || command -v mysqldump; } >/dev/null 2>&1 &&
+        { command -v mariadb || command -v mysql; } >/dev/null 2>&1; then
+        return 0
+    fi
+    install_either mariadb-client mariadb
+}
+
+start_mariadb() {
     mariadb_ok >/dev/null 2>&1 && return 0
     if [ ! -x /usr/sbin/mariadbd ]; then
         if command -v apt-get >/dev/null 2>&1; then

@@ -14,7 +14,11 @@
 //! the journal records it, `marked:KEY` just after, `rpm:before` / `rpm:after` around the rpm
 //! transaction, `rpm-erase:before` / `rpm-erase:after` around the erase of the packages a hop
 //! removes, `migration:LABEL` between two migrations, `service:Stop:NAME` /
-//! `service:Start:NAME` after each service, `download:PATH` mid-copy of an artifact.
+//! `service:Start:NAME` after each service, `download:PATH` mid-copy of an artifact,
+//! `restore:mariadb:emptied` between emptying a MariaDB database and loading its snapshot,
+//! `restore:file:PATH` after each configuration file put back, `restore-point:packages`,
+//! `restore-point:database` and `restore-point:taken` while a run takes its restore point,
+//! `restore-data:files` and `restore-data:database` while a rollback puts one back.
 
 /// Hits the fault point named by the `format!` arguments; nothing without `fault-injection`.
 macro_rules! point {

@@ -12,7 +12,8 @@
 //!            adopt, services, repo, self_update), each returning a typed, serialisable result
 //! exec       runs a Plan step by step under the lock and the journal; restores services
 //! planner    installed state + index + host → Plan
-//! steps      hooks, packages, migrations, services: each kind of step and its rules
+//! steps      hooks, packages, migrations, services, restore (points): each kind of step and
+//!            its rules
 //! check      preflight evaluation (SPEC §9)
 //! ui         the Ui trait and the Events the library reports through (it never prints)
 //! host repo state process

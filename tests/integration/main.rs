@@ -18,6 +18,7 @@ mod migration_rules;
 mod migrations;
 mod openruns;
 mod preflight;
+mod restore;
 mod run;
 mod services;
 mod snapshots;

@@ -101,14 +101,17 @@ pub fn dialect(url: &str) -> Dialect {
     }
 }
 
-enum Url {
+/// A `[database] url`, parsed: which engine, and where.
+pub(crate) enum Url {
+    /// The database file, under the root.
     Sqlite(PathBuf),
     Postgres,
+    /// The URL as the `mysql` crate takes it (`mariadb://` becomes `mysql://`).
     Mysql(String),
 }
 
 impl Url {
-    fn parse(url: &str, root: &Path) -> Result<Url, UpgradeError> {
+    pub(crate) fn parse(url: &str, root: &Path) -> Result<Url, UpgradeError> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
             if !path.starts_with('/') {
@@ -528,17 +531,42 @@ struct Postgres {
     locked: bool,
 }
 
+/// The connection settings of a `postgres://` URL (bad input when it does not parse).
+pub(crate) fn postgres_config(url: &str) -> Result<postgres::Config> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| UpgradeError::input(format!("database url `{}`: {e}", redact(url))))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok(config)
+}
+
+/// A client connected to the PostgreSQL database of `url`, with a 10 s connect timeout unless
+/// the URL sets one.
+pub(crate) fn postgres_client(url: &str) -> Result<postgres::Client> {
+    postgres_config(url)?
+        .connect(postgres::NoTls)
+        .map_err(|e| unreachable_db(url, e))
+}
+
+/// The connection settings of a `mysql://` URL (bad input when it does not parse).
+pub(crate) fn mysql_opts(url: &str) -> Result<mysql::Opts> {
+    let opts = mysql::Opts::from_url(url)
+        .map_err(|e| UpgradeError::input(format!("database url `{}`: {e}", redact(url))))?;
+    Ok(mysql::OptsBuilder::from_opts(opts)
+        .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        .into())
+}
+
+/// A connection to the MariaDB/MySQL database of `url`, with a 10 s connect timeout.
+pub(crate) fn mysql_conn(url: &str) -> Result<mysql::Conn> {
+    mysql::Conn::new(mysql_opts(url)?).map_err(|e| unreachable_db(url, e))
+}
+
 impl Postgres {
     fn connect(url: &str) -> Result<Postgres> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| UpgradeError::input(format!("database url `{}`: {e}", redact(url))))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        let client = config
-            .connect(postgres::NoTls)
-            .map_err(|e| unreachable_db(url, e))?;
+        let client = postgres_client(url)?;
         Ok(Postgres {
             url: url.to_string(),
             client,
@@ -705,11 +733,7 @@ struct Mysql {
 
 impl Mysql {
     fn connect(url: &str) -> Result<Mysql> {
-        let opts = mysql::Opts::from_url(url)
-            .map_err(|e| UpgradeError::input(format!("database url `{}`: {e}", redact(url))))?;
-        let opts =
-            mysql::OptsBuilder::from_opts(opts).tcp_connect_timeout(Some(Duration::from_secs(10)));
-        let conn = mysql::Conn::new(opts).map_err(|e| unreachable_db(url, e))?;
+        let conn = mysql_conn(url)?;
         Ok(Mysql {
             url: url.to_string(),
             conn,
