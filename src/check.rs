@@ -464,6 +464,7 @@ fn custom_checks(input: &PreflightInput<'_>) -> Result<Vec<CheckResult>> {
     let mut out = Vec::new();
     let env = HookEnv {
         phase: Phase::Check,
+        action: input.plan.action,
         from: input.plan.from.clone(),
         to: input.plan.to.clone(),
         resumed: false,

@@ -25,6 +25,21 @@ pub struct Config {
     pub hooks: Hooks,
     /// Preflight checks the administrator adds to the releases' own (SPEC §9).
     pub checks: crate::model::checks::Checks,
+    pub restore: Restore,
+}
+
+/// Restore points (SPEC §12).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Restore {
+    /// How many restore points are kept; older ones are removed after a successful run.
+    pub keep: usize,
+}
+
+impl Default for Restore {
+    fn default() -> Self {
+        Restore { keep: 2 }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -146,6 +161,7 @@ impl Default for Config {
             services: Services::default(),
             hooks: Hooks::default(),
             checks: Default::default(),
+            restore: Restore::default(),
         }
     }
 }

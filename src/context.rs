@@ -44,6 +44,8 @@ pub struct Paths {
     pub state_db: PathBuf,
     pub lock: PathBuf,
     pub cache: PathBuf,
+    /// The restore points, one directory per run (SPEC §12).
+    pub restore: PathBuf,
     pub log: PathBuf,
     pub migrations: PathBuf,
 }
@@ -59,6 +61,7 @@ impl Paths {
             state_db: under("var/lib/upgrade/state.db"),
             lock: under("var/lib/upgrade/lock"),
             cache: under("var/lib/upgrade/cache"),
+            restore: under("var/lib/upgrade/restore"),
             log: under("var/log/upgrade/upgrade.log"),
             migrations: under("usr/share/upgrade/migrations"),
         }

@@ -7,8 +7,12 @@ use anyhow::Result;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::UpgradeError;
+use crate::model::catalog::Artifact;
 use crate::model::catalog::{Catalog, Summary};
-use crate::model::plan::{Plan, PlanInput, PlannedHook, PlannedHooks};
+use crate::model::plan::{
+    Action, Hop, PackageChange, PackageOp, Plan, PlanInput, PlannedHook, PlannedHooks,
+    RestorePointPlan, RestoreSource,
+};
 use crate::model::rpm::RpmDb;
 use crate::model::services::ServiceGraph;
 use crate::model::version::compare_evr;
@@ -16,6 +20,8 @@ use crate::repo::trust::{self, Trusted};
 use crate::state::State;
 use crate::steps::hooks::{self, Phase};
 use crate::steps::migrations;
+use crate::steps::restore::{self, point::Manifest};
+use std::collections::{BTreeSet, HashSet};
 
 /// What the root's `state.db` says that planning depends on, read once per command.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +83,41 @@ pub fn plan_from(
     }
     let migrations = migrations::discover(&paths.migrations, scheme)?;
     let services = crate::steps::services::load_graph(&paths, config.services.backend)?;
+    let hooks = planned_hooks(ctx)?;
+    let mut plan = Plan::build(PlanInput {
+        installed: installed.as_ref(),
+        target: target.as_ref(),
+        catalog,
+        rpmdb: &rpmdb,
+        hooks,
+        migrations: &migrations,
+        services: &services,
+        upgrader_package: &config.upgrader_package(),
+    })?;
+    if !plan.is_up_to_date() {
+        // NB: the database is saved when the product has one: migrations to apply, or one
+        // configured.
+        let database = !migrations.is_empty() || config.database.url.is_some();
+        plan.restore_point = Some(RestorePointPlan::new(
+            catalog,
+            &rpmdb,
+            installed.as_ref(),
+            &config.upgrader_package(),
+            database,
+        ));
+    }
+    migrations::ensure_runnable(&migrations, &plan, &config.database_url(), ctx.superuser)?;
+    ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;
+    Ok(Planned {
+        plan,
+        rpmdb,
+        services,
+    })
+}
+
+/// The hooks of both phases as they are now, refused when one is unsafe.
+fn planned_hooks(ctx: &Context) -> Result<PlannedHooks> {
+    let paths = ctx.paths();
     let mut hooks = PlannedHooks::default();
     for (phase, planned) in [(Phase::Pre, &mut hooks.pre), (Phase::Post, &mut hooks.post)] {
         let set = hooks::discover(&paths, phase, ctx.superuser)?;
@@ -90,20 +131,100 @@ pub fn plan_from(
             })
             .collect();
     }
-    let plan = Plan::build(PlanInput {
-        installed: installed.as_ref(),
-        target: target.as_ref(),
-        catalog,
-        rpmdb: &rpmdb,
-        hooks,
-        migrations: &migrations,
-        services: &services,
-        upgrader_package: &config.upgrader_package(),
-    })?;
-    migrations::ensure_runnable(&migrations, &plan, &config.database_url(), ctx.superuser)?;
-    ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;
+    Ok(hooks)
+}
+
+/// The way back to the restore point `manifest` of run `run` (whose plan was `run_plan`), from
+/// `installed` (SPEC §12): one hop that puts the restore point's package builds back (from the
+/// files it keeps), removes the product's packages the host has and it had not, puts its
+/// configuration files and database back, and stops and starts every service. It needs no
+/// repository.
+pub fn plan_rollback(
+    ctx: &Context,
+    config: &Config,
+    installed: Option<String>,
+    run: i64,
+    run_plan: &Plan,
+    manifest: &Manifest,
+) -> Result<Planned> {
+    let rpmdb = crate::host::installed_packages(&ctx.root)?;
+    let services = crate::steps::services::load_graph(&ctx.paths(), config.services.backend)?;
+    let mut packages = Vec::new();
+    for kept in &manifest.packages {
+        let now = rpmdb.newest(&kept.name).map(|p| p.evr.clone());
+        let op = match &now {
+            None => PackageOp::Install,
+            Some(evr) => match compare_evr(evr, &kept.evr) {
+                std::cmp::Ordering::Greater => PackageOp::Downgrade,
+                std::cmp::Ordering::Less => PackageOp::Upgrade,
+                std::cmp::Ordering::Equal => PackageOp::Keep,
+            },
+        };
+        packages.push(PackageChange {
+            op,
+            name: kept.name.clone(),
+            installed: now,
+            artifact: Some(Artifact {
+                name: kept.name.clone(),
+                evr: kept.evr.clone(),
+                arch: kept.arch.clone(),
+                path: format!("{}/{}", restore::point::PACKAGES, kept.file),
+                sha256: kept.sha256.clone(),
+                size: kept.size,
+            }),
+        });
+    }
+    // the product's packages the run (or an earlier one) added: what the rolled-back plan or
+    // the restore point names, that the restore point does not hold
+    let saved: HashSet<&str> = manifest.packages.iter().map(|k| k.name.as_str()).collect();
+    let named: BTreeSet<&str> = run_plan
+        .hops
+        .iter()
+        .flat_map(|h| h.packages.iter().map(|p| p.name.as_str()))
+        .chain(
+            run_plan
+                .restore_point
+                .iter()
+                .flat_map(|r| r.packages.iter().map(|p| p.name.as_str())),
+        )
+        .collect();
+    for name in named.into_iter().filter(|n| !saved.contains(n)) {
+        if let Some(now) = rpmdb.newest(name) {
+            packages.push(PackageChange {
+                op: PackageOp::Remove,
+                name: name.to_string(),
+                installed: Some(now.evr.clone()),
+                artifact: None,
+            });
+        }
+    }
+    let to = manifest.version.clone().unwrap_or_default();
+    let hop = Hop {
+        from: installed.clone(),
+        to: to.clone(),
+        stop: false,
+        packages,
+        migrations: Vec::new(),
+        hooks: planned_hooks(ctx)?,
+        services: services.names(0..services.services().len()),
+        prerequisites: Vec::new(),
+        checks: Default::default(),
+        restore: Some(RestoreSource {
+            run,
+            taken_at: manifest.taken_at.clone(),
+            database: manifest.database.is_some(),
+            files: manifest.files.entries.len(),
+        }),
+    };
     Ok(Planned {
-        plan,
+        plan: Plan {
+            product: config.product.clone(),
+            from: installed,
+            to,
+            hops: vec![hop],
+            action: Action::Rollback,
+            restore_point: None,
+        },
         rpmdb,
         services,
     })

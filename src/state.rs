@@ -368,17 +368,26 @@ impl State {
     }
 
     /// Records `version` as installed and the step as done, in one transaction.
-    pub fn record_installed(&mut self, run: i64, step: &JournalKey, version: &str) -> Result<()> {
+    pub fn record_installed(
+        &mut self,
+        run: i64,
+        step: &JournalKey,
+        version: Option<&str>,
+    ) -> Result<()> {
         crate::fault::point!("mark:{step}");
         let tx = self
             .conn
             .transaction()
             .context("failed to begin a transaction on state.db")?;
-        tx.execute(
-            "INSERT INTO installed (id, version, updated_at) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
-            params![version, now()],
-        )?;
+        match version {
+            Some(version) => tx.execute(
+                "INSERT INTO installed (id, version, updated_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+                params![version, now()],
+            )?,
+            // nothing installed: the rollback of a fresh install
+            None => tx.execute("DELETE FROM installed WHERE id = 1", [])?,
+        };
         tx.execute(
             "INSERT OR REPLACE INTO journal (run_id, step, done_at) VALUES (?1, ?2, ?3)",
             params![run, step, now()],
@@ -564,7 +573,7 @@ impl<'a> Journal<'a> {
     }
 
     /// Records `version` as installed and the step as done, in one transaction.
-    pub fn record_installed(&mut self, key: &JournalKey, version: &str) -> Result<()> {
+    pub fn record_installed(&mut self, key: &JournalKey, version: Option<&str>) -> Result<()> {
         self.state.record_installed(self.run, key, version)?;
         self.done.insert(key.clone());
         Ok(())

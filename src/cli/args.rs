@@ -64,6 +64,9 @@ pub struct RunArgs {
     /// Download and verify every package of the plan, then stop
     #[arg(short = 'd', long)]
     pub download_only: bool,
+    /// Take no restore point: `rollback` of this run is then refused
+    #[arg(long)]
+    pub no_restore_point: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +114,25 @@ pub enum Command {
     /// vendor has since fixed) can be dropped; one that changed the host must be finished with
     /// `upgrade`.
     Abandon,
+    /// Take the host back to the restore point of the latest run (or of `--to-run ID`)
+    ///
+    /// Shows what goes back — the packages (from the files the restore point keeps, so no
+    /// repository is needed), the packages the run added (removed), the configuration files and
+    /// the database, and what is lost with it (what the product wrote since) — asks, then runs
+    /// as a journaled run of its own: pre hooks (`UPGRADE_ACTION=rollback`), stop the services,
+    /// one rpm transaction back, configuration files and database, post hooks, start the
+    /// services, record the version. A rollback that is stopped resumes as a rollback.
+    Rollback {
+        /// Roll back without asking for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+        /// Show the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Go back to the restore point of run ID instead of the latest run's
+        #[arg(long, value_name = "ID")]
+        to_run: Option<i64>,
+    },
     /// Show the service order, or restart services in it
     #[command(subcommand)]
     Services(ServicesCommand),

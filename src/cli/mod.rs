@@ -235,6 +235,34 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
             }
             Ok(exit::OK)
         }
+        Some(Command::Rollback {
+            yes,
+            dry_run,
+            to_run,
+        }) => {
+            let opts = ops::rollback::RollbackOptions {
+                assume_yes: yes,
+                dry_run,
+                to_run,
+            };
+            if !dry_run {
+                open_log(&ctx, human);
+            }
+            let outcome = ops::rollback::rollback(&ctx, &opts, human)?;
+            match outcome.result {
+                RunResult::Planned => human.say("dry run: nothing was changed"),
+                _ if outcome.to.is_empty() => human.say(&format!(
+                    "{} is rolled back: nothing installed",
+                    outcome.product
+                )),
+                _ => human.say(&format!(
+                    "{} is rolled back: {} is installed",
+                    outcome.product, outcome.to
+                )),
+            }
+            json_if(json_out, &outcome);
+            Ok(exit::OK)
+        }
         Some(Command::Services(ServicesCommand::Order)) => {
             let order = ops::services::order(&ctx)?;
             json_if(json_out, &order);
@@ -298,6 +326,7 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         to: args.to.clone(),
         dry_run: args.dry_run,
         download_only: args.download_only,
+        no_restore_point: args.no_restore_point,
     };
     if !opts.dry_run {
         open_log(ctx, human);
@@ -312,7 +341,7 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         RunResult::Downloaded => {
             human.say("download only: every package is in the cache and verified")
         }
-        RunResult::Upgraded => {
+        RunResult::Upgraded | RunResult::RolledBack => {
             human.say(&format!("{} {} is installed", outcome.product, outcome.to));
         }
     }

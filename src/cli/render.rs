@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::error::{UpgradeError, find};
 use crate::model::checks::{Report, Status};
 use crate::model::journal::{JournalKey, RunStatus};
-use crate::model::plan::{HopStep, PackageOp, Plan, PlannedHook, Step};
+use crate::model::plan::{Action, HopStep, PackageOp, Plan, PlannedHook, Step};
 use crate::model::services::backend_name;
 use crate::ops;
 use crate::state::RunRecord;
@@ -150,12 +150,15 @@ impl Human {
     pub fn render_plan(&self, plan: &Plan, done: &HashSet<JournalKey>) -> String {
         let mut out = String::new();
         let from = plan.from.as_deref().unwrap_or("nothing installed");
-        let kind = if plan.from.is_none() {
-            "fresh install"
-        } else {
-            "upgrade"
+        let kind = match (plan.action, &plan.from) {
+            (Action::Rollback, _) => "rollback",
+            (Action::Upgrade, None) => "fresh install",
+            (Action::Upgrade, Some(_)) => "upgrade",
         };
-        out += &self.bold(&format!("{} {}: {from} → {}", plan.product, kind, plan.to));
+        let to = Some(plan.to.as_str())
+            .filter(|t| !t.is_empty())
+            .unwrap_or("nothing installed");
+        out += &self.bold(&format!("{} {}: {from} → {to}", plan.product, kind));
         out += &format!(
             " ({} hop{})\n",
             plan.hops.len(),
@@ -199,6 +202,13 @@ impl Human {
                 "    stop services:      {stop}{}\n",
                 mark(Step::Hop(i, HopStep::StopServices))
             );
+            if let (0, Some(point)) = (i, &plan.restore_point) {
+                out += &format!(
+                    "    restore point:      {}{}\n",
+                    restore_point_summary(point),
+                    mark(Step::Hop(i, HopStep::RestorePoint))
+                );
+            }
             out += &format!("    packages:{}\n", mark(Step::Hop(i, HopStep::Packages)));
             for p in &hop.packages {
                 let (name, installed) = (&p.name, p.installed.as_deref().unwrap_or_default());
@@ -211,9 +221,13 @@ impl Human {
                         format!("keep     {name} {old} (newer than {evr})")
                     }
                     (PackageOp::Keep, _) => format!("keep     {name} {evr}"),
+                    (PackageOp::Remove, _) if plan.action == Action::Rollback => {
+                        format!("remove   {name} {installed}  (the rolled-back run added it)")
+                    }
                     (PackageOp::Remove, _) => {
                         format!("remove   {name} {installed}  (no longer in the release)")
                     }
+                    (PackageOp::Downgrade, _) => format!("downgrade {name} {installed} → {evr}"),
                 };
                 out += &format!("      {line}\n");
             }
@@ -235,12 +249,27 @@ impl Human {
                     (PackageOp::Keep, i) => {
                         format!("keep     {} {}", p.name, i.unwrap_or_default())
                     }
-                    // never planned for a prerequisite (SPEC §5)
-                    (PackageOp::Remove, i) => {
+                    // never planned for a prerequisite (SPEC §5, §12)
+                    (PackageOp::Remove | PackageOp::Downgrade, i) => {
                         format!("remove   {} {}", p.name, i.unwrap_or_default())
                     }
                 };
                 out += &format!("      {line}  (prerequisite `{}`)\n", p.version);
+            }
+            if let Some(restore) = &hop.restore {
+                let database = match restore.database {
+                    true => format!(
+                        "the database as of {} (what the product wrote since is lost), ",
+                        restore.taken_at
+                    ),
+                    false => String::new(),
+                };
+                out += &format!(
+                    "    put back:           {database}{} configuration file(s), from the restore point of run {}{}\n",
+                    restore.files,
+                    restore.run,
+                    mark(Step::Hop(i, HopStep::RestoreData))
+                );
             }
             if !hop.migrations.is_empty() {
                 out += &format!("    migrations:{}\n", mark(Step::Hop(i, HopStep::Migrate)));
@@ -261,6 +290,27 @@ impl Human {
         }
         out
     }
+}
+
+/// What a restore point keeps, in a few words; what it cannot keep, named.
+fn restore_point_summary(point: &crate::model::plan::RestorePointPlan) -> String {
+    let mut parts = vec![match point.packages.len() {
+        0 => "no packages (nothing installed)".to_string(),
+        n => format!("{n} package(s)"),
+    }];
+    if point.database {
+        parts.push("the database".into());
+    }
+    parts.push("configuration files".into());
+    let mut text = parts.join(", ");
+    let missing: Vec<String> = point.missing().map(|p| p.nevra()).collect();
+    if !missing.is_empty() {
+        text += &format!(
+            " — partial: no repository has {} (a rollback to it is refused)",
+            missing.join(", ")
+        );
+    }
+    text
 }
 
 /// The results of the read-only commands, for a person.
@@ -568,9 +618,13 @@ fn step_title(step: Step, hop: &str) -> String {
         Step::Download => "download and verify packages".into(),
         Step::Hop(_, HopStep::PreHooks) => format!("{hop}: pre-upgrade hooks"),
         Step::Hop(_, HopStep::StopServices) => format!("{hop}: stop services"),
+        Step::Hop(_, HopStep::RestorePoint) => format!("{hop}: take the restore point"),
         Step::Hop(_, HopStep::StartServices) => format!("{hop}: start services"),
         Step::Hop(_, HopStep::Packages) => format!("{hop}: install packages"),
         Step::Hop(_, HopStep::Migrate) => format!("{hop}: migrate the schema"),
+        Step::Hop(_, HopStep::RestoreData) => {
+            format!("{hop}: put back the configuration files and the database")
+        }
         Step::Hop(_, HopStep::PostHooks) => format!("{hop}: post-upgrade hooks"),
         Step::Hop(_, HopStep::Record) => format!("{hop}: record the installed version"),
     }

@@ -17,12 +17,12 @@ use crate::error::UpgradeError;
 use crate::model::catalog::Artifact;
 use crate::model::hooks::Phase;
 use crate::model::journal::JournalKey;
-use crate::model::plan::{HopStep, Plan, Step};
+use crate::model::plan::{Action, HopStep, Plan, Step};
 use crate::repo::Repository;
 use crate::repo::fetch;
 use crate::state::{Journal, State};
 use crate::steps::services::{self, ServiceGraph, Services};
-use crate::steps::{StepContext, hooks, migrations, packages};
+use crate::steps::{StepContext, hooks, migrations, packages, restore};
 use crate::ui::{Event, Ui};
 
 /// Fetches and verifies `artifacts` into the cache, reporting progress through `ui`.
@@ -93,6 +93,7 @@ pub fn execute(run: Run<'_>, plan: &Plan) -> Result<Vec<String>> {
         journal: &mut journal,
         ui: run.ui,
         resumed: run.resumed,
+        action: plan.action,
         config_files: &mut config_files,
         verified: HashSet::new(),
     };
@@ -144,8 +145,12 @@ fn steps(
         let Step::Hop(h, kind) = step else {
             let artifacts: Vec<&Artifact> = plan.artifacts().collect();
             let files = download(cx.repo, &artifacts, &cx.paths.cache, cx.ui)?;
-            // NB: the transactions are tested with the files, before the first change
-            crate::check::ensure_transactions(&cx.ctx.root, plan, &cx.paths.cache, cx.ui)?;
+            // NB: the transactions are tested with the files, before the first change. A
+            // rollback's goes back to builds this host had, from its own restore point: rpm
+            // tests it itself, before it changes anything.
+            if plan.action == Action::Upgrade {
+                crate::check::ensure_transactions(&cx.ctx.root, plan, &cx.paths.cache, cx.ui)?;
+            }
             cx.journal.mark(&key, None)?;
             cx.verified.extend(files);
             continue;
@@ -161,6 +166,16 @@ fn steps(
                 *down = Some((h, stopped));
                 result?;
             }
+            HopStep::RestorePoint => {
+                if let Some(point) = &plan.restore_point {
+                    restore::point::take(cx, plan, point)?;
+                }
+            }
+            HopStep::RestoreData => {
+                if let Some(source) = &hop.restore {
+                    restore::point::put_back(cx, h, source)?;
+                }
+            }
             HopStep::Packages => packages::run_hop(cx, h, hop)?,
             HopStep::Migrate => migrations::run_hop(cx, h, hop)?,
             HopStep::PostHooks => hooks::run_phase(cx, h, hop, Phase::Post)?,
@@ -175,7 +190,9 @@ fn steps(
                 *down = None;
             }
             HopStep::Record => {
-                cx.journal.record_installed(&key, &hop.to)?;
+                // NB: an empty `to` is nothing installed (the rollback of a fresh install)
+                let version = Some(hop.to.as_str()).filter(|v| !v.is_empty());
+                cx.journal.record_installed(&key, version)?;
                 cx.ui.event(Event::Recorded { version: &hop.to });
             }
         }

@@ -23,6 +23,8 @@ pub enum RunStatus {
     Adopted,
     /// Closed by `abandon` (or replanned with another `--to`) before it changed anything.
     Abandoned,
+    /// Taken back to its restore point by a `rollback` run (whatever it was before).
+    RolledBack,
 }
 
 impl RunStatus {
@@ -40,6 +42,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Adopted => "adopted",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::RolledBack => "rolled-back",
         }
     }
 
@@ -48,6 +51,7 @@ impl RunStatus {
             RunStatus::Succeeded,
             RunStatus::Adopted,
             RunStatus::Abandoned,
+            RunStatus::RolledBack,
         ]
         .into_iter()
         .chain(RunStatus::OPEN)

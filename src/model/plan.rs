@@ -24,6 +24,134 @@ pub struct Plan {
     pub from: Option<String>,
     pub to: String,
     pub hops: Vec<Hop>,
+    /// What the run does: an upgrade (a fresh install included) or a rollback.
+    #[serde(default)]
+    pub action: Action,
+    /// What the run saves after the first hop's services stop and before its packages change
+    /// (SPEC §12); `None` with `--no-restore-point`, and in plans stored before restore points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<RestorePointPlan>,
+}
+
+/// What a run does to the host (`UPGRADE_ACTION` of its hooks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Upgrade,
+    /// Back to a restore point (SPEC §12).
+    Rollback,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Upgrade => "upgrade",
+            Action::Rollback => "rollback",
+        }
+    }
+}
+
+/// The restore point a rollback's hop puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSource {
+    /// The run whose restore point it is.
+    pub run: i64,
+    /// When it was taken: what the product wrote since is lost.
+    pub taken_at: String,
+    /// Whether it holds the database.
+    pub database: bool,
+    /// How many configuration files it puts back (or removes).
+    pub files: usize,
+}
+
+/// What a restore point holds, fixed at planning like the rest of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePointPlan {
+    /// The version installed when it is taken; `None` on a fresh install (an empty restore
+    /// point: rolling it back removes what the run installed).
+    pub version: Option<String>,
+    /// The product's packages installed when it is taken, each with the index's artifact of
+    /// that very build (kept in the restore point); `artifact` is `None` for a build no release
+    /// of the index lists any more, which makes the restore point partial.
+    pub packages: Vec<SavedPackage>,
+    /// Whether the product's database is saved.
+    pub database: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPackage {
+    pub name: String,
+    pub evr: String,
+    pub arch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+}
+
+impl SavedPackage {
+    pub fn nevra(&self) -> String {
+        format!("{}-{}.{}", self.name, self.evr, self.arch)
+    }
+}
+
+impl RestorePointPlan {
+    /// The restore point of a host whose rpm database is `rpmdb`, with `installed` recorded:
+    /// every installed build of one of the product's packages (those any release of `catalog`
+    /// lists, less the upgrader's and the prerequisites), kept from the artifact of that build.
+    pub fn new(
+        catalog: &Catalog,
+        rpmdb: &RpmDb,
+        installed: Option<&Version>,
+        upgrader_package: &str,
+        database: bool,
+    ) -> RestorePointPlan {
+        let not_product: HashSet<&str> = catalog
+            .upgrader
+            .iter()
+            .flat_map(|u| &u.packages)
+            .map(|a| a.name.as_str())
+            .chain(
+                catalog
+                    .releases
+                    .iter()
+                    .flat_map(|r| &r.prerequisites)
+                    .map(|p| p.name.as_str()),
+            )
+            .chain([upgrader_package])
+            .collect();
+        let artifacts: Vec<&Artifact> = catalog.releases.iter().flat_map(|r| &r.packages).collect();
+        let names: std::collections::BTreeSet<&str> = artifacts
+            .iter()
+            .map(|a| a.name.as_str())
+            .filter(|n| !not_product.contains(n))
+            .collect();
+        let packages = names
+            .into_iter()
+            .flat_map(|name| {
+                let builds = rpmdb.packages.get(name).into_iter().flatten();
+                builds.map(move |p| (name, p))
+            })
+            .map(|(name, p)| SavedPackage {
+                name: name.to_string(),
+                evr: p.evr.clone(),
+                arch: p.arch.clone(),
+                artifact: artifacts
+                    .iter()
+                    .find(|a| a.name == name && a.evr == p.evr && a.arch == p.arch)
+                    .map(|a| (*a).clone()),
+            })
+            .collect();
+        RestorePointPlan {
+            version: installed.map(|v| v.to_string()),
+            packages,
+            database,
+        }
+    }
+
+    /// The builds it cannot keep: rolling back to it is refused.
+    pub fn missing(&self) -> impl Iterator<Item = &SavedPackage> {
+        self.packages.iter().filter(|p| p.artifact.is_none())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +176,10 @@ pub struct Hop {
     /// The preflight checks the release declares.
     #[serde(default, skip_serializing_if = "Checks::is_empty")]
     pub checks: Checks,
+    /// A rollback's hop: the restore point whose configuration files and database it puts back
+    /// after the packages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSource>,
 }
 
 /// A prerequisite under the policy of SPEC §9: absent → install, older → upgrade, in range or
@@ -196,6 +328,8 @@ pub enum PackageOp {
     /// One of the product's packages that the release no longer lists: erased in the hop (SPEC
     /// §5). Never a prerequisite's op.
     Remove,
+    /// Back to an older build (a rollback: `rpm -U --oldpackage`).
+    Downgrade,
 }
 
 /// One journaled step of a plan, in execution order.
@@ -211,19 +345,25 @@ pub enum Step {
 pub enum HopStep {
     PreHooks,
     StopServices,
+    /// The run's restore point (SPEC §12): in the first hop only, when the plan has one.
+    RestorePoint,
     Packages,
     Migrate,
+    /// A rollback's hop: the restore point's configuration files and database put back.
+    RestoreData,
     PostHooks,
     StartServices,
     Record,
 }
 
 impl HopStep {
-    pub const ALL: [HopStep; 7] = [
+    pub const ALL: [HopStep; 9] = [
         HopStep::PreHooks,
         HopStep::StopServices,
+        HopStep::RestorePoint,
         HopStep::Packages,
         HopStep::Migrate,
+        HopStep::RestoreData,
         HopStep::PostHooks,
         HopStep::StartServices,
         HopStep::Record,
@@ -233,8 +373,10 @@ impl HopStep {
         match self {
             HopStep::PreHooks => "pre-hooks",
             HopStep::StopServices => "stop-services",
+            HopStep::RestorePoint => "restore-point",
             HopStep::Packages => "packages",
             HopStep::Migrate => "migrate",
+            HopStep::RestoreData => "restore-data",
             HopStep::PostHooks => "post-hooks",
             HopStep::StartServices => "start-services",
             HopStep::Record => "record",
@@ -296,6 +438,8 @@ impl Plan {
                     from: Some(installed.to_string()),
                     to: installed.to_string(),
                     hops: Vec::new(),
+                    action: Action::Upgrade,
+                    restore_point: None,
                 });
             }
             return Err(UpgradeError::Downgrade {
@@ -366,6 +510,7 @@ impl Plan {
                 services,
                 prerequisites,
                 checks: release.checks.clone(),
+                restore: None,
             });
             from = Some(release.version.clone());
         }
@@ -374,6 +519,8 @@ impl Plan {
             from: input.installed.map(|v| v.to_string()),
             to: target.version.to_string(),
             hops,
+            action: Action::Upgrade,
+            restore_point: None,
         })
     }
 
@@ -382,13 +529,29 @@ impl Plan {
     }
 
     pub fn steps(&self) -> Vec<Step> {
-        let hops = (0..self.hops.len()).flat_map(|h| HopStep::ALL.map(|s| Step::Hop(h, s)));
+        let restore_point = self.restore_point.is_some();
+        let hops = self.hops.iter().enumerate().flat_map(move |(h, hop)| {
+            HopStep::ALL
+                .into_iter()
+                .filter(move |s| match s {
+                    HopStep::RestorePoint => h == 0 && restore_point,
+                    HopStep::RestoreData => hop.restore.is_some(),
+                    _ => true,
+                })
+                .map(move |s| Step::Hop(h, s))
+        });
         std::iter::once(Step::Download).chain(hops).collect()
     }
 
-    /// Every artifact the plan installs or upgrades, prerequisites included.
+    /// Every artifact the plan installs or upgrades, prerequisites included, and those its
+    /// restore point keeps.
     pub fn artifacts(&self) -> impl Iterator<Item = &Artifact> {
-        self.hops.iter().flat_map(|h| h.artifacts())
+        let kept = self
+            .restore_point
+            .iter()
+            .flat_map(|r| &r.packages)
+            .filter_map(|p| p.artifact.as_ref());
+        self.hops.iter().flat_map(|h| h.artifacts()).chain(kept)
     }
 }
 

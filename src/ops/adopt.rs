@@ -89,6 +89,8 @@ pub fn adopt(ctx: &Context, version: &str) -> Result<Adopted> {
         from: None,
         to: version.to_string(),
         hops: Vec::new(),
+        action: crate::model::plan::Action::Upgrade,
+        restore_point: None,
     };
     let run_id = state.record_adoption(&plan)?;
     tracing::info!(run = run_id, version = %version, "installation adopted");

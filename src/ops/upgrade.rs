@@ -10,7 +10,7 @@ use crate::check;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::UpgradeError;
-use crate::exec::{self, lock};
+use crate::exec;
 use crate::model::catalog::Artifact;
 use crate::model::journal::JournalKey;
 use crate::model::journal::RunStatus;
@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub to: Option<String>,
     pub dry_run: bool,
     pub download_only: bool,
+    /// `--no-restore-point`: the run takes none, and its rollback is refused.
+    pub no_restore_point: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,6 +43,7 @@ pub enum RunResult {
     Planned,
     Downloaded,
     Upgraded,
+    RolledBack,
 }
 
 /// What a run did, for the renderer and `--json`.
@@ -61,14 +64,7 @@ pub struct Outcome {
 pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome> {
     let config = Config::load(&ctx.config_path)?;
     let paths = ctx.paths();
-    let _lock = match opts.dry_run {
-        true => None,
-        false => Some(lock::RunLock::acquire(&paths.lock)?),
-    };
-    let existing = match opts.dry_run {
-        true => State::open_existing_read(&paths.state_db)?,
-        false => State::open_existing(&paths.state_db)?,
-    };
+    let (_lock, existing) = super::lock_and_state(&paths, opts.dry_run)?;
     let (plan, source) = match open_run(&config, opts, existing.as_ref())? {
         // NB: a resumed run executes its stored plan: nothing is planned (or read of the host)
         // again, and its checks ran before its first attempt.
@@ -89,7 +85,10 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
                 });
             }
             let to = opts.to.as_deref();
-            let planned = planner::plan_from(ctx, &config, &trusted.catalog, &recorded, to)?;
+            let mut planned = planner::plan_from(ctx, &config, &trusted.catalog, &recorded, to)?;
+            if opts.no_restore_point {
+                planned.plan.restore_point = None;
+            }
             let source = Source::Planned {
                 trusted: Box::new(trusted),
                 rpmdb: planned.rpmdb,
@@ -155,7 +154,13 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         outcome.result = RunResult::Downloaded;
         return Ok(outcome);
     }
-    confirm(ctx, opts, ui, &plan, record.is_some())?;
+    let from = plan.from.as_deref().unwrap_or("nothing installed");
+    let verb = match record.is_some() {
+        true => "Resume the upgrade",
+        false => "Upgrade",
+    };
+    let question = format!("{verb} {} from {from} to {}?", plan.product, plan.to);
+    confirm(ctx, opts.assume_yes, ui, &question)?;
     let mut state = match existing {
         Some(state) => state,
         None => State::open(&paths.state_db)?,
@@ -176,7 +181,7 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         },
         &plan,
     );
-    outcome.config_files = close(&state, run_id, &plan, &paths.cache, result)?;
+    outcome.config_files = close(&state, run_id, &plan, &paths, config.restore.keep, result)?;
     outcome.result = RunResult::Upgraded;
     Ok(outcome)
 }
@@ -269,20 +274,25 @@ fn begin(
     Ok((run_id, done, graph))
 }
 
-/// Records how the run ended: succeeded closes it (and prunes the cache to its plan); a failure
-/// or a reboot request leaves it open.
-fn close(
+/// Records how the run ended: succeeded closes it (and prunes the cache to its plan, and the
+/// restore points to the newest `keep`); a failure or a reboot request leaves it open.
+pub(crate) fn close(
     state: &State,
     run_id: i64,
     plan: &Plan,
-    cache: &std::path::Path,
+    paths: &crate::context::Paths,
+    keep: usize,
     result: Result<Vec<String>>,
 ) -> Result<Vec<String>> {
     let err = match result {
         Ok(config_files) => {
             state.set_status(run_id, RunStatus::Succeeded, None)?;
-            tracing::info!(run = run_id, to = %plan.to, "run succeeded");
-            crate::repo::fetch::prune(cache, plan.artifacts());
+            tracing::info!(run = run_id, to = %plan.to, action = plan.action.as_str(), "run succeeded");
+            // NB: the restore point holds its packages itself: the cache keeps what the run
+            // installed, for the next restore point
+            let installed = plan.hops.iter().flat_map(|h| h.artifacts());
+            crate::repo::fetch::prune(&paths.cache, installed);
+            crate::steps::restore::point::prune(paths, keep, run_id);
             return Ok(config_files);
         }
         Err(err) => err,
@@ -299,27 +309,15 @@ fn close(
     Err(err)
 }
 
-fn confirm(
-    ctx: &Context,
-    opts: &RunOptions,
-    ui: &dyn Ui,
-    plan: &Plan,
-    resuming: bool,
-) -> Result<()> {
-    if opts.assume_yes {
+/// Asks `question` unless `assume_yes`; no terminal to ask on is an error, not a decline.
+pub(crate) fn confirm(ctx: &Context, assume_yes: bool, ui: &dyn Ui, question: &str) -> Result<()> {
+    if assume_yes {
         return Ok(());
     }
     if !ctx.interactive {
         return Err(UpgradeError::NoTerminal.into());
     }
-    let from = plan.from.as_deref().unwrap_or("nothing installed");
-    let verb = if resuming {
-        "Resume the upgrade"
-    } else {
-        "Upgrade"
-    };
-    let question = format!("{verb} {} from {from} to {}?", plan.product, plan.to);
-    if crate::interrupt::at_prompt(|| ui.confirm(&question))? {
+    if crate::interrupt::at_prompt(|| ui.confirm(question))? {
         Ok(())
     } else {
         Err(UpgradeError::Declined.into())

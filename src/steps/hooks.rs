@@ -18,7 +18,7 @@ use super::StepContext;
 use crate::context::Paths;
 use crate::error::UpgradeError;
 use crate::model::journal::JournalKey;
-use crate::model::plan::{Hop, HopStep, PlannedHook, Step};
+use crate::model::plan::{Action, Hop, HopStep, PlannedHook, Step};
 use crate::process::{self, RunOptions, Status};
 use crate::ui::Event;
 
@@ -234,6 +234,7 @@ pub fn unsafe_owner(path: &Path, meta: &fs::Metadata) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct HookEnv {
     pub phase: Phase,
+    pub action: Action,
     pub from: Option<String>,
     pub to: String,
     pub resumed: bool,
@@ -263,6 +264,7 @@ impl HookEnv {
         let flag = |b: bool| if b { "1" } else { "0" }.to_string();
         let mut vars = vec![
             ("UPGRADE_PHASE", self.phase.as_str().into()),
+            ("UPGRADE_ACTION", self.action.as_str().into()),
             (
                 "UPGRADE_FROM_VERSION",
                 self.from.clone().unwrap_or_default(),
@@ -393,6 +395,7 @@ pub fn run_phase(
     }
     let env = HookEnv {
         phase,
+        action: cx.action,
         from: hop.from.clone(),
         to: hop.to.clone(),
         resumed: cx.resumed,

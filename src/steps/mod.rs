@@ -35,6 +35,8 @@ pub struct StepContext<'a, 'j> {
     pub ui: &'a dyn Ui,
     /// This invocation resumes an open run (hooks see `UPGRADE_RESUMED=1`).
     pub resumed: bool,
+    /// What the run does (hooks see `UPGRADE_ACTION`).
+    pub action: crate::model::plan::Action,
     /// `.rpmnew` / `.rpmsave` files the package transactions created.
     pub config_files: &'a mut Vec<String>,
     /// Cache files this invocation's download step verified (sha256 and header) moments ago;

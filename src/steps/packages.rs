@@ -6,6 +6,7 @@
 //! it also reports the config files it did not overwrite (`.rpmnew`) or moved aside
 //! (`.rpmsave`), which the run passes on to the operator.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,17 +25,20 @@ use crate::model::rpm::{InstalledPackage, RpmDb};
 use crate::repo::fetch;
 use crate::ui::Event;
 
-/// Erases the older copies of the hop's packages that an interrupted `rpm -U` left installed
-/// beside the new ones (rpm adds the new header before it erases the old one), as the
-/// transaction would have; returns them as `name-evr.arch`.
+/// Erases the copies of the hop's packages that an interrupted `rpm -U` left installed beside
+/// the ones it installed (rpm adds the new header before it erases the old one), as the
+/// transaction would have; returns them as `name-evr.arch`. For a package the hop `downgraded`
+/// (a rollback's `--oldpackage`), the copy left is the newer one.
 ///
 /// NB: a kill of rpm between the two leaves both versions in the database; the resumed run sees
-/// the new one and skips the transaction, so without this the old header stayed for good.
+/// the one it wants and skips the transaction, so without this the other header stayed for good.
 pub fn erase_interrupted<'a>(
     root: &Path,
     db: &RpmDb,
     artifacts: impl Iterator<Item = &'a crate::model::catalog::Artifact>,
+    downgraded: &HashSet<&str>,
 ) -> Result<Vec<String>> {
+    use crate::model::version::compare_evr;
     let mut stale = Vec::new();
     for a in artifacts {
         let Some(installed) = db.packages.get(&a.name) else {
@@ -42,21 +46,29 @@ pub fn erase_interrupted<'a>(
         };
         let same_arch: Vec<&InstalledPackage> =
             installed.iter().filter(|p| p.arch == a.arch).collect();
-        let newest = same_arch
-            .iter()
-            .max_by(|x, y| crate::model::version::compare_evr(&x.evr, &y.evr));
-        let Some(newest) =
-            newest.filter(|n| crate::model::version::compare_evr(&n.evr, &a.evr).is_ge())
-        else {
+        // the copy the transaction installed, if it got that far
+        let kept = match downgraded.contains(a.name.as_str()) {
+            true => same_arch.iter().find(|p| p.evr == a.evr),
+            false => same_arch
+                .iter()
+                .max_by(|x, y| compare_evr(&x.evr, &y.evr))
+                .filter(|n| compare_evr(&n.evr, &a.evr).is_ge()),
+        };
+        let Some(kept) = kept else {
             continue;
         };
         stale.extend(
             same_arch
                 .iter()
-                .filter(|p| crate::model::version::compare_evr(&p.evr, &newest.evr).is_lt())
+                .filter(|p| p.evr != kept.evr)
                 .map(|p| format!("{}-{}.{}", a.name, p.evr, p.arch)),
         );
     }
+    erase_stale(root, stale)
+}
+
+/// Erases `stale` (`name-evr.arch`), what an interrupted transaction left; returns it.
+fn erase_stale(root: &Path, stale: Vec<String>) -> Result<Vec<String>> {
     if stale.is_empty() {
         return Ok(stale);
     }
@@ -320,7 +332,7 @@ pub fn nevra_name(nevra: &str) -> &str {
 
 /// Installs or upgrades `files` into `root` in one `rpm -U` transaction.
 pub fn install(root: &Path, files: &[PathBuf]) -> Result<TransactionReport> {
-    install_again(root, files, Attempt::First)
+    install_again(root, files, Attempt::First, false)
 }
 
 /// Whether a transaction is done for the first time, or again after one that began and did not
@@ -337,9 +349,14 @@ pub fn install_again(
     root: &Path,
     files: &[PathBuf],
     attempt: Attempt,
+    older: bool,
 ) -> Result<TransactionReport> {
     let mut cmd = rpm(root);
     cmd.arg("-U");
+    if older {
+        // a rollback: back to the builds of its restore point
+        cmd.arg("--oldpackage");
+    }
     if attempt == Attempt::Again {
         cmd.arg("--replacepkgs");
     }
@@ -510,11 +527,17 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
     // transaction began), when dnf chooses prerequisites, or when the hop erases (what is still
     // installed); otherwise the plan says it all, and the run reads the rpm database once, when
     // it plans.
-    let query = dnf || interrupted || hop.removals().next().is_some();
+    let downgraded: HashSet<&str> = hop
+        .packages
+        .iter()
+        .filter(|p| p.op == PackageOp::Downgrade)
+        .map(|p| p.name.as_str())
+        .collect();
+    let query = dnf || interrupted || hop.removals().next().is_some() || !downgraded.is_empty();
     let mut db = RpmDb::default();
     if query {
         db = crate::host::installed_packages(&cx.ctx.root)?;
-        if !erase_interrupted(&cx.ctx.root, &db, hop.artifacts())?.is_empty() {
+        if !erase_interrupted(&cx.ctx.root, &db, hop.artifacts(), &downgraded)?.is_empty() {
             db = crate::host::installed_packages(&cx.ctx.root)?;
         }
     }
@@ -540,6 +563,9 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         // NB: a run killed inside `rpm -U` may have committed the transaction already.
         let present = db.newest(&a.name).is_some_and(|p| {
             let order = crate::model::version::compare_evr(&p.evr, &a.evr);
+            if downgraded.contains(a.name.as_str()) {
+                return order.is_eq() && !interrupted;
+            }
             // NB: rpm cut inside its transaction may have installed a package without running its
             // %post (no rollback): a transaction that began and did not finish is done again.
             order.is_gt() || (order.is_eq() && !interrupted)
@@ -588,7 +614,8 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
                         true => Attempt::Again,
                         false => Attempt::First,
                     };
-                    install_again(&cx.ctx.root, &files, attempt)?
+                    let older = !downgraded.is_empty();
+                    install_again(&cx.ctx.root, &files, attempt, older)?
                 }
             };
             config_files.extend(show(cx, &key, report));

@@ -108,6 +108,7 @@ fn hooks_get_the_documented_environment() {
     sb.run(&["--yes"]).assert_code(0);
     let text = std::fs::read_to_string(&out).unwrap();
     let expect = [
+        "UPGRADE_ACTION=upgrade".to_string(),
         "UPGRADE_FRESH_INSTALL=1".to_string(),
         "UPGRADE_FROM_VERSION=".to_string(),
         "UPGRADE_PHASE=pre".to_string(),

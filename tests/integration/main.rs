@@ -19,6 +19,7 @@ mod migrations;
 mod openruns;
 mod preflight;
 mod restore;
+mod rollback;
 mod run;
 mod services;
 mod snapshots;

@@ -32,7 +32,7 @@ use super::StepContext;
 use super::hooks::{self, HookEnv, Phase};
 use crate::error::UpgradeError;
 use crate::model::migration::{Dialect, Kind, Migration, scan_sql};
-use crate::model::plan::{Hop, HopStep, Plan, PlannedMigration, Step};
+use crate::model::plan::{Action, Hop, HopStep, Plan, PlannedMigration, Step};
 use crate::model::version::{Version, VersionScheme};
 use crate::ui::Event;
 
@@ -478,6 +478,10 @@ pub fn as_planned<'a>(
 /// The migrate step of a hop: the planned migrations not yet in the ledger, exactly once.
 pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<()> {
     let key = Step::Hop(index, HopStep::Migrate).key();
+    if cx.action == Action::Rollback {
+        // NB: a rollback migrates nothing: it puts the database of its restore point back
+        return cx.journal.mark(&key, None);
+    }
     let scheme = cx.config.version_scheme;
     let all = discover(&cx.paths.migrations, scheme)?;
     let to = scheme.parse(&hop.to)?;
@@ -511,6 +515,7 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         let mut db = db::connect(&url, &cx.ctx.root)?;
         let env = HookEnv {
             phase: Phase::Migrate,
+            action: cx.action,
             from: hop.from.clone(),
             to: hop.to.clone(),
             resumed: cx.resumed,

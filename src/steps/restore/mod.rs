@@ -16,6 +16,7 @@
 
 pub mod database;
 pub mod files;
+pub mod point;
 
 use std::fs::File;
 use std::io::{self, Read, Write};

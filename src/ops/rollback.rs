@@ -1,0 +1,212 @@
+//! `real-upgrade rollback` (SPEC §12): takes the host back to the restore point of the latest run
+//! (or of `--to-run ID`) as a journaled run of its own, action `rollback`, that resumes as a
+//! rollback when it is killed. It needs no repository: the restore point keeps the packages.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+
+use super::upgrade::{Outcome, RunResult};
+use crate::config::Config;
+use crate::context::Context;
+use crate::error::UpgradeError;
+use crate::exec;
+use crate::model::journal::RunStatus;
+use crate::model::plan::{Action, Plan};
+use crate::planner;
+use crate::repo::Repository;
+use crate::state::{RunRecord, State};
+use crate::steps::restore::point;
+use crate::steps::services;
+use crate::ui::{PlanView, Ui};
+
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOptions {
+    /// Ask no question (`--yes`).
+    pub assume_yes: bool,
+    /// Show the plan and change nothing.
+    pub dry_run: bool,
+    /// The run whose restore point to go back to, instead of the latest run's.
+    pub to_run: Option<i64>,
+}
+
+pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Outcome> {
+    let config = Config::load(&ctx.config_path)?;
+    let paths = ctx.paths();
+    let (_lock, state) = super::lock_and_state(&paths, opts.dry_run)?;
+    let Some(mut state) = state else {
+        return Err(nothing(
+            "this host has no history (no run of `upgrade` took a restore point)",
+        ));
+    };
+    let open = state.open_run()?;
+    // NB: an open rollback resumes as a rollback, never as the upgrade it undoes
+    let (plan, record, done) = match open {
+        Some(open) if open.plan.action == Action::Rollback && opts.to_run.is_none() => {
+            (open.plan, Some(open.record), open.done)
+        }
+        Some(open) if open.plan.action == Action::Rollback => {
+            return Err(UpgradeError::input_hint(
+                format!("rollback run {} is not finished", open.record.id),
+                "run `real-upgrade rollback` without `--to-run` to finish it first",
+            )
+            .into());
+        }
+        open => {
+            let target = target(&state, opts.to_run, open.as_ref().map(|o| &o.record))?;
+            let Some((record, run_plan)) = state.run(target)? else {
+                return Err(UpgradeError::UnknownRun { id: target }.into());
+            };
+            let manifest = restorable(ctx, &record, &run_plan)?;
+            let installed = state.installed()?;
+            let planned =
+                planner::plan_rollback(ctx, &config, installed, target, &run_plan, &manifest)?;
+            (planned.plan, None, HashSet::new())
+        }
+    };
+    let resumed = record.is_some();
+    let mut outcome = Outcome {
+        result: RunResult::Planned,
+        product: plan.product.clone(),
+        from: plan.from.clone(),
+        to: plan.to.clone(),
+        run_id: record.as_ref().map(|r| r.id),
+        resumed,
+        config_files: Vec::new(),
+        plan: plan.clone(),
+    };
+    ui.plan(&PlanView {
+        plan: &plan,
+        done: &done,
+        resumed: record.as_ref(),
+    });
+    if opts.dry_run {
+        return Ok(outcome);
+    }
+    crate::interrupt::defer();
+    let from = plan.from.as_deref().unwrap_or("nothing installed");
+    let to = Some(plan.to.as_str())
+        .filter(|t| !t.is_empty())
+        .unwrap_or("nothing installed");
+    let verb = match resumed {
+        true => "Resume the rollback of",
+        false => "Roll back",
+    };
+    let question = format!("{verb} {} from {from} to {to}?", plan.product);
+    super::upgrade::confirm(ctx, opts.assume_yes, ui, &question)?;
+    let source = plan.hops[0]
+        .restore
+        .as_ref()
+        .expect("a rollback's hop puts a restore point back")
+        .run;
+    let run_id = match &record {
+        Some(record) => {
+            state.resume_run(record.id)?;
+            record.id
+        }
+        None => {
+            // NB: the undone run is closed as rolled back now: from here on the rollback is the
+            // open run, and a kill resumes it
+            let run_id = state.begin_run(&plan)?;
+            let why = format!("rolled back by run {run_id}");
+            state.set_status(source, RunStatus::RolledBack, Some(&why))?;
+            run_id
+        }
+    };
+    outcome.run_id = Some(run_id);
+    let repo = Repository::open(&point::dir_of(&paths, source).display().to_string(), false)?;
+    let graph = services::load_graph(&paths, config.services.backend)?;
+    tracing::info!(run = run_id, of = source, from = ?plan.from, to = %plan.to, resumed, "rollback started");
+    let result = exec::execute(
+        exec::Run {
+            ctx,
+            config: &config,
+            repo: &repo,
+            state: &mut state,
+            run_id,
+            done,
+            resumed,
+            ui,
+            graph: &graph,
+        },
+        &plan,
+    );
+    outcome.config_files =
+        super::upgrade::close(&state, run_id, &plan, &paths, config.restore.keep, result)?;
+    outcome.result = RunResult::RolledBack;
+    Ok(outcome)
+}
+
+fn nothing(why: impl Into<String>) -> anyhow::Error {
+    UpgradeError::input(format!("nothing to roll back: {}", why.into())).into()
+}
+
+/// The run to roll back: `to_run`, the open run, or the latest run that changed the host and
+/// was not rolled back already.
+fn target(state: &State, to_run: Option<i64>, open: Option<&RunRecord>) -> Result<i64> {
+    if let Some(id) = to_run {
+        return Ok(id);
+    }
+    if let Some(open) = open {
+        return Ok(open.id);
+    }
+    let runs = state.runs()?;
+    let latest = runs
+        .iter()
+        .rev()
+        .find(|r| !matches!(r.status, RunStatus::Abandoned | RunStatus::Adopted));
+    match latest {
+        None => Err(nothing("no run of `upgrade` changed this host")),
+        Some(r) if r.status == RunStatus::RolledBack => Err(nothing(format!(
+            "run {} was rolled back already ({}); name an older run with `--to-run ID`",
+            r.id,
+            r.error.as_deref().unwrap_or("rolled back")
+        ))),
+        Some(r) => match state.run(r.id)? {
+            Some((_, plan)) if plan.action == Action::Rollback => Err(nothing(format!(
+                "the latest run ({}) is a rollback; name an older run with `--to-run ID`",
+                r.id
+            ))),
+            _ => Ok(r.id),
+        },
+    }
+}
+
+/// The restore point of `record`, when a rollback to it can be done.
+fn restorable(ctx: &Context, record: &RunRecord, plan: &Plan) -> Result<point::Manifest> {
+    let refuse = |message: String, hint: &str| -> anyhow::Error {
+        UpgradeError::input_hint(message, hint.to_string()).into()
+    };
+    if plan.action == Action::Rollback {
+        return Err(nothing(format!("run {} is a rollback", record.id)));
+    }
+    if plan.restore_point.is_none() {
+        return Err(refuse(
+            format!(
+                "run {} took no restore point (it ran with `--no-restore-point`, or before restore points existed)",
+                record.id
+            ),
+            "there is nothing to put back; a later run's restore point may be named with `--to-run ID`",
+        ));
+    }
+    let Some(manifest) = point::load(&ctx.paths(), record.id)? else {
+        return Err(refuse(
+            format!(
+                "the restore point of run {} is not there: it was pruned (`[restore] keep`) or the run stopped before taking it",
+                record.id
+            ),
+            "`real-upgrade history` shows the runs; a run that changed nothing can be abandoned",
+        ));
+    };
+    if manifest.partial() {
+        return Err(refuse(
+            format!(
+                "the restore point of run {} is partial: no repository had {} when it was taken",
+                record.id,
+                manifest.missing.join(", ")
+            ),
+            "a rollback would leave the product half put back; nothing was changed",
+        ));
+    }
+    Ok(manifest)
+}
