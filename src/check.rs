@@ -40,6 +40,8 @@ pub struct PreflightInput<'a> {
     /// Prerequisites without a repository build can come from the system's repositories.
     pub system_repositories: bool,
     pub timeout: Duration,
+    /// The product's database (`[database] url`), which a restore point saves.
+    pub database_url: String,
 }
 
 /// Runs every check of the configuration, of each release the plan passes through, the custom
@@ -57,6 +59,7 @@ pub fn evaluate(input: &PreflightInput<'_>) -> Result<Report> {
     results.extend(prerequisites(input));
     results.extend(package_arches(input.plan, &host.arch));
     results.extend(custom_checks(input)?);
+    results.extend(restore_point(input));
     // NB: severity overrides are the configuration's: the administrator has the last word.
     for r in &mut results {
         let matches = |list: &[String]| {
@@ -360,6 +363,95 @@ fn free_space(root: &Path, path: &str) -> Result<(u64, PathBuf), String> {
     #[allow(clippy::unnecessary_cast)] // NB: the field types differ between libcs
     let avail = stat.blocks_available() as u64 * stat.fragment_size() as u64;
     Ok((avail, at))
+}
+
+/// What the run's restore point needs (SPEC §12): the client programs of the database's engine
+/// (`restore-point:tool:COMMAND`, an inhibitor: not a surprise mid-run), room for it beside the
+/// state (`restore-point:space`, its size estimated), and every installed package kept
+/// (`restore-point:packages`, a warning: a partial restore point can not be rolled back to).
+fn restore_point(input: &PreflightInput<'_>) -> Vec<CheckResult> {
+    use crate::steps::restore::database;
+    let Some(point) = &input.plan.restore_point else {
+        return Vec::new();
+    };
+    let source = "restore point";
+    let mut out = Vec::new();
+    let mut database_size = 0;
+    if point.database {
+        match database::missing_tools(&input.database_url, &database::Tools::from_env()) {
+            Ok(missing) => {
+                for tool in missing {
+                    out.push(
+                        result(
+                            format!("restore-point:tool:{}", tool.command),
+                            source,
+                            Severity::Inhibitor,
+                        )
+                        .measured(tool.to_string(), "installed, as new as the server")
+                        .fail_if(true, || {
+                            format!(
+                                "install `{}` (Debian, Ubuntu) or `{}` (RHEL), or run with \
+                                 `--no-restore-point`",
+                                tool.debian, tool.rhel
+                            )
+                        }),
+                    );
+                }
+            }
+            Err(e) => out.push(
+                result("restore-point:tool".into(), source, Severity::Inhibitor)
+                    .measured(format!("{e:#}"), "the database's client programs")
+                    .fail_if(true, || "check `[database] url`".into()),
+            ),
+        }
+        // NB: an unreachable database is found before anything changes anyway (`begin`)
+        database_size = database::estimate_size(&input.database_url, input.root).unwrap_or(0);
+    }
+    let packages: u64 = point
+        .packages
+        .iter()
+        .filter_map(|p| p.artifact.as_ref())
+        .map(|a| a.size)
+        .sum();
+    let need = packages + database_size;
+    let at = input
+        .paths
+        .restore
+        .strip_prefix(input.root)
+        .unwrap_or(&input.paths.restore);
+    let at = at.display().to_string();
+    out.push(match free_space(input.root, &at) {
+        Ok((avail, dir)) => result("restore-point:space".into(), source, Severity::Inhibitor)
+            .measured(Size(avail).to_string(), format!(">= {}", Size(need)))
+            .fail_if(avail < need, || {
+                format!(
+                    "free at least {} on the filesystem holding `{}`, or run with \
+                     `--no-restore-point`",
+                    Size(need - avail),
+                    dir.display()
+                )
+            }),
+        Err(e) => result("restore-point:space".into(), source, Severity::Inhibitor)
+            .measured(e, format!(">= {}", Size(need)))
+            .fail_if(true, || {
+                "check that `/var/lib` exists under the root".into()
+            }),
+    });
+    let missing: Vec<String> = point.missing().map(|p| p.nevra()).collect();
+    out.push(
+        result("restore-point:packages".into(), source, Severity::Warning)
+            .measured(
+                match missing.is_empty() {
+                    true => "every installed package".to_string(),
+                    false => format!("no repository has {}", missing.join(", ")),
+                },
+                "every installed package kept",
+            )
+            .fail_if(!missing.is_empty(), || {
+                "the restore point will be partial: `rollback` to it will be refused".into()
+            }),
+    );
+    out
 }
 
 /// Every package the plan installs must be built for this machine (or `noarch`); key
@@ -763,6 +855,7 @@ pub fn run(ctx: &Context, config: &Config, plan: &Plan, rpmdb: &RpmDb) -> Result
         system_repositories: config.packages.backend == PackageBackend::Dnf
             && !config.packages.repos.is_empty(),
         timeout: config.hooks.timeout,
+        database_url: config.database_url(),
     })?;
     // NB: an interrupted `checks.d` program is not a verdict on the host.
     crate::interrupt::check()?;

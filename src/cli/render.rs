@@ -30,7 +30,6 @@ use crate::model::journal::{JournalKey, RunStatus};
 use crate::model::plan::{Action, HopStep, PackageOp, Plan, PlannedHook, Step};
 use crate::model::services::backend_name;
 use crate::ops;
-use crate::state::RunRecord;
 use crate::steps::hooks::Phase;
 use crate::steps::migrations;
 use crate::ui::{Event, PlanView, Ui};
@@ -341,18 +340,23 @@ impl Human {
         }
     }
 
-    pub fn runs(&self, runs: &[RunRecord]) {
+    pub fn runs(&self, runs: &[ops::history::RunSummary]) {
         if runs.is_empty() {
             self.say("no runs yet");
         }
-        for r in runs {
+        for s in runs {
+            let r = &s.run;
+            let to = Some(r.to.as_str())
+                .filter(|t| !t.is_empty())
+                .unwrap_or("nothing");
             self.say(&format!(
-                "{:>4}  {}  {} → {}  {}",
+                "{:>4}  {}  {:<8}  {} → {to}  {}  (restore point: {})",
                 r.id,
                 r.started_at,
+                s.action.as_str(),
                 r.from.as_deref().unwrap_or("nothing"),
-                r.to,
-                r.status
+                r.status,
+                s.restore_point.as_str()
             ));
         }
     }

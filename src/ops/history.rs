@@ -5,8 +5,43 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::UpgradeError;
-use crate::model::plan::Plan;
+use crate::model::plan::{Action, Plan};
 use crate::state::{JournalEntry, RunRecord, State};
+use crate::steps::restore::point;
+
+/// One run of the list: its record, what it did, and its restore point (SPEC §12).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    #[serde(flatten)]
+    pub run: RunRecord,
+    pub action: Action,
+    pub restore_point: RestorePoint,
+}
+
+/// Where a run's restore point stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestorePoint {
+    /// The run took none (`--no-restore-point`, a rollback, `adopt`, or it changed nothing).
+    None,
+    /// Kept: `rollback` can go back to it.
+    Kept,
+    /// Kept without some packages no repository had: `rollback` to it is refused.
+    Partial,
+    /// Pruned (`[restore] keep`), or never taken because the run stopped before.
+    Gone,
+}
+
+impl RestorePoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestorePoint::None => "none",
+            RestorePoint::Kept => "kept",
+            RestorePoint::Partial => "partial",
+            RestorePoint::Gone => "gone",
+        }
+    }
+}
 
 /// One run in full; `--json` prints exactly this.
 #[derive(Debug, Clone, Serialize)]
@@ -17,11 +52,30 @@ pub struct RunDetail {
 }
 
 /// Every run, oldest first; none on a root that never ran.
-pub fn runs(ctx: &Context) -> Result<Vec<RunRecord>> {
-    match State::open_existing_read(&ctx.paths().state_db)? {
-        Some(state) => state.runs(),
-        None => Ok(Vec::new()),
+pub fn runs(ctx: &Context) -> Result<Vec<RunSummary>> {
+    let Some(state) = State::open_existing_read(&ctx.paths().state_db)? else {
+        return Ok(Vec::new());
+    };
+    let paths = ctx.paths();
+    let mut out = Vec::new();
+    for run in state.runs()? {
+        let plan = state.run(run.id)?.map(|(_, plan)| plan);
+        let action = plan.as_ref().map_or(Action::Upgrade, |p| p.action);
+        let restore_point = match plan.as_ref().and_then(|p| p.restore_point.as_ref()) {
+            None => RestorePoint::None,
+            Some(_) => match point::load(&paths, run.id) {
+                Ok(Some(m)) if m.partial() => RestorePoint::Partial,
+                Ok(Some(_)) => RestorePoint::Kept,
+                _ => RestorePoint::Gone,
+            },
+        };
+        out.push(RunSummary {
+            run,
+            action,
+            restore_point,
+        });
     }
+    Ok(out)
 }
 
 /// Run `id`; `None` on a root that never ran.

@@ -181,6 +181,8 @@ packages_forbidden = ["demo-legacy"]
         ("prerequisite:libmissing", "inhibitor"),
         ("prerequisite:libnew", "passed"),
         ("prerequisite:libold", "passed"),
+        ("restore-point:packages", "passed"),
+        ("restore-point:space", "passed"),
         ("swap", "warning"),
     ];
     let mut want: Vec<(String, String)> = want

@@ -32,6 +32,11 @@ fn redact(sb: &Sandbox, text: &str) -> String {
             (r"\b\d+ ms\b", "[DURATION]"),
             // the holder of the lock
             (r"\bpid \d+", "pid [PID]"),
+            // free space measured on this machine's disk, as the restore point's check reports it
+            (
+                r#""measured": "[\d.]+[KMGT]?i?B",(\s*)"required": ">= "#,
+                r#""measured": "[FREE]",$1"required": ">= "#,
+            ),
         ]
         .into_iter()
         .map(|(re, to)| (Regex::new(re).unwrap(), to))
