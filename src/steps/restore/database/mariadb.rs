@@ -10,7 +10,8 @@
 //! snapshot's objects and rows again (`AUTO_INCREMENT` counters included). Killed or failed
 //! midway, the database is partly restored; the next restore empties it again and converges.
 //! What can fail without a server problem is checked before the first drop: the snapshot's
-//! checksum (by the caller) and the client programs. Not covered: the database's default
+//! checksum ([`super::restore`]) and the client program. The client dies with the run (see
+//! [`super::Tools`]), so a run killed with `kill -9` leaves no load going on beside the next. Not covered: the database's default
 //! character set and grants, which a dump of the database's contents does not hold.
 
 use std::ffi::OsString;

@@ -5,10 +5,10 @@
 //! - SQLite: the online backup API, both ways: pages are copied under SQLite's locks, and the
 //!   restore is one write transaction on the live database (a crash rolls it back).
 //! - PostgreSQL: `pg_dump -Fc`, given back by `pg_restore` through `psql` in one transaction
-//!   that first empties the database ([`postgres`]).
+//!   that first empties the database (`postgres.rs` says why and how).
 //! - MariaDB/MySQL: `mariadb-dump --single-transaction --routines --triggers --events` (or
 //!   `mysqldump`), given back by emptying the database and loading the dump with `mariadb` (or
-//!   `mysql`) ([`mariadb`]).
+//!   `mysql`) (`mariadb.rs` says why).
 //!
 //! Each function takes what it needs explicitly — the database URL, the root a SQLite path lives
 //! under, the restore point's directory and where the client programs are ([`Tools`]) — so the
@@ -170,9 +170,13 @@ impl Tools {
         })
     }
 
-    /// `program` with this environment (and `extra`), no input, in a process group of its own.
+    /// `program` with this environment (and `extra`), no input, in a process group of its own,
+    /// killed when the thread that started it ends.
     // NB: its own process group, like rpm's: a Ctrl-C at the terminal does not cut a restore
     // half way (on MariaDB that would leave a half-loaded database until the next restore).
+    // But it dies with us: a run killed with `kill -9` must not leave a client loading a dump
+    // while the resumed run empties the database and loads it again. (On PostgreSQL the dying
+    // psql's transaction rolls back.)
     fn command(&self, program: &Path, extra: &[(&str, OsString)]) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
@@ -182,6 +186,21 @@ impl Tools {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0);
+        let parent = std::process::id();
+        // SAFETY: prctl, getppid and raise are async-signal-safe, and the closure allocates
+        // nothing, as code between fork and exec must.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // the parent died before prctl took effect
+                if libc::getppid() as u32 != parent {
+                    libc::raise(libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
         cmd
     }
 
@@ -422,4 +441,31 @@ fn finish(staged: &Path, dir: &Path, name: &str) -> Result<SnapshotFile> {
         size,
         sha256,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_program_dies_with_the_thread_that_started_it() {
+        let tools = Tools::from_env();
+        let sleep = tools.find(&["sleep"]).unwrap();
+        // NB: the parent-death signal follows the thread that forked, as it would the process
+        let mut child = std::thread::spawn(move || tools.command(&sleep, &[]).arg("300").spawn())
+            .join()
+            .unwrap()
+            .unwrap();
+        let pid = child.id();
+        let gone = (0..250).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.is_empty() || stat.split(' ').nth(2) == Some("Z")
+        });
+        if !gone {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        assert!(gone, "`sleep` ({pid}) outlived the thread that started it");
+    }
 }
