@@ -251,14 +251,7 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
             let outcome = ops::rollback::rollback(&ctx, &opts, human)?;
             match outcome.result {
                 RunResult::Planned => human.say("dry run: nothing was changed"),
-                _ if outcome.to.is_empty() => human.say(&format!(
-                    "{} is rolled back: nothing installed",
-                    outcome.product
-                )),
-                _ => human.say(&format!(
-                    "{} is rolled back: {} is installed",
-                    outcome.product, outcome.to
-                )),
+                _ => human.say(&rolled_back(&outcome)),
             }
             json_if(json_out, &outcome);
             Ok(exit::OK)
@@ -341,12 +334,25 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         RunResult::Downloaded => {
             human.say("download only: every package is in the cache and verified")
         }
-        RunResult::Upgraded | RunResult::RolledBack => {
+        RunResult::Upgraded => {
             human.say(&format!("{} {} is installed", outcome.product, outcome.to));
         }
+        // the plain command finished a rollback that was killed
+        RunResult::RolledBack => human.say(&rolled_back(&outcome)),
     }
     json_if(json_out, &outcome);
     Ok(exit::OK)
+}
+
+/// The last line of a rollback, whichever command ran it.
+fn rolled_back(outcome: &ops::upgrade::Outcome) -> String {
+    match outcome.to.is_empty() {
+        true => format!("{} is rolled back: nothing installed", outcome.product),
+        false => format!(
+            "{} is rolled back: {} is installed",
+            outcome.product, outcome.to
+        ),
+    }
 }
 
 /// The roff man pages of both binaries and of every subcommand (`real-upgrade-status.8`,

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 /// Where a run stands. `Running`, `Failed` and `Reboot` are open: the next invocation resumes
 /// the run; the others are closed. New states (such as a run whose health checks failed) are new
 /// variants here, and [`RunStatus::is_open`] says whether they block a new run.
+// NB: kebab-case, as [`RunStatus::as_str`] words it: `history --json` said `rolledback` where
+// `history` said `rolled-back` (the other variants are one word either way)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// Being executed, or the process died executing it (no invocation closed it).
     Running,

@@ -102,6 +102,10 @@ pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Ou
     let run_id = match &record {
         Some(record) => {
             state.resume_run(record.id)?;
+            // NB: a kill between beginning the rollback and closing the undone run left that
+            // one open to the eye of `history`: close it again (the same status and reason)
+            let why = format!("rolled back by run {}", record.id);
+            state.set_status(source, RunStatus::RolledBack, Some(&why))?;
             record.id
         }
         None => {
@@ -179,6 +183,15 @@ fn restorable(ctx: &Context, record: &RunRecord, plan: &Plan) -> Result<point::M
     };
     if plan.action == Action::Rollback {
         return Err(nothing(format!("run {} is a rollback", record.id)));
+    }
+    // NB: `--to-run` of a run rolled back already went back to its restore point again, wiping
+    // what the product wrote since, without a word: refused as without `--to-run`
+    if record.status == RunStatus::RolledBack {
+        return Err(nothing(format!(
+            "run {} was rolled back already ({}); name an older run with `--to-run ID`",
+            record.id,
+            record.error.as_deref().unwrap_or("rolled back")
+        )));
     }
     if plan.restore_point.is_none() {
         return Err(refuse(

@@ -14,7 +14,7 @@ use crate::exec;
 use crate::model::catalog::Artifact;
 use crate::model::journal::JournalKey;
 use crate::model::journal::RunStatus;
-use crate::model::plan::{HopStep, Plan, Step};
+use crate::model::plan::{Action, HopStep, Plan, Step};
 use crate::model::rpm::RpmDb;
 use crate::model::services::ServiceGraph;
 use crate::planner::{self, Recorded};
@@ -64,7 +64,33 @@ pub struct Outcome {
 pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome> {
     let config = Config::load(&ctx.config_path)?;
     let paths = ctx.paths();
-    let (_lock, existing) = super::lock_and_state(&paths, opts.dry_run)?;
+    let (lock, existing) = super::lock_and_state(&paths, opts.dry_run)?;
+    // NB: a killed rollback resumes as a rollback, never as the upgrade it undoes (SPEC §12):
+    // the plain command finishes it as `rollback` does (it runs the stored plan with the restore
+    // point's packages, not the repository's); asked for anything else, it refuses
+    if let Some(open) = existing
+        .as_ref()
+        .map(State::open_run)
+        .transpose()?
+        .flatten()
+        && open.plan.action == Action::Rollback
+    {
+        if opts.to.is_some() || opts.download_only || opts.no_restore_point {
+            return Err(UpgradeError::input_hint(
+                format!("rollback run {} is not finished", open.record.id),
+                "run `real-upgrade rollback` to finish it first",
+            )
+            .into());
+        }
+        drop((lock, existing));
+        let rollback = super::rollback::RollbackOptions {
+            assume_yes: opts.assume_yes,
+            dry_run: opts.dry_run,
+            to_run: None,
+        };
+        return super::rollback::rollback(ctx, &rollback, ui);
+    }
+    let _lock = lock;
     let (plan, source) = match open_run(&config, opts, existing.as_ref())? {
         // NB: a resumed run executes its stored plan: nothing is planned (or read of the host)
         // again, and its checks ran before its first attempt.
@@ -257,7 +283,10 @@ fn begin(
         !hop.migrations.is_empty() && !done.contains(&Step::Hop(h, HopStep::Migrate).key())
     });
     if migrating {
-        migration_db::connect(&config.database_url(), &ctx.root)?;
+        // NB: a SQLite database that does not exist yet is not created here: the restore point
+        // (taken after this) must record it as absent, so that the rollback of a fresh install
+        // removes it again instead of leaving an empty file; the migrate step creates it
+        migration_db::connect_existing(&config.database_url(), &ctx.root)?;
     }
     let (run_id, graph) = match source {
         Source::Resumed { record, .. } => {

@@ -323,10 +323,16 @@ fn resume_and_compare(
 /// The clean run of a fresh trial: its end state and every fault point it passed, in order.
 fn clean_run(repo: &Path, db: Db) -> (Snapshot, Vec<String>, Duration) {
     let t = Trial::new(repo, db);
+    let (points, took) = traced(&t, |env| t.upgrade(env));
+    (t.snapshot(), points, took)
+}
+
+/// Runs the command `command` makes of the environment it is given, which traces the fault
+/// points; asserts it succeeds; returns the points it passed, in order, and how long it took.
+fn traced(t: &Trial, command: impl Fn(&[(&str, &str)]) -> Command) -> (Vec<String>, Duration) {
     let trace = t.sb.base.join("faults.trace");
     let started = Instant::now();
-    let out = t
-        .upgrade(&[("UPGRADE_FAULT_TRACE", trace.to_str().unwrap())])
+    let out = command(&[("UPGRADE_FAULT_TRACE", trace.to_str().unwrap())])
         .output()
         .unwrap();
     let took = started.elapsed();
@@ -341,7 +347,7 @@ fn clean_run(repo: &Path, db: Db) -> (Snapshot, Vec<String>, Duration) {
         .lines()
         .map(str::to_string)
         .collect();
-    (t.snapshot(), points, took)
+    (points, took)
 }
 
 /// Each point as `NAME@N`: its `N`th hit in the clean run.
@@ -410,29 +416,10 @@ fn a_kill_between_migrations_on_postgresql_resumes_to_the_clean_state() {
 
 #[test]
 fn kills_at_random_instants_resume_to_the_clean_state() {
-    // `UPGRADE_RANDOM_KILLS` for longer runs (RELIABILITY.md)
-    let kills: u64 = std::env::var("UPGRADE_RANDOM_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
     let repo_sb = Sandbox::new();
     product_repo(&repo_sb);
     let (clean, _, took) = clean_run(&repo_sb.repo, Db::Sqlite);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("random kills: seed {seed}, clean run {took:?}");
-    let delays: Vec<Duration> = (0..kills)
-        .map(|i| {
-            // splitmix64: enough randomness for spreading kills over a run
-            let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            took.mul_f64((z % 1000) as f64 / 1000.0)
-        })
-        .collect();
+    let delays = random_delays("random kills", took);
     let failures = parallel(&delays, 3, |delay| {
         let t = Trial::new(&repo_sb.repo, Db::Sqlite);
         let mut child = t.upgrade(&[]).stderr(Stdio::null()).spawn().unwrap();
@@ -445,8 +432,36 @@ fn kills_at_random_instants_resume_to_the_clean_state() {
         let _ = child.wait();
         resume_and_compare(&t, &clean, &format!("kill after {delay:?}"), true, false)
     });
-    eprintln!("random kills: {kills} trials, {} failed", failures.len());
+    eprintln!(
+        "random kills: {} trials, {} failed",
+        delays.len(),
+        failures.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `UPGRADE_RANDOM_KILLS` (default 10; more for longer runs, RELIABILITY.md) instants within
+/// `took`, from a seed that is printed.
+fn random_delays(what: &str, took: Duration) -> Vec<Duration> {
+    let kills: u64 = std::env::var("UPGRADE_RANDOM_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("{what}: seed {seed}, clean run {took:?}");
+    (0..kills)
+        .map(|i| {
+            // splitmix64: enough randomness for spreading kills over a run
+            let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            took.mul_f64((z % 1000) as f64 / 1000.0)
+        })
+        .collect()
 }
 
 /// A small tmpfs mounted over a directory of a sandbox, unmounted when dropped.
@@ -696,4 +711,214 @@ fn a_redone_transaction_removes_the_files_rpm_staged_before_the_kill() {
         .filter(|n| n.to_string_lossy().contains(';'))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// rollback (SPEC §12): a rollback killed anywhere resumes as a rollback, to the clean one's state
+
+impl Trial {
+    /// A trial at 2.0.0, upgraded from 1.0.0 (so the upgrade's restore point holds 1.0.0), and
+    /// the database's full dump at 1.0.0, which its rollback must give back.
+    fn upgraded(repo: &Path, db: Db) -> (Trial, String) {
+        let t = Trial::new(repo, db);
+        let mut dump = String::new();
+        for args in [&["--yes", "--to", "1.0.0"][..], &["--yes"][..]] {
+            if dump.is_empty() && args.len() == 1 {
+                dump = full_dump(&t.db);
+            }
+            let out = t.sb.cmd(args).output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (t, dump)
+    }
+
+    /// `real-upgrade ARGS… --yes` with `env`, in its own process group.
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut args = args.to_vec();
+        args.push("--yes");
+        let mut cmd = self.sb.cmd(&args);
+        cmd.envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        cmd
+    }
+
+    /// [`Trial::snapshot`], where the scriptlets of a transaction done again right after itself
+    /// count once.
+    fn rollback_snapshot(&self) -> Snapshot {
+        let mut snapshot = self.snapshot();
+        snapshot.scriptlets.dedup();
+        snapshot
+    }
+}
+
+/// How a killed rollback is resumed: `rollback` again, or the plain command, which finishes the
+/// open run whatever it is (never as the upgrade the rollback undoes).
+const RESUMES: [&[&str]; 2] = [&["rollback"], &[]];
+
+/// Resumes a killed rollback with `resume`, then compares with the clean rollback; the
+/// database with `dump`, the trial's own before its upgrade (the ledger's times are its own).
+fn resume_rollback_and_compare(
+    trial: &(Trial, String),
+    clean: &Snapshot,
+    what: &str,
+    resume: &[&str],
+) -> Result<(), String> {
+    let t = &trial.0;
+    let out = t.command(resume, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(0) || stderr.contains("panicked") {
+        return Err(format!(
+            "{what}: the resumed rollback (`{}`) exited {:?}:\n{stderr}",
+            resume.join(" "),
+            out.status
+        ));
+    }
+    if !stderr.contains("is rolled back: 1.0.0 is installed") {
+        return Err(format!(
+            "{what}: `{}` did not finish the rollback:\n{stderr}",
+            resume.join(" ")
+        ));
+    }
+    rolled_back_as_clean(trial, clean)
+        .map_err(|e| format!("{what} (resumed with `{}`):\n{e}", resume.join(" ")))
+}
+
+/// Whether the trial's end state is the clean rollback's, its database the one before its
+/// upgrade (`dump`: the ledger's times are the trial's own).
+fn rolled_back_as_clean((t, dump): &(Trial, String), clean: &Snapshot) -> Result<(), String> {
+    let mut diffs: Vec<String> = compare(clean, &t.rollback_snapshot(), false)
+        .err()
+        .into_iter()
+        .collect();
+    let got = full_dump(&t.db);
+    if got != *dump {
+        diffs.push(format!(
+            "database: before the upgrade\n{dump}\nafter\n{got}"
+        ));
+    }
+    match diffs.is_empty() {
+        true => Ok(()),
+        false => Err(diffs.join("\n")),
+    }
+}
+
+/// The clean rollback of a fresh upgraded trial: its end state and the fault points it passed.
+fn clean_rollback(repo: &Path, db: Db) -> (Snapshot, Vec<String>, Duration) {
+    let (t, dump) = Trial::upgraded(repo, db);
+    let (points, took) = traced(&t, |env| t.command(&["rollback"], env));
+    assert_same(&full_dump(&t.db), &dump, "after the clean rollback");
+    let clean = t.rollback_snapshot();
+    assert_eq!(clean.installed.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        clean.rpm,
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    (clean, points, took)
+}
+
+fn kill_rollback_at_points(db: Db) {
+    let repo_sb = Sandbox::new();
+    product_repo(&repo_sb);
+    let (clean, points, took) = clean_rollback(&repo_sb.repo, db);
+    eprintln!("rollback kill matrix ({db:?}): clean rollback {took:?}");
+    if std::env::var_os("UPGRADE_FAULT_LIST").is_some() {
+        eprintln!("{}", points.join("\n"));
+    }
+    for needed in [
+        "restore-data:files",
+        "restore-data:database",
+        "rpm:before",
+        "rpm:after",
+    ] {
+        assert!(
+            points.iter().any(|p| p == needed),
+            "no {needed} in {points:?}"
+        );
+    }
+    let faults: Vec<(usize, String)> = occurrences(&points).into_iter().enumerate().collect();
+    let failures = parallel(&faults, 3, |(i, fault)| {
+        let trial = Trial::upgraded(&repo_sb.repo, db);
+        let out = trial
+            .0
+            .command(&["rollback"], &[("UPGRADE_FAULT", fault)])
+            .output()
+            .unwrap();
+        if out.status.signal() != Some(9) {
+            return Err(format!(
+                "{fault}: not killed there ({:?}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        resume_rollback_and_compare(&trial, &clean, fault, RESUMES[i % 2])
+    });
+    eprintln!(
+        "rollback kill matrix ({db:?}): {} fault points, {} kill trials, {} failed",
+        points
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        faults.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_rollback_killed_at_every_fault_point_resumes_to_the_clean_rollback() {
+    kill_rollback_at_points(Db::Sqlite);
+}
+
+#[test]
+fn a_rollback_on_postgresql_killed_at_every_fault_point_resumes_to_the_clean_rollback() {
+    kill_rollback_at_points(Db::Postgres);
+}
+
+#[test]
+fn rollbacks_killed_at_random_instants_resume_to_the_clean_rollback() {
+    let repo_sb = Sandbox::new();
+    product_repo(&repo_sb);
+    let (clean, _, took) = clean_rollback(&repo_sb.repo, Db::Sqlite);
+    let delays: Vec<(usize, Duration)> = random_delays("random rollback kills", took)
+        .into_iter()
+        .enumerate()
+        .collect();
+    let failures = parallel(&delays, 3, |(i, delay)| {
+        let trial = Trial::upgraded(&repo_sb.repo, Db::Sqlite);
+        let t = &trial.0;
+        let mut child = t
+            .command(&["rollback"], &[])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(*delay);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let status = child.wait().unwrap();
+        let what = format!("kill after {delay:?}");
+        if status.success() {
+            // it finished before the kill: nothing to resume
+            return rolled_back_as_clean(&trial, &clean).map_err(|e| format!("{what}:\n{e}"));
+        }
+        // NB: killed before it began its run, the rollback left nothing open: `rollback` starts
+        // it afresh, where the plain command would (rightly) upgrade
+        let open = t.sb.run(&["status", "--json"]).json()["open_run"].is_object();
+        let resume = if open { RESUMES[i % 2] } else { RESUMES[0] };
+        resume_rollback_and_compare(&trial, &clean, &what, resume)
+    });
+    eprintln!(
+        "random rollback kills: {} trials, {} failed",
+        delays.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -1,21 +1,30 @@
 //! Restore points and rollback (issue 13, SPEC §12): an upgrade that upgrades, adds and drops
 //! packages, migrates the schema and changes configuration files, then `rollback`: the rpm
 //! database, the database, the configuration files, the installed version and the services are
-//! what they were before the upgrade.
+//! what they were before the upgrade, on SQLite, PostgreSQL and MariaDB (full dumps, schema and
+//! rows), with a runit service that serves the installed version. Then the refusals: partial and
+//! missing restore points, missing client tools, nothing (left) to roll back; and rollbacks of a
+//! run that failed in its migrations and of a fresh install.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::support::*;
 
-/// 1.0.0: demo-server (with an operator-editable config file) and demo-cli; 2.0.0: demo-server
-/// upgraded (its config file changed, a config file added), demo-cli dropped, demo-web added.
+/// The file of demo-server that its service serves.
+const VERSION_FILE: &str = "/usr/share/demo/version";
+
+/// 1.0.0: demo-server (with an operator-editable config file and the version file its service
+/// serves) and demo-cli; 2.0.0: demo-server upgraded (its config file changed, a config file
+/// added), demo-cli dropped, demo-web added.
 fn releases(sb: &Sandbox) {
     sb.publish(vec![
         rel(
             "1.0.0",
             vec![
-                pkg("demo-server", "1.0.0").config_file("/etc/demo/server.conf", "port = 1\n"),
+                pkg("demo-server", "1.0.0")
+                    .config_file("/etc/demo/server.conf", "port = 1\n")
+                    .file(VERSION_FILE, "1.0.0", 0o644),
                 pkg("demo-cli", "1.0.0"),
             ],
         ),
@@ -24,6 +33,7 @@ fn releases(sb: &Sandbox) {
             vec![
                 pkg("demo-server", "2.0.0")
                     .config_file("/etc/demo/server.conf", "port = 2\n")
+                    .file(VERSION_FILE, "2.0.0", 0o644)
                     .config_file("/etc/demo/new.conf", "new = true\n"),
                 pkg("demo-web", "2.0.0"),
             ],
@@ -44,7 +54,7 @@ fn migrations(sb: &Sandbox) {
         "2.0.0",
         "001-rename.sql",
         "ALTER TABLE accounts ADD COLUMN email TEXT;\n\
-         UPDATE accounts SET name = upper(name), email = name || '@example.invalid';\n\
+         UPDATE accounts SET name = upper(name), email = 'someone@example.invalid';\n\
          CREATE TABLE sessions (id INTEGER PRIMARY KEY);",
     );
 }
@@ -57,54 +67,78 @@ fn file_state(path: &Path) -> Option<(String, u32)> {
     ))
 }
 
-/// What the test compares before the upgrade and after the rollback.
+/// What the test compares before the upgrade and after the rollback, besides the database.
 #[derive(Debug, PartialEq)]
 struct HostState {
     rpm: Vec<String>,
     installed: Option<String>,
     server_conf: Option<(String, u32)>,
     new_conf: Option<(String, u32)>,
-    accounts: Vec<String>,
-    tables: Vec<String>,
     ledger: Vec<String>,
 }
 
 fn host_state(sb: &Sandbox, db: &TestDb) -> HostState {
-    let conn = match db {
-        TestDb::Sqlite { path, .. } => rusqlite::Connection::open(path).unwrap(),
-        _ => unreachable!("SQLite here"),
-    };
-    let strings = |sql: &str| -> Vec<String> {
-        let mut stmt = conn.prepare(sql).unwrap();
-        stmt.query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
     HostState {
         rpm: sb.rpm_qa(),
         installed: sb.installed(),
         server_conf: file_state(&sb.root.join("etc/demo/server.conf")),
         new_conf: file_state(&sb.root.join("etc/demo/new.conf")),
-        accounts: strings("SELECT quote(id) || ',' || quote(name) FROM accounts ORDER BY id"),
-        tables: strings("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"),
         ledger: db.ledger(),
     }
 }
 
-#[test]
-fn rollback_after_an_upgrade_puts_back_packages_database_and_configuration() {
-    let sb = Sandbox::new();
-    let db = TestDb::sqlite(&sb);
-    sb.write_config(&db.config());
+/// A runit service `demo` (of demo-server) that answers with the version in [`VERSION_FILE`]
+/// as it was when it started; returns the supervisor and the port.
+fn version_service(sb: &Sandbox) -> (Runit, u16) {
+    let mut runit = Runit::new(sb.root.join("etc/service"));
+    let port = free_port();
+    runit.service(
+        "demo",
+        &format!(
+            "exec {} --name demo --port {port} --version \"$(cat {})\" 2>&1",
+            demo_service().display(),
+            sb.root.join(VERSION_FILE.trim_start_matches('/')).display()
+        ),
+    );
+    let dir = sb.root.join("usr/share/upgrade");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("service-order.toml"),
+        format!(
+            "[service.demo]\npackages = [\"demo-server\"]\nready = {{ tcp = \"127.0.0.1:{port}\", timeout = \"5s\" }}\n"
+        ),
+    )
+    .unwrap();
+    runit.start();
+    (runit, port)
+}
+
+/// What the service on `port` answers, `None` when nothing listens.
+fn served(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.trim_end().to_string())
+}
+
+fn rollback_puts_back_packages_database_configuration_and_services(sb: Sandbox, db: TestDb) {
+    sb.write_config(&format!(
+        "{}\n[services]\nbackend = \"runit\"\n",
+        db.config()
+    ));
     releases(&sb);
     migrations(&sb);
+    let (runit, port) = version_service(&sb);
     sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    assert_eq!(runit.state("demo"), "run");
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
     // the operator edits the config file and its mode
     let conf = sb.root.join("etc/demo/server.conf");
     std::fs::write(&conf, "port = 1\n# edited by the operator\n").unwrap();
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
     let before = host_state(&sb, &db);
+    let dump_before = full_dump(&db);
     let actions = sb.base.join("actions");
     sb.hook(
         "pre",
@@ -118,6 +152,7 @@ fn rollback_after_an_upgrade_puts_back_packages_database_and_configuration() {
 
     let up = sb.run(&["--yes"]);
     up.assert_code(0);
+    assert_eq!(served(port).as_deref(), Some("demo 2.0.0"));
     assert!(
         up.stderr.contains("take the restore point"),
         "{}",
@@ -126,6 +161,8 @@ fn rollback_after_an_upgrade_puts_back_packages_database_and_configuration() {
     let after = host_state(&sb, &db);
     assert_ne!(after, before);
     assert_eq!(after.installed.as_deref(), Some("2.0.0"));
+    let dump_after = full_dump(&db);
+    assert_ne!(dump_after, dump_before, "the migration changed nothing");
 
     let plan = sb.run(&["rollback", "--dry-run"]);
     plan.assert_code(0);
@@ -143,11 +180,16 @@ fn rollback_after_an_upgrade_puts_back_packages_database_and_configuration() {
         );
     }
     assert_eq!(host_state(&sb, &db), after, "a dry run changed the host");
+    assert_same(&full_dump(&db), &dump_after, "after a dry run");
 
     let back = sb.run(&["rollback", "--yes"]);
     back.assert_code(0)
         .assert_stderr("is rolled back: 1.0.0 is installed");
     assert_eq!(host_state(&sb, &db), before);
+    assert_same(&full_dump(&db), &dump_before, "after the rollback");
+    // the service runs again, the old version
+    assert_eq!(runit.state("demo"), "run");
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
     // the hooks know what the run does
     assert_eq!(
         std::fs::read_to_string(&actions).unwrap(),
@@ -169,4 +211,294 @@ fn rollback_after_an_upgrade_puts_back_packages_database_and_configuration() {
     // and the next upgrade goes forward again
     sb.run(&["--yes"]).assert_code(0);
     assert_eq!(sb.installed().as_deref(), Some("2.0.0"));
+    assert_eq!(served(port).as_deref(), Some("demo 2.0.0"));
+}
+
+#[test]
+fn sqlite_rollback_puts_back_packages_database_configuration_and_services() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    rollback_puts_back_packages_database_configuration_and_services(sb, db);
+}
+
+#[test]
+fn postgres_rollback_puts_back_packages_database_configuration_and_services() {
+    rollback_puts_back_packages_database_configuration_and_services(
+        Sandbox::new(),
+        TestDb::postgres(),
+    );
+}
+
+#[test]
+fn mariadb_rollback_puts_back_packages_database_configuration_and_services() {
+    rollback_puts_back_packages_database_configuration_and_services(
+        Sandbox::new(),
+        TestDb::mariadb(),
+    );
+}
+
+/// The sandbox's product on `db`: [`releases`] and [`migrations`].
+fn product(sb: &Sandbox, db: &TestDb) {
+    sb.write_config(&db.config());
+    releases(sb);
+    migrations(sb);
+}
+
+/// Each run's `status` in `history --json`, oldest first.
+fn statuses(sb: &Sandbox) -> Vec<String> {
+    let history = sb.run(&["history", "--json"]);
+    history.assert_code(0);
+    history
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What a refused command must leave as it was.
+fn unchanged_state(sb: &Sandbox) -> (Vec<String>, Option<String>, Vec<String>) {
+    (sb.rpm_qa(), sb.installed(), statuses(sb))
+}
+
+/// The upgrade fails in its second migration, after the packages changed and the first
+/// migration was applied; `rollback` takes the host back to 1.0.0 and closes the failed run.
+fn rollback_of_a_run_failed_in_its_migrations(sb: Sandbox, db: TestDb) {
+    product(&sb, &db);
+    sb.migration("2.0.0", "002-broken.sql", "SELECT * FROM no_such_table;");
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let before = host_state(&sb, &db);
+    let dump_before = full_dump(&db);
+
+    let up = sb.run(&["--yes"]);
+    assert_ne!(up.code, 0, "{}", up.stderr);
+    assert!(up.stderr.contains("002-broken.sql"), "{}", up.stderr);
+    assert!(sb.rpm_qa().contains(&"demo-web-2.0.0-1.x86_64".to_string()));
+    assert!(db.has_table("sessions"), "the first migration was applied");
+
+    sb.run(&["rollback", "--yes"])
+        .assert_code(0)
+        .assert_stderr("is rolled back: 1.0.0 is installed");
+    assert_eq!(host_state(&sb, &db), before);
+    assert_same(&full_dump(&db), &dump_before, "after the rollback");
+    assert_eq!(statuses(&sb), ["succeeded", "rolled-back", "succeeded"]);
+}
+
+#[test]
+fn sqlite_rollback_of_a_run_failed_in_its_migrations() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    rollback_of_a_run_failed_in_its_migrations(sb, db);
+}
+
+#[test]
+fn postgres_rollback_of_a_run_failed_in_its_migrations() {
+    rollback_of_a_run_failed_in_its_migrations(Sandbox::new(), TestDb::postgres());
+}
+
+/// A fresh install rolled back: its packages removed, the database as it was (SQLite: no file;
+/// PostgreSQL: the empty database), nothing installed, its service down; then it installs again.
+fn rollback_of_a_fresh_install(sb: Sandbox, db: TestDb) {
+    sb.write_config(&format!(
+        "{}\n[services]\nbackend = \"runit\"\n",
+        db.config()
+    ));
+    releases(&sb);
+    migrations(&sb);
+    let (runit, port) = version_service(&sb);
+    let dump_before = match &db {
+        TestDb::Sqlite { path, .. } => {
+            assert!(!path.exists());
+            None
+        }
+        _ => Some(full_dump(&db)),
+    };
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
+
+    let plan = sb.run(&["rollback", "--dry-run"]);
+    plan.assert_code(0)
+        .assert_stderr("remove   demo-server 1.0.0-1");
+    sb.run(&["rollback", "--yes"]).assert_code(0);
+    if let TestDb::Sqlite { path, .. } = &db {
+        assert!(!path.exists(), "the rollback left the database");
+    }
+    assert_eq!(sb.rpm_qa(), Vec::<String>::new());
+    assert_eq!(sb.installed(), None);
+    match (&db, dump_before) {
+        (TestDb::Sqlite { path, .. }, _) => assert!(!path.exists(), "the database is left"),
+        (_, Some(dump)) => assert_same(&full_dump(&db), &dump, "after the rollback"),
+        _ => unreachable!(),
+    }
+    assert!(!sb.root.join("etc/demo/server.conf").exists());
+    assert_ne!(runit.state("demo"), "run");
+    assert_eq!(served(port), None);
+    assert_eq!(statuses(&sb), ["rolled-back", "succeeded"]);
+
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    assert_eq!(db.ledger(), ["1.0.0/001-accounts.sql:ok"]);
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
+}
+
+#[test]
+fn sqlite_rollback_of_a_fresh_install_removes_it() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    rollback_of_a_fresh_install(sb, db);
+}
+
+#[test]
+fn postgres_rollback_of_a_fresh_install_removes_it() {
+    rollback_of_a_fresh_install(Sandbox::new(), TestDb::postgres());
+}
+
+/// A build no repository has (a hotfix installed by hand) makes the restore point partial:
+/// preflight warns, the upgrade goes on, and `rollback` refuses, naming it, changing nothing.
+#[test]
+fn a_partial_restore_point_is_reported_and_its_rollback_refused() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    product(&sb, &db);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let mut hotfix = pkg("demo-server", "1.0.0").config_file("/etc/demo/server.conf", "port = 1\n");
+    hotfix.release = "2".into();
+    let file = hotfix.build(&sb.base.join("hotfix"));
+    assert!(sb.rpm().arg("-U").arg(&file).status().unwrap().success());
+
+    let check = sb.run(&["check", "--json"]);
+    check.assert_code(0);
+    let result = check.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "restore-point:packages")
+        .cloned()
+        .unwrap();
+    assert_eq!(result["status"], "warning", "{result:#}");
+    assert!(
+        result.to_string().contains("demo-server-1.0.0-2.x86_64"),
+        "{result:#}"
+    );
+
+    sb.run(&["--yes"]).assert_code(0);
+    let before = unchanged_state(&sb);
+    let dump = full_dump(&db);
+    sb.run(&["rollback", "--yes"])
+        .assert_code(2)
+        .assert_stderr("is partial")
+        .assert_stderr("demo-server-1.0.0-2.x86_64");
+    assert_eq!(unchanged_state(&sb), before);
+    assert_same(&full_dump(&db), &dump, "after a refused rollback");
+}
+
+/// A run with `--no-restore-point` cannot be rolled back (saying why); an older run can, with
+/// `--to-run`; after which there is nothing left to roll back.
+#[test]
+fn a_run_without_a_restore_point_is_refused_and_an_older_one_named() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    sb.write_config(&db.config());
+    sb.publish(vec![
+        rel("1.0.0", vec![pkg("demo-server", "1.0.0")]),
+        rel("2.0.0", vec![pkg("demo-server", "2.0.0")]),
+        rel("3.0.0", vec![pkg("demo-server", "3.0.0")]),
+    ]);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    sb.run(&["--yes", "--to", "2.0.0"]).assert_code(0);
+    sb.run(&["--yes", "--no-restore-point"]).assert_code(0);
+    assert_eq!(sb.installed().as_deref(), Some("3.0.0"));
+    let before = unchanged_state(&sb);
+    for args in [
+        &["rollback", "--yes"][..],
+        &["rollback", "--yes", "--to-run", "3"],
+    ] {
+        sb.run(args)
+            .assert_code(2)
+            .assert_stderr("run 3 took no restore point")
+            .assert_stderr("--no-restore-point");
+        assert_eq!(unchanged_state(&sb), before);
+    }
+
+    sb.run(&["rollback", "--yes", "--to-run", "2"])
+        .assert_code(0)
+        .assert_stderr("is rolled back: 1.0.0 is installed");
+    assert_eq!(sb.rpm_qa(), ["demo-server-1.0.0-1.x86_64"]);
+    assert_eq!(
+        statuses(&sb),
+        ["succeeded", "rolled-back", "succeeded", "succeeded"]
+    );
+    let before = unchanged_state(&sb);
+    sb.run(&["rollback", "--yes"])
+        .assert_code(2)
+        .assert_stderr("nothing to roll back");
+    sb.run(&["rollback", "--yes", "--to-run", "2"])
+        .assert_code(2)
+        .assert_stderr("nothing to roll back: run 2 was rolled back already");
+    assert_eq!(unchanged_state(&sb), before);
+    // an older run can be named: the fresh install's restore point holds nothing installed
+    sb.run(&["rollback", "--yes", "--to-run", "1"])
+        .assert_code(0);
+    assert_eq!(sb.rpm_qa(), Vec::<String>::new());
+    assert_eq!(sb.installed(), None);
+}
+
+/// A directory of links to every program on `PATH` but PostgreSQL's client tools.
+fn path_without_pg_tools(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    for bin in std::env::split_paths(&std::env::var_os("PATH").unwrap()) {
+        let Ok(entries) = std::fs::read_dir(&bin) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let link = dir.join(&name);
+            if name.to_string_lossy().starts_with("pg_") || link.exists() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(entry.path(), link);
+        }
+    }
+    dir.display().to_string()
+}
+
+/// Without `pg_dump`, preflight inhibits the run (`restore-point:tool:pg_dump`): nothing changes.
+#[test]
+fn a_missing_database_client_inhibits_the_run() {
+    let sb = Sandbox::new();
+    let db = TestDb::postgres();
+    product(&sb, &db);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let before = unchanged_state(&sb);
+    let dump = full_dump(&db);
+    let path = path_without_pg_tools(&sb.base.join("bin"));
+
+    let check = Run::from(
+        sb.cmd(&["check", "--json"])
+            .env("PATH", &path)
+            .output()
+            .unwrap(),
+    );
+    check.assert_code(3);
+    let failed: Vec<String> = check.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "inhibitor")
+        .map(|r| r["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        failed.contains(&"restore-point:tool:pg_dump".to_string()),
+        "{failed:?}"
+    );
+    let run = Run::from(sb.cmd(&["--yes"]).env("PATH", &path).output().unwrap());
+    run.assert_code(3)
+        .assert_stderr("restore-point:tool:pg_dump");
+    assert_eq!(unchanged_state(&sb), before);
+    assert_same(&full_dump(&db), &dump, "after an inhibited run");
 }

@@ -627,6 +627,100 @@ impl Drop for TestDb {
     }
 }
 
+/// The database's schema and rows as text: two equal dumps are the same database.
+pub fn full_dump(db: &TestDb) -> String {
+    let (program, args) = match db {
+        TestDb::Sqlite { path, .. } => return sqlite_dump(path),
+        TestDb::Postgres { url, .. } => ("pg_dump", vec!["--no-sync", "--dbname", url]),
+        TestDb::Mariadb { name, .. } => (
+            "mariadb-dump",
+            vec![
+                "--protocol=TCP",
+                "--host=127.0.0.1",
+                "--port=3306",
+                "--user=root",
+                "--skip-dump-date",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--hex-blob",
+                name,
+            ],
+        ),
+    };
+    let out = Command::new(program).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{program}: {stderr}");
+    // NB: pg_dump's `\restrict` and `\unrestrict` carry a random key, new in every dump
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `sqlite_master` and every table's rows in rowid order, and `user_version`.
+pub fn sqlite_dump(path: &Path) -> String {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut out = String::new();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    out += &format!("user_version {version}\n");
+    let mut stmt = conn
+        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+        .unwrap();
+    let objects: Vec<(String, String, String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (kind, name, table, sql) in &objects {
+        out += &format!("{kind} {name} on {table}: {sql:?}\n");
+        if kind == "table" {
+            let mut rows = conn
+                .prepare(&format!("SELECT * FROM \"{name}\" ORDER BY rowid"))
+                .unwrap();
+            let columns = rows.column_count();
+            let values: Vec<Vec<rusqlite::types::Value>> = rows
+                .query_map([], |r| {
+                    (0..columns)
+                        .map(|i| r.get(i))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            for row in values {
+                out += &format!("  {row:?}\n");
+            }
+        }
+    }
+    out
+}
+
+/// Panics with the first lines where `got` and `want` differ.
+pub fn assert_same(got: &str, want: &str, what: &str) {
+    if got == want {
+        return;
+    }
+    let diff: Vec<String> = got
+        .lines()
+        .zip(want.lines())
+        .enumerate()
+        .filter(|(_, (g, w))| g != w)
+        .take(10)
+        .map(|(i, (g, w))| format!("line {}:\n  got  {g}\n  want {w}", i + 1))
+        .collect();
+    panic!(
+        "{what}: the dumps differ ({} lines vs {}):\n{}",
+        got.lines().count(),
+        want.lines().count(),
+        diff.join("\n")
+    );
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; tests run in parallel threads).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

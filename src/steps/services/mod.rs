@@ -358,7 +358,12 @@ pub fn start_hop(
     attempted: &mut Vec<usize>,
 ) -> Result<()> {
     let key = Step::Hop(index, HopStep::StartServices).key();
-    let set = hop_services(graph, hop)?;
+    // NB: a hop to nothing installed (the rollback of a fresh install) removed every package
+    // of the product: its services stay stopped, as they were before it was installed
+    let set = match hop.to.is_empty() {
+        true => Vec::new(),
+        false => hop_services(graph, hop)?,
+    };
     if set.is_empty() {
         cx.ui.event(Event::NoServices);
         return cx.journal.mark(&key, None);
