@@ -816,6 +816,8 @@ fn clean_rollback(repo: &Path, db: Db) -> (Snapshot, Vec<String>, Duration) {
     assert_same(&full_dump(&t.db), &dump, "after the clean rollback");
     let clean = t.rollback_snapshot();
     assert_eq!(clean.installed.as_deref(), Some("1.0.0"));
+    // api runs again; web's package, which the upgrade added, is gone, and web stays stopped
+    assert_eq!(clean.services, ["up", "down"]);
     assert_eq!(
         clean.rpm,
         ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]

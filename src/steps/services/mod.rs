@@ -359,10 +359,19 @@ pub fn start_hop(
 ) -> Result<()> {
     let key = Step::Hop(index, HopStep::StartServices).key();
     // NB: a hop to nothing installed (the rollback of a fresh install) removed every package
-    // of the product: its services stay stopped, as they were before it was installed
-    let set = match hop.to.is_empty() {
+    // of the product, and a hop that removed every package of a service (a rollback of the run
+    // that added it, a release that drops it) left that service nothing to run: they stay
+    // stopped, as they were before those packages were installed
+    let removed: std::collections::HashSet<&str> = hop.removals().collect();
+    let set: Vec<usize> = match hop.to.is_empty() {
         true => Vec::new(),
-        false => hop_services(graph, hop)?,
+        false => hop_services(graph, hop)?
+            .into_iter()
+            .filter(|&i| {
+                let packages = &graph.service(i).packages;
+                packages.is_empty() || !packages.iter().all(|p| removed.contains(p.as_str()))
+            })
+            .collect(),
     };
     if set.is_empty() {
         cx.ui.event(Event::NoServices);
