@@ -555,6 +555,12 @@ impl TestDb {
 
     /// Whether a table of that name exists.
     pub fn has_table(&self, table: &str) -> bool {
+        if let TestDb::Sqlite { path, .. } = self
+            && !path.exists()
+        {
+            // a run that applied nothing has not created it (and reading must not)
+            return false;
+        }
         let sql = match self {
             TestDb::Sqlite { .. } => format!(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
