@@ -249,12 +249,7 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
                 open_log(&ctx, human);
             }
             let outcome = ops::rollback::rollback(&ctx, &opts, human)?;
-            match outcome.result {
-                RunResult::Planned => human.say("dry run: nothing was changed"),
-                _ => human.say(&rolled_back(&outcome)),
-            }
-            json_if(json_out, &outcome);
-            Ok(exit::OK)
+            Ok(report_rollback(&outcome, json_out, human))
         }
         Some(Command::Services(ServicesCommand::Order)) => {
             let order = ops::services::order(&ctx)?;
@@ -324,6 +319,18 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
     if !opts.dry_run {
         open_log(ctx, human);
     }
+    // NB: the plain command finishes a rollback that was killed, as a rollback (SPEC §12);
+    // with `--to`, `--download-only` or `--no-restore-point` the upgrade refuses
+    let plain = opts.to.is_none() && !opts.download_only && !opts.no_restore_point;
+    if plain && ops::rollback::open_rollback(ctx)?.is_some() {
+        let rollback = ops::rollback::RollbackOptions {
+            assume_yes: opts.assume_yes,
+            dry_run: opts.dry_run,
+            to_run: None,
+        };
+        let outcome = ops::rollback::rollback(ctx, &rollback, human)?;
+        return Ok(report_rollback(&outcome, json_out, human));
+    }
     let outcome = ops::upgrade::upgrade(ctx, &opts, human)?;
     match outcome.result {
         RunResult::UpToDate => human.say(&format!(
@@ -334,25 +341,29 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         RunResult::Downloaded => {
             human.say("download only: every package is in the cache and verified")
         }
-        RunResult::Upgraded => {
+        RunResult::Upgraded | RunResult::RolledBack => {
             human.say(&format!("{} {} is installed", outcome.product, outcome.to));
         }
-        // the plain command finished a rollback that was killed
-        RunResult::RolledBack => human.say(&rolled_back(&outcome)),
     }
     json_if(json_out, &outcome);
     Ok(exit::OK)
 }
 
-/// The last line of a rollback, whichever command ran it.
-fn rolled_back(outcome: &ops::upgrade::Outcome) -> String {
-    match outcome.to.is_empty() {
-        true => format!("{} is rolled back: nothing installed", outcome.product),
-        false => format!(
+/// The end of a rollback, whichever command ran it: its last line, and `--json`.
+fn report_rollback(outcome: &ops::upgrade::Outcome, json_out: bool, human: &Human) -> u8 {
+    match outcome.result {
+        RunResult::Planned => human.say("dry run: nothing was changed"),
+        _ if outcome.to.is_empty() => human.say(&format!(
+            "{} is rolled back: nothing installed",
+            outcome.product
+        )),
+        _ => human.say(&format!(
             "{} is rolled back: {} is installed",
             outcome.product, outcome.to
-        ),
+        )),
     }
+    json_if(json_out, outcome);
+    exit::OK
 }
 
 /// The roff man pages of both binaries and of every subcommand (`real-upgrade-status.8`,

@@ -141,6 +141,18 @@ pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Ou
     Ok(outcome)
 }
 
+/// The open run's id when it is a rollback (killed, or failed): the plain command finishes it
+/// as `rollback` does, never as the upgrade it undoes (SPEC §12).
+pub fn open_rollback(ctx: &Context) -> Result<Option<i64>> {
+    let Some(state) = State::open_existing_read(&ctx.paths().state_db)? else {
+        return Ok(None);
+    };
+    Ok(state
+        .open_run()?
+        .filter(|o| o.plan.action == Action::Rollback)
+        .map(|o| o.record.id))
+}
+
 fn nothing(why: impl Into<String>) -> anyhow::Error {
     UpgradeError::input(format!("nothing to roll back: {}", why.into())).into()
 }

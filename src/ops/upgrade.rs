@@ -64,10 +64,11 @@ pub struct Outcome {
 pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome> {
     let config = Config::load(&ctx.config_path)?;
     let paths = ctx.paths();
-    let (lock, existing) = super::lock_and_state(&paths, opts.dry_run)?;
+    let (_lock, existing) = super::lock_and_state(&paths, opts.dry_run)?;
     // NB: a killed rollback resumes as a rollback, never as the upgrade it undoes (SPEC §12):
-    // the plain command finishes it as `rollback` does (it runs the stored plan with the restore
-    // point's packages, not the repository's); asked for anything else, it refuses
+    // its stored plan puts back the restore point's packages, not the repository's. The CLI
+    // hands the plain command to `rollback` (`ops::rollback::open_rollback`); anything else
+    // is refused here
     if let Some(open) = existing
         .as_ref()
         .map(State::open_run)
@@ -75,22 +76,12 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         .flatten()
         && open.plan.action == Action::Rollback
     {
-        if opts.to.is_some() || opts.download_only || opts.no_restore_point {
-            return Err(UpgradeError::input_hint(
-                format!("rollback run {} is not finished", open.record.id),
-                "run `real-upgrade rollback` to finish it first",
-            )
-            .into());
-        }
-        drop((lock, existing));
-        let rollback = super::rollback::RollbackOptions {
-            assume_yes: opts.assume_yes,
-            dry_run: opts.dry_run,
-            to_run: None,
-        };
-        return super::rollback::rollback(ctx, &rollback, ui);
+        return Err(UpgradeError::input_hint(
+            format!("rollback run {} is not finished", open.record.id),
+            "run `real-upgrade rollback` to finish it first",
+        )
+        .into());
     }
-    let _lock = lock;
     let (plan, source) = match open_run(&config, opts, existing.as_ref())? {
         // NB: a resumed run executes its stored plan: nothing is planned (or read of the host)
         // again, and its checks ran before its first attempt.

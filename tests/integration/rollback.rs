@@ -502,3 +502,45 @@ fn a_missing_database_client_inhibits_the_run() {
     assert_eq!(unchanged_state(&sb), before);
     assert_same(&full_dump(&db), &dump, "after an inhibited run");
 }
+
+/// A rollback killed midway resumes as a rollback, with `rollback` or the plain command, never
+/// as the upgrade it undoes; asked for another target meanwhile, the upgrade refuses.
+#[test]
+fn a_killed_rollback_resumes_as_a_rollback_under_the_plain_command() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    product(&sb, &db);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let before = host_state(&sb, &db);
+    let dump = full_dump(&db);
+    sb.run(&["--yes"]).assert_code(0);
+    let killed = sb
+        .cmd(&["rollback", "--yes"])
+        .env("UPGRADE_FAULT", "restore-data:files")
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.signal(), Some(9));
+
+    for args in [
+        &["--yes", "--to", "2.0.0"][..],
+        &["--yes", "--download-only"],
+        &["--yes", "--no-restore-point"],
+    ] {
+        sb.run(args)
+            .assert_code(2)
+            .assert_stderr("rollback run 3 is not finished")
+            .assert_stderr("real-upgrade rollback");
+    }
+    let plan = sb.run(&["--dry-run"]);
+    plan.assert_code(0)
+        .assert_stderr("demo rollback: 2.0.0 → 1.0.0")
+        .assert_stderr("dry run: nothing was changed");
+    sb.run(&["--yes"])
+        .assert_code(0)
+        .assert_stderr("resuming run 3")
+        .assert_stderr("is rolled back: 1.0.0 is installed");
+    assert_eq!(host_state(&sb, &db), before);
+    assert_same(&full_dump(&db), &dump, "after the resumed rollback");
+    assert_eq!(statuses(&sb), ["succeeded", "rolled-back", "succeeded"]);
+}
