@@ -322,7 +322,7 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
     // NB: the plain command finishes a rollback that was killed, as a rollback (SPEC §12);
     // with `--to`, `--download-only` or `--no-restore-point` the upgrade refuses
     let plain = opts.to.is_none() && !opts.download_only && !opts.no_restore_point;
-    if plain && ops::rollback::open_rollback(ctx)?.is_some() {
+    if plain && ops::rollback::open_rollback(ctx).is_some() {
         let rollback = ops::rollback::RollbackOptions {
             assume_yes: opts.assume_yes,
             dry_run: opts.dry_run,

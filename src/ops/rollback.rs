@@ -143,14 +143,15 @@ pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Ou
 
 /// The open run's id when it is a rollback (killed, or failed): the plain command finishes it
 /// as `rollback` does, never as the upgrade it undoes (SPEC §12).
-pub fn open_rollback(ctx: &Context) -> Result<Option<i64>> {
-    let Some(state) = State::open_existing_read(&ctx.paths().state_db)? else {
-        return Ok(None);
-    };
-    Ok(state
-        .open_run()?
+/// NB: a state it cannot read (an emptied `state.db`) is `None`: the upgrade reports it, with
+/// its hint.
+pub fn open_rollback(ctx: &Context) -> Option<i64> {
+    let state = State::open_existing_read(&ctx.paths().state_db).ok()??;
+    state
+        .open_run()
+        .ok()?
         .filter(|o| o.plan.action == Action::Rollback)
-        .map(|o| o.record.id))
+        .map(|o| o.record.id)
 }
 
 fn nothing(why: impl Into<String>) -> anyhow::Error {
