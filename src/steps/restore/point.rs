@@ -183,10 +183,7 @@ fn config_paths(
         .flat_map(|h| h.artifacts())
         .map(|a| fetch::cache_path(&cx.paths.cache, a))
         .collect();
-    paths.extend(files::config_files_of_package_files(
-        &cx.ctx.root,
-        &incoming,
-    )?);
+    paths.extend(files::config_files_of_package_files(&incoming)?);
     paths.sort();
     paths.dedup();
     Ok(paths)
