@@ -24,6 +24,7 @@ pub enum RunStatus {
     /// Closed by `abandon` (or replanned with another `--to`) before it changed anything.
     Abandoned,
     /// Taken back to its restore point by a `rollback` run (whatever it was before).
+    #[serde(rename = "rolled-back")]
     RolledBack,
 }
 
