@@ -398,10 +398,9 @@ fn restore_point(input: &PreflightInput<'_>) -> Vec<CheckResult> {
                     );
                 }
             }
-            // NB: the tools' versions are measured against the server's; an unreachable server
-            // is the run's own clear error (`cannot connect to database`, exit 1, from `begin`,
-            // before anything changes), not an inhibitor of the restore point
-            Err(e) => tracing::debug!("restore point tools not checked: {e:#}"),
+            // NB: the server's version is asked of the server: an unreachable database is
+            // the run's own error, found before anything changes (`begin`, exit 1)
+            Err(e) => tracing::debug!("client programs not checked: {e:#}"),
         }
         // NB: an unreachable database is found before anything changes anyway (`begin`)
         database_size = database::estimate_size(&input.database_url, input.root).unwrap_or(0);

@@ -485,6 +485,36 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// The run lock's descriptor while a run holds it ([`set_run_lock`]), -1 otherwise.
+static RUN_LOCK: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Notes the descriptor of the run lock (`flock`) this process holds, or `None` once released.
+pub fn set_run_lock(fd: Option<std::os::fd::RawFd>) {
+    RUN_LOCK.store(fd.unwrap_or(-1), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Runs `cmd` (an rpm or dnf transaction) to its end with its output captured, handing it a copy
+/// of the run lock: the lock then stays held for as long as the transaction runs, also when this
+/// process is killed meanwhile (`kill -9`, its process group killed: the transaction runs in a
+/// group of its own and is never cut), so a second run waits for it instead of starting
+/// alongside it (issue 12, item 1).
+// NB: only transactions get it: a hook may leave a daemon running, which would keep the lock.
+// The copy is made just before the spawn and closed just after; no other program is started
+// meanwhile (the package step runs alone).
+pub fn output_holding_run_lock(cmd: &mut Command) -> io::Result<std::process::Output> {
+    let fd = RUN_LOCK.load(std::sync::atomic::Ordering::SeqCst);
+    let inherited = match fd {
+        // SAFETY: the descriptor is the run lock's, open while RUN_LOCK holds it.
+        0.. => Some(nix::unistd::dup(unsafe {
+            std::os::fd::BorrowedFd::borrow_raw(fd)
+        })?),
+        _ => None,
+    };
+    let output = cmd.output();
+    drop(inherited);
+    output
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

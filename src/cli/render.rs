@@ -293,6 +293,9 @@ impl Human {
 
 /// What a restore point keeps, in a few words; what it cannot keep, named.
 fn restore_point_summary(point: &crate::model::plan::RestorePointPlan) -> String {
+    if point.is_empty() {
+        return "nothing to save (nothing installed, no database)".into();
+    }
     let mut parts = vec![match point.packages.len() {
         0 => "no packages (nothing installed)".to_string(),
         n => format!("{n} package(s)"),

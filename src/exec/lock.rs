@@ -11,9 +11,16 @@ use anyhow::{Context as _, Result};
 
 use crate::error::UpgradeError;
 
-/// Held for the life of a run; released when dropped or when the process dies.
+/// Held for the life of a run; released when dropped or when the process dies (and the rpm
+/// transaction it started, if one still runs: [`crate::process::output_holding_run_lock`]).
 pub struct RunLock {
     _file: File,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        crate::process::set_run_lock(None);
+    }
 }
 
 impl RunLock {
@@ -37,10 +44,11 @@ impl RunLock {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
                 let pid = pid.trim();
-                let pid = if pid.is_empty() {
-                    "unknown".to_string()
-                } else {
-                    pid.to_string()
+                let pid = match pid.parse::<u32>() {
+                    Err(_) => "unknown".to_string(),
+                    Ok(n) if Path::new(&format!("/proc/{n}")).exists() => pid.to_string(),
+                    // NB: the run is gone and its rpm transaction still runs (and holds the lock)
+                    Ok(_) => format!("{pid}, killed; its rpm transaction is still running"),
                 };
                 return Err(UpgradeError::Locked { pid }.into());
             }
@@ -53,6 +61,7 @@ impl RunLock {
             .and_then(|()| write!(file, "{}", std::process::id()))
             .and_then(|()| file.flush())
             .with_context(|| format!("failed to write the lock file `{}`", path.display()))?;
+        crate::process::set_run_lock(Some(std::os::fd::AsRawFd::as_raw_fd(&file)));
         Ok(RunLock { _file: file })
     }
 }

@@ -9,10 +9,8 @@ use serde::{Deserialize, Serialize};
 /// Where a run stands. `Running`, `Failed` and `Reboot` are open: the next invocation resumes
 /// the run; the others are closed. New states (such as a run whose health checks failed) are new
 /// variants here, and [`RunStatus::is_open`] says whether they block a new run.
-// NB: kebab-case, as [`RunStatus::as_str`] words it: `history --json` said `rolledback` where
-// `history` said `rolled-back` (the other variants are one word either way)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Being executed, or the process died executing it (no invocation closed it).
     Running,
@@ -26,6 +24,7 @@ pub enum RunStatus {
     /// Closed by `abandon` (or replanned with another `--to`) before it changed anything.
     Abandoned,
     /// Taken back to its restore point by a `rollback` run (whatever it was before).
+    #[serde(rename = "rolled-back")]
     RolledBack,
 }
 

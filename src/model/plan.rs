@@ -148,6 +148,13 @@ impl RestorePointPlan {
         }
     }
 
+    /// Whether it holds nothing: nothing installed, no database to save. Such a restore point
+    /// (a fresh install's, without a database) is implicit: the plan says it all, and the run
+    /// takes no restore-point step (a rollback to it removes what the run installed).
+    pub fn is_empty(&self) -> bool {
+        self.version.is_none() && self.packages.is_empty() && !self.database
+    }
+
     /// The builds it cannot keep: rolling back to it is refused.
     pub fn missing(&self) -> impl Iterator<Item = &SavedPackage> {
         self.packages.iter().filter(|p| p.artifact.is_none())
@@ -529,7 +536,7 @@ impl Plan {
     }
 
     pub fn steps(&self) -> Vec<Step> {
-        let restore_point = self.restore_point.is_some();
+        let restore_point = self.restore_point.as_ref().is_some_and(|r| !r.is_empty());
         let hops = self.hops.iter().enumerate().flat_map(move |(h, hop)| {
             HopStep::ALL
                 .into_iter()

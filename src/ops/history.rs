@@ -63,6 +63,8 @@ pub fn runs(ctx: &Context) -> Result<Vec<RunSummary>> {
         let action = plan.as_ref().map_or(Action::Upgrade, |p| p.action);
         let restore_point = match plan.as_ref().and_then(|p| p.restore_point.as_ref()) {
             None => RestorePoint::None,
+            // implicit: nothing was installed, and there is no database
+            Some(p) if p.is_empty() => RestorePoint::Kept,
             Some(_) => match point::load(&paths, run.id) {
                 Ok(Some(m)) if m.partial() => RestorePoint::Partial,
                 Ok(Some(_)) => RestorePoint::Kept,

@@ -206,6 +206,20 @@ fn restorable(ctx: &Context, record: &RunRecord, plan: &Plan) -> Result<point::M
             record.error.as_deref().unwrap_or("rolled back")
         )));
     }
+    if let Some(point) = plan.restore_point.as_ref().filter(|p| p.is_empty()) {
+        // NB: a fresh install without a database takes no restore-point step: the plan says
+        // what there is to go back to (nothing)
+        return Ok(point::Manifest {
+            run: record.id,
+            product: plan.product.clone(),
+            version: point.version.clone(),
+            taken_at: record.started_at.clone(),
+            packages: Vec::new(),
+            missing: Vec::new(),
+            database: None,
+            files: Default::default(),
+        });
+    }
     if plan.restore_point.is_none() {
         return Err(refuse(
             format!(

@@ -73,11 +73,9 @@ fn erase_stale(root: &Path, stale: Vec<String>) -> Result<Vec<String>> {
         return Ok(stale);
     }
     tracing::warn!(packages = ?stale, "erasing what an interrupted rpm transaction left behind");
-    let output = rpm(root)
-        .arg("-e")
-        .arg("--nodeps")
-        .args(&stale)
-        .output()
+    let mut cmd = rpm(root);
+    cmd.arg("-e").arg("--nodeps").args(&stale);
+    let output = crate::process::output_holding_run_lock(&mut cmd)
         .context("failed to run `rpm -e`; is rpm installed?")?;
     transaction("rpm -e", output, &[])?;
     Ok(stale)
@@ -144,8 +142,7 @@ pub fn erase_dropped(root: &Path, names: &[String]) -> Result<TransactionReport>
 /// `POINT:before` and `POINT:after`.
 fn run_rpm(mut cmd: Command, what: &str, point: &str) -> Result<TransactionReport> {
     crate::fault::point!("{point}:before");
-    let output = cmd
-        .output()
+    let output = crate::process::output_holding_run_lock(&mut cmd)
         .with_context(|| format!("failed to run `{what}`; is rpm installed?"))?;
     crate::fault::point!("{point}:after");
     transaction(what, output, &[])
@@ -416,8 +413,7 @@ pub fn dnf_install(
     cmd.arg("--")
         .args(files.iter().map(|f| OsString::from(f.as_os_str())))
         .args(specs);
-    let output = cmd
-        .output()
+    let output = crate::process::output_holding_run_lock(&mut cmd)
         .context("failed to run `dnf install`; is dnf installed?")?;
     transaction("dnf", output, specs)
 }

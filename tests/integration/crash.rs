@@ -312,7 +312,14 @@ fn resume_and_compare(
     rerun_ok: bool,
     abandoned: bool,
 ) -> Result<(), String> {
-    let out = t.upgrade(&[]).output().unwrap();
+    // NB: an rpm transaction outlives the killed run (it is never cut) and holds the run lock
+    // until it ends: the resumed run waits for it, as an operator would
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = t.upgrade(&[]).output().unwrap();
+    while out.status.code() == Some(5) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        out = t.upgrade(&[]).output().unwrap();
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(0) || stderr.contains("panicked") {
         return Err(format!(

@@ -238,6 +238,20 @@ fn sigterm_to_a_hook_that_ignores_it_kills_its_group_after_the_grace_period() {
     fx.sb.run(&["abandon"]).assert_code(0);
 }
 
+/// 1.0.0 installed; 2.0.0's demo-server has a %post that takes 3 s, logging its start and end
+/// (inside the root) to the files returned.
+fn slow_post_at_1_0_0() -> (Fixture, PathBuf, PathBuf) {
+    let fx = Fixture::new("", "0s");
+    let begun = fx.sb.root.join("var/lib/rpm-post-begun");
+    let done = fx.sb.root.join("var/lib/rpm-post-done");
+    let slow_post = "local f = io.open('/var/lib/rpm-post-begun', 'a'); f:write('x\\n'); f:close()\n\
+         posix.sleep(3)\n\
+         local g = io.open('/var/lib/rpm-post-done', 'a'); g:write('x\\n'); g:close()";
+    fx.publish(pkg("demo-server", "2.0.0").post_lua(slow_post));
+    fx.sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    (fx, begun, done)
+}
+
 #[test]
 fn an_interrupt_during_the_rpm_transaction_waits_for_it_and_holds_the_lock() {
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
@@ -246,15 +260,7 @@ fn an_interrupt_during_the_rpm_transaction_waits_for_it_and_holds_the_lock() {
 }
 
 fn during_rpm(signal: Signal) {
-    let fx = Fixture::new("", "0s");
-    let begun = fx.sb.root.join("var/lib/rpm-post-begun");
-    let done = fx.sb.root.join("var/lib/rpm-post-done");
-    // a %post that takes 3 s, logging its start and end (inside the root)
-    let slow_post = "local f = io.open('/var/lib/rpm-post-begun', 'a'); f:write('x\\n'); f:close()\n\
-         posix.sleep(3)\n\
-         local g = io.open('/var/lib/rpm-post-done', 'a'); g:write('x\\n'); g:close()";
-    fx.publish(pkg("demo-server", "2.0.0").post_lua(slow_post));
-    fx.sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let (fx, begun, done) = slow_post_at_1_0_0();
     let mut run = spawn_until(&fx.sb, &["--yes"], &begun);
     let sent = Instant::now();
     kill(Pid::from_raw(run.id() as i32), signal).unwrap();
@@ -636,4 +642,40 @@ fn a_signal_during_check_ends_it_at_once_and_the_running_check_with_it() {
             "{args:?}: the check's child {child} outlived the interrupt"
         );
     }
+}
+
+#[test]
+fn a_run_killed_during_its_rpm_transaction_keeps_the_lock_until_rpm_ends() {
+    let (fx, begun, done) = slow_post_at_1_0_0();
+    let mut run = spawn_until(&fx.sb, &["--yes"], &begun);
+    // kill -9 of the run alone: its rpm goes on, in a process group of its own
+    let pid = run.id();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let second = fx.sb.run(&["--yes"]);
+    second.assert_code(5).assert_stderr(&format!(
+        "pid {pid}, killed; its rpm transaction is still running"
+    ));
+    assert!(
+        wait_until(Duration::from_secs(30), || done.exists()),
+        "rpm did not finish"
+    );
+    // once rpm has ended (the lock is free again), the next run resumes: rpm ran once
+    let mut resumed = fx.sb.run(&["--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while resumed.code == 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        resumed = fx.sb.run(&["--yes"]);
+    }
+    resumed.assert_code(0).assert_stderr("resuming run");
+    // NB: the killed run never learned how its transaction ended, so the resumed one does it
+    // again (`--replacepkgs`): scriptlets run at least once (RELIABILITY.md) — but never two
+    // transactions at once: the second began after the first had ended
+    assert_eq!(std::fs::read_to_string(&begun).unwrap(), "x\nx\n");
+    assert_eq!(std::fs::read_to_string(&done).unwrap(), "x\nx\n");
+    assert_eq!(
+        fx.sb.rpm_qa(),
+        vec!["demo-server-2.0.0-1.x86_64".to_string()]
+    );
+    assert_eq!(fx.sb.installed().as_deref(), Some("2.0.0"));
 }

@@ -728,7 +728,7 @@ fn configuration_files_come_back_exactly() {
             "/etc/upgrade/upgrade.toml",
         ]
     );
-    let added = files::config_files_of_package_files(root, &[v2]).unwrap();
+    let added = files::config_files_of_package_files(&[v2]).unwrap();
     assert_eq!(
         added,
         [

@@ -544,3 +544,31 @@ fn a_killed_rollback_resumes_as_a_rollback_under_the_plain_command() {
     assert_same(&full_dump(&db), &dump, "after the resumed rollback");
     assert_eq!(statuses(&sb), ["succeeded", "rolled-back", "succeeded"]);
 }
+
+#[test]
+fn rollback_of_a_fresh_install_without_a_database_removes_what_it_installed() {
+    let sb = Sandbox::new();
+    three_releases(&sb);
+    let run = sb.run(&["--yes", "--to", "1.0.0"]);
+    run.assert_code(0);
+    // nothing to save: the restore point is implicit, no step takes it
+    assert!(
+        !run.stderr.contains("take the restore point"),
+        "{}",
+        run.stderr
+    );
+    assert!(!sb.rpm_qa().is_empty());
+    let history = sb.run(&["history", "--json"]).json();
+    assert_eq!(history[0]["restore_point"], "kept", "{history:#}");
+    sb.run(&["rollback", "--yes"])
+        .assert_code(0)
+        .assert_stderr("demo is rolled back: nothing installed");
+    assert!(sb.rpm_qa().is_empty(), "{:?}", sb.rpm_qa());
+    assert_eq!(sb.installed(), None);
+    let history = sb.run(&["history", "--json"]).json();
+    assert_eq!(history[0]["status"], "rolled-back", "{history:#}");
+    assert_eq!(history[1]["action"], "rollback", "{history:#}");
+    // and `upgrade` is a fresh install again
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.installed().as_deref(), Some("3.0.0"));
+}

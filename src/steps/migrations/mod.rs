@@ -480,7 +480,7 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
     let key = Step::Hop(index, HopStep::Migrate).key();
     if cx.action == Action::Rollback {
         // NB: a rollback migrates nothing: it puts the database of its restore point back
-        return cx.journal.mark(&key, None);
+        return Ok(());
     }
     let scheme = cx.config.version_scheme;
     let all = discover(&cx.paths.migrations, scheme)?;
@@ -555,6 +555,8 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
                 database: &db.describe(),
             });
         }
+        return cx.journal.mark(&key, None);
     }
-    cx.journal.mark(&key, None)
+    // nothing planned: nothing done, nothing journaled (as the services steps)
+    Ok(())
 }

@@ -474,28 +474,25 @@ pub fn product_config_files(root: &Path, package_names: &[String]) -> Result<Vec
     Ok(paths.into_iter().collect())
 }
 
-/// The configuration files the package files `rpm_files` would install (`rpm -qcp`): the ones
-/// a release adds are saved as absent, so that putting the restore point back removes them.
-pub fn config_files_of_package_files(root: &Path, rpm_files: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    if rpm_files.is_empty() {
-        return Ok(Vec::new());
+/// The configuration files the package files `rpm_files` would install (what `rpm -qcp` says,
+/// read from their headers in this process: no rpm to start, on the path of every run): the
+/// ones a release adds are saved as absent, so that putting the restore point back removes them.
+pub fn config_files_of_package_files(rpm_files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut paths = BTreeSet::new();
+    for file in rpm_files {
+        let meta = rpm::PackageMetadata::open(file)
+            .map_err(|e| anyhow::anyhow!("failed to read RPM package `{}`: {e}", file.display()))?;
+        let entries = meta.get_file_entries().map_err(|e| {
+            anyhow::anyhow!("failed to list the files of `{}`: {e}", file.display())
+        })?;
+        paths.extend(
+            entries
+                .iter()
+                .filter(|e| e.flags().contains(rpm::FileFlags::CONFIG))
+                .map(|e| e.path())
+                .filter(|p| p.is_absolute()),
+        );
     }
-    let output = crate::host::rpm(root)
-        .arg("-qcp")
-        .args(rpm_files)
-        .output()
-        .context("failed to run `rpm -qcp`; is rpm installed?")?;
-    if !output.status.success() {
-        return Err(anyhow::anyhow!(
-            "`rpm -qcp` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let paths: BTreeSet<PathBuf> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|l| l.starts_with('/'))
-        .map(PathBuf::from)
-        .collect();
     Ok(paths.into_iter().collect())
 }
 

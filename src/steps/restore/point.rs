@@ -183,10 +183,7 @@ fn config_paths(
         .flat_map(|h| h.artifacts())
         .map(|a| fetch::cache_path(&cx.paths.cache, a))
         .collect();
-    paths.extend(files::config_files_of_package_files(
-        &cx.ctx.root,
-        &incoming,
-    )?);
+    paths.extend(files::config_files_of_package_files(&incoming)?);
     paths.sort();
     paths.dedup();
     Ok(paths)
@@ -254,6 +251,10 @@ pub fn prune(paths: &Paths, keep: usize, current: i64) {
 /// again after a kill midway.
 pub fn put_back(cx: &mut StepContext<'_, '_>, index: usize, source: &RestoreSource) -> Result<()> {
     let key = Step::Hop(index, HopStep::RestoreData).key();
+    if !source.database && source.files == 0 {
+        // an implicit, empty restore point: nothing to put back
+        return cx.journal.mark(&key, None);
+    }
     let manifest = load(cx.paths, source.run)?.ok_or_else(|| {
         UpgradeError::step(
             format!("the restore point of run {} is gone", source.run),

@@ -326,9 +326,11 @@ pub fn stop_hop(
     let key = Step::Hop(index, HopStep::StopServices).key();
     let set = hop_services(graph, hop)?;
     // a fresh install has nothing running to stop
+    // NB: a step that has nothing to do is not journaled (one commit less, and the run's
+    // `changes` stay empty): its resumed run finds nothing to do again.
     if hop.from.is_none() || set.is_empty() {
         cx.ui.event(Event::NoServices);
-        return cx.journal.mark(&key, None);
+        return Ok(());
     }
     let ui = cx.ui;
     let report = Services::new(graph, cx.config, cx.paths).execute(
@@ -375,7 +377,7 @@ pub fn start_hop(
     };
     if set.is_empty() {
         cx.ui.event(Event::NoServices);
-        return cx.journal.mark(&key, None);
+        return Ok(()); // nothing done, nothing journaled (see `stop_hop`)
     }
     let ui = cx.ui;
     let report = Services::new(graph, cx.config, cx.paths).execute(
