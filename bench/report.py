@@ -114,13 +114,14 @@ def rollback_rows():
         f"{cost / dump:.3f}", "—", None,
         f"ours = upgrade 1.0.0 → 2.0.0 ({fmt_ms(with_)}) less the same with `--no-restore-point` "
         f"({fmt_ms(without)}), medians of {len(rpt[0]['times']) + len(rpt[5]['times'])} runs a "
-        f"side in two orders" + (f"; the step's own time in the run's log: {fmt_ms(step)}"
+        f"side in two orders" + (f"; the step's own time in the last run's log: {fmt_ms(step)}"
                                  if step is not None else ""))
 
 
 def restore_point_step():
     """Seconds between the restore point step's start and its `restore point taken` line in the
-    log of the setup's upgrade, if the log says when the step started."""
+    log of the last measured upgrade with a restore point, if the log says when the step
+    started."""
     path = f"{res}/rollback-upgrade.log"
     if not os.path.exists(path):
         return None
@@ -130,7 +131,7 @@ def restore_point_step():
     if not taken:
         return None
     i = taken[-1]
-    before = [l for l in lines[:i] if "restore point" in l and "step" in l]
+    before = [l for l in lines[:i] if "step started" in l and ":restore-point" in l]
     if not before:
         return None
     try:
