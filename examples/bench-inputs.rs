@@ -1,7 +1,8 @@
 //! Generates the inputs of `bench/run`: a root with N trivial hooks, a repository with one
-//! N-package release, an index with N packages, N migrations, and a graph of N services.
+//! N-package release, a repository with two releases of the same N packages (the rollback's), an
+//! index with N packages, N migrations, and a graph of N services.
 //!
-//! Usage: `bench-inputs hooks|packages|index|migrations|services DIR N`
+//! Usage: `bench-inputs hooks|packages|releases|index|migrations|services DIR N`
 
 mod common;
 
@@ -13,7 +14,7 @@ use common::rpmbuild::RpmSpec;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [kind, dir, n] = args.as_slice() else {
-        eprintln!("usage: bench-inputs hooks|packages|index|migrations|services DIR N");
+        eprintln!("usage: bench-inputs hooks|packages|releases|index|migrations|services DIR N");
         std::process::exit(2);
     };
     let n: usize = n.parse().expect("N is a number");
@@ -22,6 +23,7 @@ fn main() {
     match kind.as_str() {
         "hooks" => hooks(dir, n),
         "packages" => packages(dir, n),
+        "releases" => releases(dir, n),
         "index" => index(dir, n),
         "migrations" => migrations(dir, n),
         "services" => services(dir, n),
@@ -50,13 +52,33 @@ fn hooks(dir: &Path, n: usize) {
 /// `DIR/repo` with `releases.toml` naming N small packages in release 1.0.0.
 fn packages(dir: &Path, n: usize) {
     let repo = dir.join("repo");
+    let files = package_files(&repo, n, "1.0.0");
+    let toml =
+        format!("product = \"bench\"\n\n[[releases]]\nversion = \"1.0.0\"\npackages = {files:?}\n");
+    std::fs::write(repo.join("releases.toml"), toml).unwrap();
+}
+
+/// `DIR/repo` with `releases.toml` naming releases 1.0.0 and 2.0.0 of the same N small packages
+/// (the rollback's: 2.0.0 upgrades each package, the rollback takes each back).
+fn releases(dir: &Path, n: usize) {
+    let repo = dir.join("repo");
+    let mut toml = String::from("product = \"bench\"\n");
+    for version in ["1.0.0", "2.0.0"] {
+        let files = package_files(&repo, n, version);
+        toml += &format!("\n[[releases]]\nversion = \"{version}\"\npackages = {files:?}\n");
+    }
+    std::fs::write(repo.join("releases.toml"), toml).unwrap();
+}
+
+/// Builds N small packages of `version` into `REPO/packages`: their paths under `repo`.
+fn package_files(repo: &Path, n: usize, version: &str) -> Vec<String> {
     let mut files = Vec::new();
     for i in 0..n {
         let name = format!("bench-pkg-{i:04}");
-        let spec = RpmSpec::new(&name, "1.0.0")
+        let spec = RpmSpec::new(&name, version)
             .file(
                 &format!("/usr/lib/bench/{name}/data"),
-                format!("package {i}\n").repeat(64),
+                format!("package {i} {version}\n").repeat(64),
                 0o644,
             )
             .file(
@@ -65,11 +87,9 @@ fn packages(dir: &Path, n: usize) {
                 0o644,
             );
         let path = spec.build(&repo.join("packages"));
-        files.push(path.strip_prefix(&repo).unwrap().display().to_string());
+        files.push(path.strip_prefix(repo).unwrap().display().to_string());
     }
-    let toml =
-        format!("product = \"bench\"\n\n[[releases]]\nversion = \"1.0.0\"\npackages = {files:?}\n");
-    std::fs::write(repo.join("releases.toml"), toml).unwrap();
+    files
 }
 
 /// `DIR/repo/index.toml` with 10 releases sharing N package entries (not backed by files: the

@@ -1,5 +1,6 @@
 //! The demo (`scripts/demo`) whole, in a temporary directory and on the binaries under test: it
-//! succeeds, and nothing it started outlives it (issue 18), whether it finishes or is ended by
+//! succeeds, reaches the newest release and rolls it back (issue 13), and nothing it started
+//! outlives it (issue 18), whether it finishes or is ended by
 //! Ctrl-C or TERM while its services run. Every process the demo starts inherits a marker
 //! variable from it, by which these tests find them in `/proc`.
 
@@ -177,11 +178,38 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
         "the demo failed ({status}):\n{}",
         demo.log()
     );
+    let log = demo.log();
+    let (upgraded, rolled_back) = log
+        .split_once("### result of the rollback")
+        .unwrap_or_else(|| panic!("the demo shows no rollback:\n{log}"));
     assert!(
-        demo.log().contains("demo-server-2.1.0"),
-        "the demo did not reach the newest release:\n{}",
-        demo.log()
+        upgraded.contains("demo-server-2.1.0"),
+        "the demo did not reach the newest release:\n{log}"
     );
+    // the rollback took the host back to 1.0.0: the services answer with it on their ports,
+    // the packages and the database (its ledger and tables) are 1.0.0's again
+    for shown in [
+        "demo-server 1.0.0",
+        "demo-server-1.0.0",
+        "applied  1.0.0/002-create-agents",
+        "pending  2.0.0/001-create-queues",
+        "workers = 8   # tuned by the operator",
+    ] {
+        assert!(
+            rolled_back.contains(shown),
+            "no `{shown}` after the rollback:\n{log}"
+        );
+    }
+    for gone in ["demo-server-2.1.0", "demo-web-"] {
+        assert!(
+            !rolled_back.contains(gone),
+            "`{gone}` is still there after the rollback:\n{log}"
+        );
+    }
+    // (the demo lists the tables when `sqlite3` is installed)
+    if let Some(tables) = rolled_back.lines().find(|l| l.starts_with("tables: ")) {
+        assert_eq!(tables, "tables: agents calls upgrade_migrations", "{log}");
+    }
     demo.assert_nothing_left();
 }
 
