@@ -312,14 +312,7 @@ fn resume_and_compare(
     rerun_ok: bool,
     abandoned: bool,
 ) -> Result<(), String> {
-    // NB: an rpm transaction outlives the killed run (it is never cut) and holds the run lock
-    // until it ends: the resumed run waits for it, as an operator would
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = t.upgrade(&[]).output().unwrap();
-    while out.status.code() == Some(5) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        out = t.upgrade(&[]).output().unwrap();
-    }
+    let out = once_unlocked(|| t.upgrade(&[]).output().unwrap());
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() != Some(0) || stderr.contains("panicked") {
         return Err(format!(
@@ -335,6 +328,19 @@ fn resume_and_compare(
     }
     let got = t.snapshot();
     compare(clean, &got, rerun_ok).map_err(|e| format!("{what}:\n{e}"))
+}
+
+/// `run()`, again while it exits 5 (for at most a minute): an rpm transaction outlives the
+/// killed run (it is never cut) and holds the run lock until it ends, so the resumed run waits
+/// for it, as an operator would.
+fn once_unlocked(mut run: impl FnMut() -> std::process::Output) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = run();
+    while out.status.code() == Some(5) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        out = run();
+    }
+    out
 }
 
 /// The clean run of a fresh trial: its end state and every fault point it passed, in order.
@@ -788,8 +794,17 @@ fn resume_rollback_and_compare(
     resume: &[&str],
 ) -> Result<(), String> {
     let t = &trial.0;
-    let out = t.command(resume, &[]).output().unwrap();
+    let out = once_unlocked(|| t.command(resume, &[]).output().unwrap());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // a kill after the rollback closed its run (before the process ended): a second `rollback`
+    // is refused, as it should be, and the host is already the clean rollback's
+    let finished = out.status.code() == Some(2)
+        && resume.first() == Some(&"rollback")
+        && stderr.contains("nothing to roll back: the latest run");
+    if finished {
+        return rolled_back_as_clean(trial, clean)
+            .map_err(|e| format!("{what} (finished before the kill):\n{e}"));
+    }
     if out.status.code() != Some(0) || stderr.contains("panicked") {
         return Err(format!(
             "{what}: the resumed rollback (`{}`) exited {:?}:\n{stderr}",
