@@ -26,6 +26,52 @@ pub struct Config {
     /// Preflight checks the administrator adds to the releases' own (SPEC §9).
     pub checks: crate::model::checks::Checks,
     pub restore: Restore,
+    pub health: Health,
+}
+
+/// Health checks after the services start (SPEC §13).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// How long failing checks are tried again before the verdict.
+    #[serde(deserialize_with = "crate::tomlfile::duration")]
+    pub timeout: Duration,
+    /// The wait between two attempts of a failing check (at most a minute).
+    #[serde(deserialize_with = "interval")]
+    pub interval: Duration,
+    /// The bound on one attempt of a check that sets none.
+    #[serde(deserialize_with = "crate::tomlfile::duration")]
+    pub check_timeout: Duration,
+    /// What a required check that fails does: `rollback` (default) or `stop`.
+    pub on_failure: crate::model::health::OnFailure,
+    /// The administrator's declarative checks (`[[health.check]]`).
+    pub check: Vec<crate::model::health::HealthCheck>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            timeout: Duration::from_secs(120),
+            interval: Duration::from_secs(2),
+            check_timeout: Duration::from_secs(10),
+            on_failure: Default::default(),
+            check: Vec::new(),
+        }
+    }
+}
+
+/// The longest wait between two attempts of a health check.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let value = crate::tomlfile::duration(d)?;
+    if value.is_zero() || value > MAX_INTERVAL {
+        return Err(serde::de::Error::custom(format!(
+            "`interval` must be above zero and at most {}",
+            humantime::format_duration(MAX_INTERVAL)
+        )));
+    }
+    Ok(value)
 }
 
 /// Restore points (SPEC §12).
@@ -162,6 +208,7 @@ impl Default for Config {
             hooks: Hooks::default(),
             checks: Default::default(),
             restore: Restore::default(),
+            health: Health::default(),
         }
     }
 }
@@ -172,7 +219,16 @@ impl Config {
         if !path.exists() {
             return Ok(Config::default());
         }
-        crate::tomlfile::read(path, "configuration")
+        let config: Config = crate::tomlfile::read(path, "configuration")?;
+        let mut keys = std::collections::HashSet::new();
+        if let Some(dup) = config.health.check.iter().find(|c| !keys.insert(c.key())) {
+            return Err(UpgradeError::input(format!(
+                "invalid configuration `{}`: two health checks are named `{}`",
+                path.display(),
+                dup.key()
+            )));
+        }
+        Ok(config)
     }
 
     /// The repository location, or an error saying where to set it.

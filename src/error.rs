@@ -13,6 +13,8 @@ pub mod exit {
     pub const INHIBITED: u8 = 3;
     pub const DECLINED: u8 = 4;
     pub const LOCKED: u8 = 5;
+    pub const ROLLED_BACK: u8 = 6;
+    pub const UNHEALTHY: u8 = 7;
     pub const REBOOT: u8 = 10;
 }
 
@@ -37,6 +39,33 @@ pub enum UpgradeError {
     /// Another run holds the lock on this root (exit 5).
     #[error("another upgrade is running on this root (pid {pid})")]
     Locked { pid: String },
+    /// Required health checks failed or could not tell, and the release stays running for a
+    /// person to `rollback` or `commit` (exit 7).
+    #[error(
+        "health checks {} after run {run}: {}; {kept}",
+        if *inconclusive { "could not tell" } else { "failed" },
+        failing.join(", ")
+    )]
+    Unhealthy {
+        run: i64,
+        /// No required check failed, but one could not tell.
+        inconclusive: bool,
+        failing: Vec<String>,
+        /// Why the release stays running.
+        kept: String,
+    },
+    /// Required health checks failed and the host was rolled back to the run's restore point
+    /// (exit 6).
+    #[error(
+        "health checks failed after run {run}: {}; the host was rolled back to {version} by run {rollback}",
+        failing.join(", ")
+    )]
+    RolledBack {
+        run: i64,
+        failing: Vec<String>,
+        rollback: i64,
+        version: String,
+    },
     /// A hook asked for a reboot (exit 10).
     #[error("hook `{hook}` requested a reboot")]
     RebootRequired { hook: String },
@@ -236,6 +265,8 @@ impl UpgradeError {
             UpgradeError::Declined => exit::DECLINED,
             UpgradeError::Locked { .. } => exit::LOCKED,
             UpgradeError::RebootRequired { .. } => exit::REBOOT,
+            UpgradeError::RolledBack { .. } => exit::ROLLED_BACK,
+            UpgradeError::Unhealthy { .. } => exit::UNHEALTHY,
             UpgradeError::HookFailed { .. }
             | UpgradeError::ChecksumMismatch { .. }
             | UpgradeError::PackageMismatch { .. }
@@ -326,6 +357,15 @@ impl UpgradeError {
             UpgradeError::RebootRequired { .. } => {
                 Some("reboot, then run `upgrade` again to resume where it stopped".into())
             }
+            UpgradeError::Unhealthy { run, .. } => Some(format!(
+                "fix what the checks report and run `upgrade` to check again; or `real-upgrade \
+                 rollback` to go back to the restore point, or `real-upgrade commit` to keep \
+                 the release as it is (`real-upgrade history {run}` shows the results)"
+            )),
+            UpgradeError::RolledBack { run, .. } => Some(format!(
+                "the release that failed its checks is not installed; `real-upgrade history \
+                 {run}` shows the checks' results"
+            )),
             UpgradeError::PlanChanged { what, .. } => Some(format!(
                 "put {what} back as it was when the run was planned, then run `upgrade` again to \
                  resume"

@@ -10,7 +10,7 @@ use crate::error::UpgradeError;
 use crate::model::catalog::Artifact;
 use crate::model::catalog::{Catalog, Summary};
 use crate::model::plan::{
-    Action, Hop, PackageChange, PackageOp, Plan, PlanInput, PlannedHook, PlannedHooks,
+    Action, HealthPlan, Hop, PackageChange, PackageOp, Plan, PlanInput, PlannedHook, PlannedHooks,
     RestorePointPlan, RestoreSource,
 };
 use crate::model::rpm::RpmDb;
@@ -106,6 +106,14 @@ pub fn plan_from(
             database,
         ));
     }
+    if !plan.is_up_to_date() {
+        let release = catalog
+            .releases
+            .iter()
+            .find(|r| r.version.to_string() == plan.to)
+            .map(|r| (plan.to.as_str(), r.health.as_slice()));
+        plan.health = planned_health(ctx, config, release)?;
+    }
     migrations::ensure_runnable(&migrations, &plan, &config.database_url(), ctx.superuser)?;
     ensure_upgrader_suffices(config, catalog, &plan, &rpmdb)?;
     Ok(Planned {
@@ -120,18 +128,39 @@ fn planned_hooks(ctx: &Context) -> Result<PlannedHooks> {
     let paths = ctx.paths();
     let mut hooks = PlannedHooks::default();
     for (phase, planned) in [(Phase::Pre, &mut hooks.pre), (Phase::Post, &mut hooks.post)] {
-        let set = hooks::discover(&paths, phase, ctx.superuser)?;
-        set.ensure_safe()?;
-        *planned = set
-            .run
-            .into_iter()
-            .map(|h| PlannedHook {
-                name: h.name,
-                path: Some(h.path),
-            })
-            .collect();
+        *planned = planned_phase(&paths, phase, ctx.superuser)?;
     }
     Ok(hooks)
+}
+
+/// The executables of `phase` as they are now, each with the file it resolves to; refused when
+/// one is unsafe.
+fn planned_phase(
+    paths: &crate::context::Paths,
+    phase: Phase,
+    superuser: bool,
+) -> Result<Vec<PlannedHook>> {
+    let set = hooks::discover(paths, phase, superuser)?;
+    set.ensure_safe()?;
+    Ok(set
+        .run
+        .into_iter()
+        .map(|h| PlannedHook {
+            name: h.name,
+            path: Some(h.path),
+        })
+        .collect())
+}
+
+/// The health checks of a plan (SPEC §13): the `health.d` programs as they are now (refused when
+/// one is unsafe), the configuration's checks and `release`'s (its version and checks).
+pub fn planned_health(
+    ctx: &Context,
+    config: &Config,
+    release: Option<(&str, &[crate::model::health::HealthCheck])>,
+) -> Result<Option<HealthPlan>> {
+    let programs = planned_phase(&ctx.paths(), Phase::Health, ctx.superuser)?;
+    Ok(HealthPlan::new(programs, &config.health.check, release))
 }
 
 /// The way back to the restore point `manifest` of run `run` (whose plan was `run_plan`), from
@@ -146,6 +175,7 @@ pub fn plan_rollback(
     run: i64,
     run_plan: &Plan,
     manifest: &Manifest,
+    release_health: &[crate::model::health::HealthCheck],
 ) -> Result<Planned> {
     let rpmdb = crate::host::installed_packages(&ctx.root)?;
     let services = crate::steps::services::load_graph(&ctx.paths(), config.services.backend)?;
@@ -216,6 +246,11 @@ pub fn plan_rollback(
             files: manifest.files.entries.len(),
         }),
     };
+    // NB: a rollback to nothing installed has nothing to check
+    let health = match to.is_empty() {
+        true => None,
+        false => planned_health(ctx, config, Some((to.as_str(), release_health)))?,
+    };
     Ok(Planned {
         plan: Plan {
             product: config.product.clone(),
@@ -224,6 +259,8 @@ pub fn plan_rollback(
             hops: vec![hop],
             action: Action::Rollback,
             restore_point: None,
+            health,
+            automatic_for: None,
         },
         rpmdb,
         services,

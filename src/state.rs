@@ -26,6 +26,7 @@ use serde::Serialize;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::error::UpgradeError;
+use crate::model::health::HealthReport;
 use crate::model::journal::{JournalKey, RunStatus};
 use crate::model::plan::Plan;
 
@@ -95,6 +96,11 @@ CREATE TABLE IF NOT EXISTS journal (
     done_at TEXT NOT NULL,
     detail TEXT,
     PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS health (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    checked_at TEXT NOT NULL,
+    report TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS accepted_index (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -458,6 +464,43 @@ impl State {
         }
     }
 
+    /// Records the health checks' report of run `run` (SPEC §13); each evaluation is kept.
+    pub fn record_health(&self, run: i64, report: &HealthReport) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO health (run_id, checked_at, report) VALUES (?1, ?2, ?3)",
+                params![run, now(), serde_json::to_string(report)?],
+            )
+            .context("failed to record the health checks in state.db")?;
+        Ok(())
+    }
+
+    /// The last health report of run `run`, and when it was made; `None` when its checks never
+    /// ran (or `state.db` predates them).
+    pub fn health(&self, run: i64) -> Result<Option<(String, HealthReport)>> {
+        let exists: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'health'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(None);
+        }
+        let row = self
+            .conn
+            .query_row(
+                "SELECT checked_at, report FROM health WHERE run_id = ?1 ORDER BY rowid DESC LIMIT 1",
+                [run],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()
+            .context("failed to read the health checks from state.db")?;
+        match row {
+            None => Ok(None),
+            Some((at, report)) => Ok(Some((at, serde_json::from_str(&report)?))),
+        }
+    }
+
     pub fn journal(&self, run: i64) -> Result<Vec<JournalEntry>> {
         let mut stmt = self.conn.prepare(
             "SELECT step, done_at, detail FROM journal WHERE run_id = ?1 ORDER BY rowid",
@@ -570,6 +613,11 @@ impl<'a> Journal<'a> {
         self.state.unmark(self.run, key)?;
         self.done.remove(key);
         Ok(())
+    }
+
+    /// Records the run's health report (see [`State::record_health`]).
+    pub fn record_health(&self, report: &HealthReport) -> Result<()> {
+        self.state.record_health(self.run, report)
     }
 
     /// Records `version` as installed and the step as done, in one transaction.

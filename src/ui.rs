@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use crate::model::catalog::Artifact;
 use crate::model::checks::Report;
+use crate::model::health::HealthReport;
 use crate::model::hooks::Phase;
 use crate::model::journal::JournalKey;
 use crate::model::plan::{Hop, Plan, Step};
@@ -145,6 +146,24 @@ pub enum Event<'a> {
     ServiceRestoreFailed {
         name: &'a str,
         error: &'a str,
+    },
+    /// The health checks begin: `checks` of them, tried again until `timeout` when given.
+    HealthStarted {
+        checks: usize,
+        timeout: Option<Duration>,
+    },
+    /// These checks have not passed yet; they are tried again for `left` at most.
+    HealthWaiting {
+        pending: &'a [String],
+        left: Duration,
+    },
+    /// Run `run` failed its health checks: it is rolled back now (SPEC §13).
+    RollingBack {
+        run: i64,
+    },
+    /// The health checks' verdict.
+    HealthChecked {
+        report: &'a HealthReport,
     },
     /// The packages step erases the product's packages the release no longer lists.
     PackagesErasing {

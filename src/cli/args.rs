@@ -121,7 +121,8 @@ pub enum Command {
     /// the database, and what is lost with it (what the product wrote since) — asks, then runs
     /// as a journaled run of its own: pre hooks (`UPGRADE_ACTION=rollback`), stop the services,
     /// one rpm transaction back, configuration files and database, post hooks, start the
-    /// services, record the version. A rollback that is stopped resumes as a rollback.
+    /// services, record the version, health checks. A rollback that is stopped resumes as a
+    /// rollback.
     Rollback {
         /// Roll back without asking for confirmation
         #[arg(short = 'y', long)]
@@ -133,6 +134,25 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         to_run: Option<i64>,
     },
+    /// Run the health checks alone against the installed release; change nothing
+    ///
+    /// Runs the executables in health.d (vendor /usr/share/upgrade/health.d and admin
+    /// /etc/upgrade/health.d, merged like hooks: exit 0 passes, 1 fails, 75 cannot tell), the
+    /// configuration's [[health.check]] entries and the installed release's own checks (`http`,
+    /// `tcp`, `command`). Each check runs once unless --wait. Exits 0 when every required check
+    /// passes (a `wanted` one that fails is a warning), 7 when one fails or cannot tell.
+    Health {
+        /// Try failing checks again until [health] timeout, as a run's health gate does
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Accept the open run whose health checks failed, as it is
+    ///
+    /// A run whose required health checks failed with [health] on_failure = "stop", could not
+    /// tell (exit 75), or could not be rolled back stays open as `unhealthy`. `commit` closes it
+    /// as succeeded, keeping the release that is installed; `rollback` takes it back instead, and
+    /// `upgrade` runs its checks again.
+    Commit,
     /// Show the service order, or restart services in it
     #[command(subcommand)]
     Services(ServicesCommand),

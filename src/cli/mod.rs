@@ -18,6 +18,7 @@ use self::render::Human;
 use crate::context::Context;
 use crate::error::{UpgradeError, exit, exit_code, find};
 use crate::model::checks::CheckResult;
+use crate::model::health::HealthReport;
 use crate::ops;
 use crate::ops::upgrade::{RunOptions, RunResult};
 
@@ -46,11 +47,23 @@ pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             let code = exit_code(&err);
             human.error(&err);
             if json_out {
-                let results = match find(&err) {
-                    Some(UpgradeError::Inhibited { .. }) => human.last_report().map(|r| r.results),
-                    _ => None,
-                };
-                render::json(&Failure::of(&err, results));
+                let mut failure = Failure::of(&err, None);
+                match find(&err) {
+                    Some(UpgradeError::Inhibited { .. }) => {
+                        failure.results = human.last_report().map(|r| r.results)
+                    }
+                    Some(UpgradeError::Unhealthy { run, .. }) => {
+                        failure.run = Some(*run);
+                        failure.health = human.last_health();
+                    }
+                    Some(UpgradeError::RolledBack { run, rollback, .. }) => {
+                        failure.run = Some(*run);
+                        failure.rollback_run = Some(*rollback);
+                        failure.health = human.failed_health();
+                    }
+                    _ => {}
+                }
+                render::json(&failure);
             }
             ExitCode::from(code)
         }
@@ -96,6 +109,15 @@ struct Failure {
     /// The preflight results, when checks inhibited the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     results: Option<Vec<CheckResult>>,
+    /// The run whose health checks failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<i64>,
+    /// The health checks' results that failed the run, when this invocation ran them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<HealthReport>,
+    /// The rollback that followed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_run: Option<i64>,
 }
 
 impl Failure {
@@ -106,6 +128,9 @@ impl Failure {
             error: format!("{err:#}"),
             hint: find(err).and_then(UpgradeError::hint),
             results,
+            run: None,
+            health: None,
+            rollback_run: None,
         }
     }
 }
@@ -250,6 +275,31 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
             }
             let outcome = ops::rollback::rollback(&ctx, &opts, human)?;
             Ok(report_rollback(&outcome, json_out, human))
+        }
+        Some(Command::Health { wait }) => {
+            let checked = ops::health::health(&ctx, &ops::health::HealthOptions { wait }, human)?;
+            json_if(json_out, &checked);
+            if checked.installed.is_none() {
+                human.say(&format!(
+                    "{}: nothing is installed, nothing to check",
+                    checked.product
+                ));
+            }
+            Ok(match checked.report.verdict.passed() {
+                true => exit::OK,
+                false => exit::UNHEALTHY,
+            })
+        }
+        Some(Command::Commit) => {
+            let committed = ops::commit::commit(&ctx)?;
+            json_if(json_out, &committed);
+            human.say(&format!(
+                "committed run {}: {} stays installed, with failing health checks: {}",
+                committed.run,
+                committed.to,
+                committed.failing.join(", ")
+            ));
+            Ok(exit::OK)
         }
         Some(Command::Services(ServicesCommand::Order)) => {
             let order = ops::services::order(&ctx)?;

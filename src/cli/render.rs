@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::error::{UpgradeError, find};
 use crate::model::checks::{Report, Status};
+use crate::model::health::{HealthReport, Outcome};
 use crate::model::journal::{JournalKey, RunStatus};
 use crate::model::plan::{Action, HopStep, PackageOp, Plan, PlannedHook, Step};
 use crate::model::services::backend_name;
@@ -42,6 +43,10 @@ pub struct Human {
     bar: std::sync::Mutex<Option<(indicatif::ProgressBar, usize)>>,
     /// The last preflight report shown, for the `--json` document of an inhibited run.
     checks: std::sync::Mutex<Option<Report>>,
+    /// The last health report shown, for the `--json` document of an unhealthy run.
+    health: std::sync::Mutex<Option<HealthReport>>,
+    /// The first health report shown that did not pass (the one a rollback followed).
+    failed_health: std::sync::Mutex<Option<HealthReport>>,
 }
 
 impl Human {
@@ -53,7 +58,64 @@ impl Human {
             quiet,
             bar: std::sync::Mutex::new(None),
             checks: std::sync::Mutex::new(None),
+            health: std::sync::Mutex::new(None),
+            failed_health: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The first health report shown that did not pass, if any.
+    pub fn failed_health(&self) -> Option<HealthReport> {
+        self.failed_health.lock().expect("health lock").clone()
+    }
+
+    /// The health report last shown, if any.
+    pub fn last_health(&self) -> Option<HealthReport> {
+        self.health.lock().expect("health lock").clone()
+    }
+
+    /// The health checks' results: those that did not pass each on a line (under `--quiet`
+    /// too), then the count and the verdict.
+    pub fn health_report(&self, report: &HealthReport) {
+        if report.results.is_empty() {
+            self.say("no health checks are declared");
+            return;
+        }
+        self.say(&self.bold("health checks"));
+        for r in &report.results {
+            let label = match (r.outcome, r.required) {
+                (Outcome::Passed, _) => {
+                    self.say(&format!(
+                        "  {} {}: {} ({})",
+                        self.paint("1;32", "passed      "),
+                        r.key,
+                        r.measured,
+                        r.source
+                    ));
+                    continue;
+                }
+                (Outcome::Failed, true) => self.paint("1;31", "failed      "),
+                (Outcome::Inconclusive, true) => self.paint("1;35", "inconclusive"),
+                (_, false) => self.paint("1;33", "warning     "),
+            };
+            stderr_line!(
+                "  {label} {}: {} ({}, {} attempt(s), {})",
+                r.key,
+                r.measured,
+                if r.required { "required" } else { "wanted" },
+                r.attempts,
+                r.source
+            );
+        }
+        let passed = report
+            .results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Passed)
+            .count();
+        self.say(&format!(
+            "  {passed} of {} passed: {}",
+            report.results.len(),
+            report.verdict
+        ));
     }
 
     /// The preflight report last shown, if any.
@@ -287,6 +349,26 @@ impl Human {
                 mark(Step::Hop(i, HopStep::StartServices))
             );
         }
+        if let Some(health) = plan
+            .health
+            .as_ref()
+            .filter(|_| plan.steps().contains(&Step::Health))
+        {
+            let names: Vec<String> = health
+                .programs
+                .iter()
+                .map(|p| format!("health.d:{}", p.name))
+                .chain(health.checks.iter().map(|c| match c.check.required {
+                    true => c.check.key(),
+                    false => format!("{} (wanted)", c.check.key()),
+                }))
+                .collect();
+            let done = match done.contains(&Step::Health.key()) {
+                true => "  [done]",
+                false => "",
+            };
+            out += &format!("  health checks:        {}{done}\n", names.join(", "));
+        }
         out
     }
 }
@@ -352,8 +434,21 @@ impl Human {
             let to = Some(r.to.as_str())
                 .filter(|t| !t.is_empty())
                 .unwrap_or("nothing");
+            let health = s
+                .health
+                .as_ref()
+                .map(|h| format!(", health: {}", h.report.verdict))
+                .unwrap_or_default();
+            let link = match (s.rolls_back, s.rolled_back_by) {
+                (Some(undone), _) if s.automatic => {
+                    format!(", undoes run {undone} after its health checks")
+                }
+                (Some(undone), _) => format!(", undoes run {undone}"),
+                (None, Some(by)) => format!(", rolled back by run {by}"),
+                (None, None) => String::new(),
+            };
             self.say(&format!(
-                "{:>4}  {}  {:<8}  {} → {to}  {}  (restore point: {})",
+                "{:>4}  {}  {:<8}  {} → {to}  {}  (restore point: {}{health}{link})",
                 r.id,
                 r.started_at,
                 s.action.as_str(),
@@ -381,6 +476,10 @@ impl Human {
         }
         for entry in &detail.journal {
             self.say(&format!("  {}  {}", entry.done_at, entry.step));
+        }
+        if let Some(health) = &detail.health {
+            self.say(&format!("health checks of {}:", health.checked_at));
+            self.health_report(&health.report);
         }
     }
 
@@ -522,6 +621,26 @@ impl Ui for Human {
                 Some((bar, _)) => bar.set_message(artifact.nevra()),
                 None => self.say(&format!("    verified {}", artifact.nevra())),
             },
+            Event::HealthStarted { checks, timeout } => self.say(&format!(
+                "    {checks} health check(s){}",
+                timeout.map(|t| format!(", tried again for up to {}", humantime::format_duration(t))).unwrap_or_default()
+            )),
+            Event::HealthWaiting { pending, left } => self.say(&format!(
+                "    not passing yet: {}; trying again for up to {}",
+                pending.join(", "),
+                humantime::format_duration(std::time::Duration::from_secs(left.as_secs()))
+            )),
+            Event::HealthChecked { report } => {
+                self.health_report(report);
+                *self.health.lock().expect("health lock") = Some(report.clone());
+                let mut failed = self.failed_health.lock().expect("health lock");
+                if failed.is_none() && !report.verdict.passed() {
+                    *failed = Some(report.clone());
+                }
+            }
+            Event::RollingBack { run } => self.warn(&format!(
+                "run {run} failed its health checks: rolling the host back to its restore point"
+            )),
             Event::KeptIndex { index, sequence } => self.warn(&format!("the repository is unreachable: using the index (sequence {sequence}) kept by `--download-only` in `{}`", index.display())),
             Event::DownloadFinished => {
                 if let Some((bar, count)) = self.bar.lock().expect("bar lock").take() {
@@ -617,6 +736,7 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Post => "post-upgrade",
         Phase::Migrate => "migration",
         Phase::Check => "check",
+        Phase::Health => "health",
     }
 }
 
@@ -634,6 +754,7 @@ fn step_title(step: Step, hop: &str) -> String {
         }
         Step::Hop(_, HopStep::PostHooks) => format!("{hop}: post-upgrade hooks"),
         Step::Hop(_, HopStep::Record) => format!("{hop}: record the installed version"),
+        Step::Health => "health checks".into(),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::repo::Repository;
 use crate::repo::fetch;
 use crate::state::{Journal, State};
 use crate::steps::services::{self, ServiceGraph, Services};
-use crate::steps::{StepContext, hooks, migrations, packages, restore};
+use crate::steps::{StepContext, health, hooks, migrations, packages, restore};
 use crate::ui::{Event, Ui};
 
 /// Fetches and verifies `artifacts` into the cache, reporting progress through `ui`.
@@ -117,7 +117,7 @@ fn steps(
 ) -> Result<()> {
     for step in plan.steps() {
         let hop = match step {
-            Step::Download => None,
+            Step::Download | Step::Health => None,
             Step::Hop(h, _) => Some(&plan.hops[h]),
         };
         let key = step.key();
@@ -142,6 +142,12 @@ fn steps(
         cx.ui.event(Event::StepStarted { step, hop });
         tracing::info!(run = cx.run_id(), step = %key, "step started");
         crate::fault::point!("step:{key}");
+        if step == Step::Health {
+            if let Some(checks) = &plan.health {
+                health::run_gate(cx, plan, checks)?;
+            }
+            continue;
+        }
         let Step::Hop(h, kind) = step else {
             let artifacts: Vec<&Artifact> = plan.artifacts().collect();
             let files = download(cx.repo, &artifacts, &cx.paths.cache, cx.ui)?;

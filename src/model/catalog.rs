@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use crate::error::UpgradeError;
 use crate::model::checks::{Checks, VersionRange};
+use crate::model::health::HealthCheck;
 use crate::model::version::{Version, VersionScheme};
 
 pub const FORMAT: u32 = 1;
@@ -57,6 +58,9 @@ pub struct ReleaseEntry {
     /// What this release requires of the host (SPEC §9).
     #[serde(default, skip_serializing_if = "Checks::is_empty")]
     pub checks: Checks,
+    /// The health checks a host running this release must pass (SPEC §13).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<HealthCheck>,
 }
 
 /// One file of the repository, as the index declares it.
@@ -98,6 +102,7 @@ pub struct Release {
     pub packages: Vec<Artifact>,
     pub prerequisites: Vec<Prerequisite>,
     pub checks: Checks,
+    pub health: Vec<HealthCheck>,
 }
 
 impl Catalog {
@@ -164,6 +169,14 @@ impl Catalog {
                         })?;
                 }
             }
+            let mut keys = std::collections::HashSet::new();
+            if let Some(dup) = entry.health.iter().find(|c| !keys.insert(c.key())) {
+                return Err(UpgradeError::input(format!(
+                    "`{}`: {release} has two health checks named `{}`",
+                    at(entry.version.span()),
+                    dup.key()
+                )));
+            }
             releases.push(Release {
                 version,
                 stop: entry.stop,
@@ -171,6 +184,7 @@ impl Catalog {
                 packages: entry.packages,
                 prerequisites: entry.prerequisites,
                 checks: entry.checks,
+                health: entry.health,
             });
         }
         releases.sort_by(|a, b| a.version.cmp(&b.version));

@@ -11,6 +11,8 @@ pub enum Phase {
     Migrate,
     /// Custom preflight checks (`checks.d`) are discovered and run like hooks.
     Check,
+    /// Health checks (`health.d`, SPEC §13) are discovered and run like hooks.
+    Health,
 }
 
 impl Phase {
@@ -20,6 +22,7 @@ impl Phase {
             Phase::Post => "post",
             Phase::Migrate => "migrate",
             Phase::Check => "check",
+            Phase::Health => "health",
         }
     }
 
@@ -29,6 +32,7 @@ impl Phase {
             Phase::Post => "post-upgrade.d",
             Phase::Migrate => "migrations",
             Phase::Check => "checks.d",
+            Phase::Health => "health.d",
         }
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Where a run stands. `Running`, `Failed` and `Reboot` are open: the next invocation resumes
+/// Where a run stands. `Running`, `Failed`, `Reboot` and `Unhealthy` are open: the next invocation resumes
 /// the run; the others are closed. New states (such as a run whose health checks failed) are new
 /// variants here, and [`RunStatus::is_open`] says whether they block a new run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,13 +23,21 @@ pub enum RunStatus {
     Adopted,
     /// Closed by `abandon` (or replanned with another `--to`) before it changed anything.
     Abandoned,
+    /// Its required health checks failed or could not tell, and the release stays running:
+    /// open until a person runs `rollback` or `commit` (or `upgrade` checks again).
+    Unhealthy,
     /// Taken back to its restore point by a `rollback` run (whatever it was before).
     #[serde(rename = "rolled-back")]
     RolledBack,
 }
 
 impl RunStatus {
-    pub const OPEN: [RunStatus; 3] = [RunStatus::Running, RunStatus::Failed, RunStatus::Reboot];
+    pub const OPEN: [RunStatus; 4] = [
+        RunStatus::Running,
+        RunStatus::Failed,
+        RunStatus::Reboot,
+        RunStatus::Unhealthy,
+    ];
 
     pub fn is_open(self) -> bool {
         RunStatus::OPEN.contains(&self)
@@ -40,6 +48,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Failed => "failed",
             RunStatus::Reboot => "reboot",
+            RunStatus::Unhealthy => "unhealthy",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Adopted => "adopted",
             RunStatus::Abandoned => "abandoned",

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::UpgradeError;
 use crate::model::catalog::{Artifact, Catalog, Release};
 use crate::model::checks::{BITS32, Checks, VersionRange};
+use crate::model::health::HealthCheck;
 use crate::model::journal::JournalKey;
 use crate::model::migration::{self, Migration};
 use crate::model::rpm::{InstalledPackage, RpmDb};
@@ -31,6 +32,71 @@ pub struct Plan {
     /// (SPEC §12); `None` with `--no-restore-point`, and in plans stored before restore points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_point: Option<RestorePointPlan>,
+    /// The health checks that decide whether the release stays, after the last hop's services
+    /// start (SPEC §13); `None` when there are none, and in plans stored before health gates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthPlan>,
+    /// A rollback the health gate of run `.0` started by itself (SPEC §13): it ends in exit 6,
+    /// resumed or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic_for: Option<i64>,
+}
+
+/// The health checks of a plan: `health.d` programs fixed like hooks, and declarative checks
+/// with where each was declared.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthPlan {
+    pub programs: Vec<PlannedHook>,
+    pub checks: Vec<SourcedCheck>,
+}
+
+/// The source of a health check of the configuration (a release's is `release VERSION`).
+pub const CONFIG_SOURCE: &str = "config";
+
+/// A declarative health check and where it was declared (`config`, `release 2.0.0`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourcedCheck {
+    pub source: String,
+    pub check: HealthCheck,
+}
+
+impl HealthPlan {
+    /// The plan of `programs`, the configuration's checks and the release's (the
+    /// configuration's replaces a release's of the same key); `None` when there is no check.
+    pub fn new(
+        programs: Vec<PlannedHook>,
+        config: &[HealthCheck],
+        release: Option<(&str, &[HealthCheck])>,
+    ) -> Option<HealthPlan> {
+        let mut checks: Vec<SourcedCheck> = config
+            .iter()
+            .map(|c| SourcedCheck {
+                source: CONFIG_SOURCE.into(),
+                check: c.clone(),
+            })
+            .collect();
+        if let Some((version, declared)) = release {
+            for c in declared {
+                if !checks.iter().any(|s| s.check.key() == c.key()) {
+                    checks.push(SourcedCheck {
+                        source: format!("release {version}"),
+                        check: c.clone(),
+                    });
+                }
+            }
+        }
+        let plan = HealthPlan { programs, checks };
+        (!plan.is_empty()).then_some(plan)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.programs.is_empty() && self.checks.is_empty()
+    }
+
+    /// How many checks it runs.
+    pub fn len(&self) -> usize {
+        self.programs.len() + self.checks.len()
+    }
 }
 
 /// What a run does to the host (`UPGRADE_ACTION` of its hooks).
@@ -345,6 +411,8 @@ pub enum Step {
     Download,
     /// A step of hop `.0`.
     Hop(usize, HopStep),
+    /// The health gate after the last hop (SPEC §13).
+    Health,
 }
 
 /// The steps of one hop, in execution order (SPEC §5).
@@ -397,6 +465,7 @@ impl Step {
         JournalKey::new(match self {
             Step::Download => "download".into(),
             Step::Hop(h, step) => format!("hop{h}:{}", step.name()),
+            Step::Health => "health".into(),
         })
     }
 }
@@ -447,6 +516,8 @@ impl Plan {
                     hops: Vec::new(),
                     action: Action::Upgrade,
                     restore_point: None,
+                    health: None,
+                    automatic_for: None,
                 });
             }
             return Err(UpgradeError::Downgrade {
@@ -528,6 +599,8 @@ impl Plan {
             hops,
             action: Action::Upgrade,
             restore_point: None,
+            health: None,
+            automatic_for: None,
         })
     }
 
@@ -547,7 +620,12 @@ impl Plan {
                 })
                 .map(move |s| Step::Hop(h, s))
         });
-        std::iter::once(Step::Download).chain(hops).collect()
+        // NB: a run that leaves nothing installed has nothing to check
+        let health = self.health.is_some() && !self.to.is_empty() && !self.hops.is_empty();
+        std::iter::once(Step::Download)
+            .chain(hops)
+            .chain(health.then_some(Step::Health))
+            .collect()
     }
 
     /// Every artifact the plan installs or upgrades, prerequisites included, and those its

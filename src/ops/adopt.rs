@@ -91,6 +91,8 @@ pub fn adopt(ctx: &Context, version: &str) -> Result<Adopted> {
         hops: Vec::new(),
         action: crate::model::plan::Action::Upgrade,
         restore_point: None,
+        health: None,
+        automatic_for: None,
     };
     let run_id = state.record_adoption(&plan)?;
     tracing::info!(run = run_id, version = %version, "installation adopted");

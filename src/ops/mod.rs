@@ -4,6 +4,8 @@
 pub mod abandon;
 pub mod adopt;
 pub mod check;
+pub mod commit;
+pub mod health;
 pub mod history;
 pub mod hooks;
 pub mod migrations;

@@ -39,6 +39,24 @@ pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Ou
             "this host has no history (no run of `upgrade` took a restore point)",
         ));
     };
+    let outcome = roll_back(ctx, &config, &mut state, opts, ui, None)?;
+    match opts.dry_run {
+        true => Ok(outcome),
+        false => finished(&state, outcome),
+    }
+}
+
+/// The rollback itself, under the lock the caller holds. `automatic` is the run whose failed
+/// health gate starts it (SPEC §13): its plan says so (see [`finished`]).
+pub(crate) fn roll_back(
+    ctx: &Context,
+    config: &Config,
+    state: &mut State,
+    opts: &RollbackOptions,
+    ui: &dyn Ui,
+    automatic: Option<i64>,
+) -> Result<Outcome> {
+    let paths = ctx.paths();
     let open = state.open_run()?;
     // NB: an open rollback resumes as a rollback, never as the upgrade it undoes
     let (plan, record, done) = match open {
@@ -53,14 +71,17 @@ pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Ou
             .into());
         }
         open => {
-            let target = target(&state, opts.to_run, open.as_ref().map(|o| &o.record))?;
+            let target = target(state, opts.to_run, open.as_ref().map(|o| &o.record))?;
             let Some((record, run_plan)) = state.run(target)? else {
                 return Err(UpgradeError::UnknownRun { id: target }.into());
             };
             let manifest = restorable(ctx, &record, &run_plan)?;
             let installed = state.installed()?;
-            let planned =
-                planner::plan_rollback(ctx, &config, installed, target, &run_plan, &manifest)?;
+            let release = super::health::release_checks(state, manifest.version.as_deref())?;
+            let mut planned = planner::plan_rollback(
+                ctx, config, installed, target, &run_plan, &manifest, &release,
+            )?;
+            planned.plan.automatic_for = automatic;
             (planned.plan, None, HashSet::new())
         }
     };
@@ -102,31 +123,29 @@ pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Ou
     let run_id = match &record {
         Some(record) => {
             state.resume_run(record.id)?;
-            // NB: a kill between beginning the rollback and closing the undone run left that
-            // one open to the eye of `history`: close it again (the same status and reason)
-            let why = format!("rolled back by run {}", record.id);
-            state.set_status(source, RunStatus::RolledBack, Some(&why))?;
             record.id
         }
-        None => {
-            // NB: the undone run is closed as rolled back now: from here on the rollback is the
-            // open run, and a kill resumes it
-            let run_id = state.begin_run(&plan)?;
-            let why = format!("rolled back by run {run_id}");
-            state.set_status(source, RunStatus::RolledBack, Some(&why))?;
-            run_id
-        }
+        // NB: the undone run is closed as rolled back now: from here on the rollback is the
+        // open run, and a kill resumes it
+        None => state.begin_run(&plan)?,
     };
+    // NB: a kill between beginning the rollback and closing the undone run left that one open
+    // to the eye of `history`: a resumed rollback closes it again (the same status and reason)
+    let why = match plan.automatic_for {
+        Some(_) => format!("health checks failed; rolled back by run {run_id}"),
+        None => format!("rolled back by run {run_id}"),
+    };
+    state.set_status(source, RunStatus::RolledBack, Some(&why))?;
     outcome.run_id = Some(run_id);
     let repo = Repository::open(&point::dir_of(&paths, source).display().to_string(), false)?;
     let graph = services::load_graph(&paths, config.services.backend)?;
-    tracing::info!(run = run_id, of = source, from = ?plan.from, to = %plan.to, resumed, "rollback started");
+    tracing::info!(run = run_id, of = source, from = ?plan.from, to = %plan.to, resumed, automatic = ?plan.automatic_for, "rollback started");
     let result = exec::execute(
         exec::Run {
             ctx,
-            config: &config,
+            config,
             repo: &repo,
-            state: &mut state,
+            state,
             run_id,
             done,
             resumed,
@@ -136,9 +155,31 @@ pub fn rollback(ctx: &Context, opts: &RollbackOptions, ui: &dyn Ui) -> Result<Ou
         &plan,
     );
     outcome.config_files =
-        super::upgrade::close(&state, run_id, &plan, &paths, config.restore.keep, result)?;
+        super::upgrade::close(state, run_id, &plan, &paths, config.restore.keep, result)?;
     outcome.result = RunResult::RolledBack;
     Ok(outcome)
+}
+
+/// The end of a finished rollback: one that a failed health gate started ends in
+/// [`UpgradeError::RolledBack`] (exit 6), whether this invocation began it or resumed it.
+pub(crate) fn finished(state: &State, outcome: Outcome) -> Result<Outcome> {
+    let Some(run) = outcome.plan.automatic_for else {
+        return Ok(outcome);
+    };
+    let failing = state
+        .health(run)?
+        .map(|(_, report)| report.blocking())
+        .unwrap_or_default();
+    Err(UpgradeError::RolledBack {
+        run,
+        failing,
+        rollback: outcome.run_id.unwrap_or_default(),
+        version: match outcome.to.is_empty() {
+            true => "nothing installed".into(),
+            false => outcome.to.clone(),
+        },
+    }
+    .into())
 }
 
 /// The open run's id when it is a rollback (killed, or failed): the plain command finishes it
@@ -190,7 +231,11 @@ fn target(state: &State, to_run: Option<i64>, open: Option<&RunRecord>) -> Resul
 }
 
 /// The restore point of `record`, when a rollback to it can be done.
-fn restorable(ctx: &Context, record: &RunRecord, plan: &Plan) -> Result<point::Manifest> {
+pub(crate) fn restorable(
+    ctx: &Context,
+    record: &RunRecord,
+    plan: &Plan,
+) -> Result<point::Manifest> {
     let refuse = |message: String, hint: &str| -> anyhow::Error {
         UpgradeError::input_hint(message, hint.to_string()).into()
     };

@@ -12,6 +12,7 @@ use crate::context::Context;
 use crate::error::UpgradeError;
 use crate::exec;
 use crate::model::catalog::Artifact;
+use crate::model::health::OnFailure;
 use crate::model::journal::JournalKey;
 use crate::model::journal::RunStatus;
 use crate::model::plan::{Action, HopStep, Plan, Step};
@@ -198,9 +199,78 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         },
         &plan,
     );
-    outcome.config_files = close(&state, run_id, &plan, &paths, config.restore.keep, result)?;
+    let closed = close(&state, run_id, &plan, &paths, config.restore.keep, result);
+    outcome.config_files = match closed {
+        Ok(files) => files,
+        Err(err) => return Err(health_failed(ctx, &config, &mut state, run_id, err, ui)),
+    };
     outcome.result = RunResult::Upgraded;
     Ok(outcome)
+}
+
+/// After run `run_id` failed with `err`: when its health gate failed, the host goes back to its
+/// restore point in this invocation (SPEC §13) unless `[health] on_failure = "stop"`, a check
+/// could not tell, or the restore point cannot be put back; then the release stays, and the
+/// error says why. Any other failure is returned as it is.
+fn health_failed(
+    ctx: &Context,
+    config: &Config,
+    state: &mut State,
+    run_id: i64,
+    err: anyhow::Error,
+    ui: &dyn Ui,
+) -> anyhow::Error {
+    let Some(UpgradeError::Unhealthy {
+        inconclusive,
+        failing,
+        ..
+    }) = crate::error::find(&err)
+    else {
+        return err;
+    };
+    let unhealthy = |kept: String| -> anyhow::Error {
+        UpgradeError::Unhealthy {
+            run: run_id,
+            inconclusive: *inconclusive,
+            failing: failing.clone(),
+            kept,
+        }
+        .into()
+    };
+    if *inconclusive {
+        return unhealthy("the release stays running for a person to decide".into());
+    }
+    if config.health.on_failure == OnFailure::Stop {
+        return unhealthy("the release stays running (`[health] on_failure = \"stop\"`)".into());
+    }
+    let restorable = state.run(run_id).and_then(|run| match run {
+        Some((record, plan)) => super::rollback::restorable(ctx, &record, &plan).map(|_| ()),
+        None => Err(UpgradeError::UnknownRun { id: run_id }.into()),
+    });
+    if let Err(why) = restorable {
+        return unhealthy(format!(
+            "the release stays running, since it cannot be rolled back: {why:#}"
+        ));
+    }
+    ui.event(Event::RollingBack { run: run_id });
+    let opts = super::rollback::RollbackOptions {
+        assume_yes: true,
+        dry_run: false,
+        to_run: Some(run_id),
+    };
+    let rolled_back = super::rollback::roll_back(ctx, config, state, &opts, ui, Some(run_id))
+        .and_then(|outcome| super::rollback::finished(state, outcome));
+    match rolled_back {
+        // NB: `finished` makes an automatic rollback's end an error; should it not, the same one
+        Ok(outcome) => UpgradeError::RolledBack {
+            run: run_id,
+            failing: failing.clone(),
+            rollback: outcome.run_id.unwrap_or_default(),
+            version: outcome.to,
+        }
+        .into(),
+        Err(e) => e,
+    }
 }
 
 /// Where a run's plan came from.
@@ -306,19 +376,14 @@ pub(crate) fn close(
 ) -> Result<Vec<String>> {
     let err = match result {
         Ok(config_files) => {
-            state.set_status(run_id, RunStatus::Succeeded, None)?;
-            tracing::info!(run = run_id, to = %plan.to, action = plan.action.as_str(), "run succeeded");
-            // NB: the restore point holds its packages itself: the cache keeps what the run
-            // installed, for the next restore point
-            let installed = plan.hops.iter().flat_map(|h| h.artifacts());
-            crate::repo::fetch::prune(&paths.cache, installed);
-            crate::steps::restore::point::prune(paths, keep, run_id);
+            succeeded(state, run_id, plan, paths, keep, None)?;
             return Ok(config_files);
         }
         Err(err) => err,
     };
     let status = match crate::error::find(&err) {
         Some(UpgradeError::RebootRequired { .. }) => RunStatus::Reboot,
+        Some(UpgradeError::Unhealthy { .. }) => RunStatus::Unhealthy,
         _ => RunStatus::Failed,
     };
     let message = format!("{err:#}");
@@ -327,6 +392,26 @@ pub(crate) fn close(
         tracing::error!("failed to record the run's status: {e:#}");
     }
     Err(err)
+}
+
+/// Closes run `run_id` as succeeded (with `note`), and prunes the cache to its plan and the
+/// restore points to the newest `keep`.
+pub(crate) fn succeeded(
+    state: &State,
+    run_id: i64,
+    plan: &Plan,
+    paths: &crate::context::Paths,
+    keep: usize,
+    note: Option<&str>,
+) -> Result<()> {
+    state.set_status(run_id, RunStatus::Succeeded, note)?;
+    tracing::info!(run = run_id, to = %plan.to, action = plan.action.as_str(), "run succeeded");
+    // NB: the restore point holds its packages itself: the cache keeps what the run installed,
+    // for the next restore point
+    let installed = plan.hops.iter().flat_map(|h| h.artifacts());
+    crate::repo::fetch::prune(&paths.cache, installed);
+    crate::steps::restore::point::prune(paths, keep, run_id);
+    Ok(())
 }
 
 /// Asks `question` unless `assume_yes`; no terminal to ask on is an error, not a decline.

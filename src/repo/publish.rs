@@ -49,6 +49,8 @@ struct ReleaseSpec {
     prerequisites: Vec<PrerequisiteSpec>,
     #[serde(default)]
     checks: Checks,
+    #[serde(default)]
+    health: Vec<crate::model::health::HealthCheck>,
 }
 
 /// A prerequisite: `{ name = "openssl-libs", version = ">= 3.0", package = "packages/…rpm" }`.
@@ -141,6 +143,7 @@ pub fn write_index(dir: &Path) -> Result<Published> {
             packages: artifacts(&release, &r.packages)?,
             prerequisites,
             checks: r.checks.clone(),
+            health: r.health.clone(),
         });
     }
     let index = Index {

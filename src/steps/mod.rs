@@ -7,9 +7,11 @@
 //! - [`packages`]: the one transaction per hop (`rpm -U` or `dnf install`), an interrupted rpm.
 //! - [`migrations`]: the hop's schema migrations, exactly once (the ledger).
 //! - [`services`]: the service graph, stopped and started in dependency order, in parallel.
+//! - [`health`]: the health checks after the services start, and their verdict (SPEC §13).
 //! - [`restore`]: a restore point's building blocks — the database saved and given back exactly,
 //!   configuration files saved and put back with their modes and owners.
 
+pub mod health;
 pub mod hooks;
 pub mod migrations;
 pub mod packages;

@@ -10,6 +10,7 @@ mod demo;
 mod docs;
 mod dropped;
 mod fuzz;
+mod health;
 mod hooks;
 mod input;
 mod interrupts;

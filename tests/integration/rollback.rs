@@ -12,12 +12,12 @@ use std::path::Path;
 use crate::support::*;
 
 /// The file of demo-server that its service serves.
-const VERSION_FILE: &str = "/usr/share/demo/version";
+pub(crate) const VERSION_FILE: &str = "/usr/share/demo/version";
 
 /// 1.0.0: demo-server (with an operator-editable config file and the version file its service
 /// serves) and demo-cli; 2.0.0: demo-server upgraded (its config file changed, a config file
 /// added), demo-cli dropped, demo-web added.
-fn releases(sb: &Sandbox) {
+pub(crate) fn releases(sb: &Sandbox) {
     sb.publish(vec![
         rel(
             "1.0.0",
@@ -43,7 +43,7 @@ fn releases(sb: &Sandbox) {
 
 /// A migration per release: 1.0.0 creates and fills a table, 2.0.0 alters it, rewrites its rows
 /// and adds a table.
-fn migrations(sb: &Sandbox) {
+pub(crate) fn migrations(sb: &Sandbox) {
     sb.migration(
         "1.0.0",
         "001-accounts.sql",
@@ -59,7 +59,7 @@ fn migrations(sb: &Sandbox) {
     );
 }
 
-fn file_state(path: &Path) -> Option<(String, u32)> {
+pub(crate) fn file_state(path: &Path) -> Option<(String, u32)> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     Some((
         std::fs::read_to_string(path).unwrap(),
@@ -69,7 +69,7 @@ fn file_state(path: &Path) -> Option<(String, u32)> {
 
 /// What the test compares before the upgrade and after the rollback, besides the database.
 #[derive(Debug, PartialEq)]
-struct HostState {
+pub(crate) struct HostState {
     rpm: Vec<String>,
     installed: Option<String>,
     server_conf: Option<(String, u32)>,
@@ -77,7 +77,7 @@ struct HostState {
     ledger: Vec<String>,
 }
 
-fn host_state(sb: &Sandbox, db: &TestDb) -> HostState {
+pub(crate) fn host_state(sb: &Sandbox, db: &TestDb) -> HostState {
     HostState {
         rpm: sb.rpm_qa(),
         installed: sb.installed(),
@@ -89,7 +89,7 @@ fn host_state(sb: &Sandbox, db: &TestDb) -> HostState {
 
 /// A runit service `demo` (of demo-server) that answers with the version in [`VERSION_FILE`]
 /// as it was when it started; returns the supervisor and the port.
-fn version_service(sb: &Sandbox) -> (Runit, u16) {
+pub(crate) fn version_service(sb: &Sandbox) -> (Runit, u16) {
     let mut runit = Runit::new(sb.root.join("etc/service"));
     let port = free_port();
     runit.service(
@@ -114,7 +114,7 @@ fn version_service(sb: &Sandbox) -> (Runit, u16) {
 }
 
 /// What the service on `port` answers, `None` when nothing listens.
-fn served(port: u16) -> Option<String> {
+pub(crate) fn served(port: u16) -> Option<String> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let mut text = String::new();
@@ -238,14 +238,14 @@ fn mariadb_rollback_puts_back_packages_database_configuration_and_services() {
 }
 
 /// The sandbox's product on `db`: [`releases`] and [`migrations`].
-fn product(sb: &Sandbox, db: &TestDb) {
+pub(crate) fn product(sb: &Sandbox, db: &TestDb) {
     sb.write_config(&db.config());
     releases(sb);
     migrations(sb);
 }
 
 /// Each run's `status` in `history --json`, oldest first.
-fn statuses(sb: &Sandbox) -> Vec<String> {
+pub(crate) fn statuses(sb: &Sandbox) -> Vec<String> {
     let history = sb.run(&["history", "--json"]);
     history.assert_code(0);
     history
