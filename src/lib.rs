@@ -8,8 +8,9 @@
 //!
 //! ```text
 //! cli        clap definitions, prompts, human and JSON rendering of ops' results — nothing else
-//! ops        one module per command (upgrade, plan, check, status, history, hooks, migrations,
-//!            adopt, services, repo, self_update), each returning a typed, serialisable result
+//! ops        one module per command (upgrade, rollback, health, commit, plan, check, status,
+//!            history, hooks, migrations, adopt, services, repo, self_update; `run`: what the
+//!            commands that execute a plan share), each returning a typed, serialisable result
 //! exec       runs a Plan step by step under the lock and the journal; restores services
 //! planner    installed state + index + host → Plan
 //! steps      hooks, packages, migrations, services, restore (points): each kind of step and

@@ -12,13 +12,19 @@ Exit status:
   3   preflight checks inhibited the upgrade
   4   declined at the prompt
   5   another run holds the lock on this root
-  10  a hook requested a reboot (reboot, then run again to resume)";
+  6   health checks failed after the upgrade and the host was rolled back to its restore point
+  7   health checks failed or could not tell, and the release stays running for a person
+      (`rollback`, `commit`, or run again to check again)
+  10  a hook requested a reboot (reboot, then run again to resume)
+  130/143  interrupted by SIGINT / SIGTERM or SIGHUP (the run stays open; run again to resume)";
 
 /// Upgrade the product installed on this server to the newest release, or install it.
 ///
 /// Compares the installed and available versions, shows the plan, asks for confirmation, then
 /// runs the pre-upgrade.d hooks, stops the affected services, installs the packages, runs the
-/// post-upgrade.d hooks, starts the services in dependency order and records the new version. Every step is journaled: an interrupted run resumes where it stopped.
+/// post-upgrade.d hooks, starts the services in dependency order, records the new version and
+/// runs the health checks: a release that fails them is rolled back. Every step is journaled: an
+/// interrupted run resumes where it stopped.
 #[derive(Debug, Parser)]
 #[command(name = "real-upgrade", version, after_long_help = EXIT_STATUS, max_term_width = 100)]
 pub struct Cli {
@@ -168,7 +174,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum HooksCommand {
-    /// List the hooks each phase would run, in order, and what is skipped and why
+    /// List the hooks each phase would run (and the health.d checks), in order, and what is
+    /// skipped and why
     List,
 }
 

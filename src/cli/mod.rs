@@ -20,7 +20,8 @@ use crate::error::{UpgradeError, exit, exit_code, find};
 use crate::model::checks::CheckResult;
 use crate::model::health::HealthReport;
 use crate::ops;
-use crate::ops::upgrade::{RunOptions, RunResult};
+use crate::ops::run::RunResult;
+use crate::ops::upgrade::RunOptions;
 
 /// Entry point of `real-upgrade`.
 pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -400,7 +401,7 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
 }
 
 /// The end of a rollback, whichever command ran it: its last line, and `--json`.
-fn report_rollback(outcome: &ops::upgrade::Outcome, json_out: bool, human: &Human) -> u8 {
+fn report_rollback(outcome: &ops::run::Outcome, json_out: bool, human: &Human) -> u8 {
     match outcome.result {
         RunResult::Planned => human.say("dry run: nothing was changed"),
         _ if outcome.to.is_empty() => human.say(&format!(

@@ -484,10 +484,17 @@ impl Human {
     }
 
     pub fn hooks(&self, listing: &ops::hooks::HookListing) {
-        for (phase, set) in [(Phase::Pre, &listing.pre), (Phase::Post, &listing.post)] {
+        for (phase, set) in [
+            (Phase::Pre, &listing.pre),
+            (Phase::Post, &listing.post),
+            (Phase::Health, &listing.health),
+        ] {
             self.say(&self.bold(phase.dir_name()));
             if set.run.is_empty() {
-                self.say("  (no hooks)");
+                self.say(match phase {
+                    Phase::Health => "  (no health checks)",
+                    _ => "  (no hooks)",
+                });
             }
             for (i, h) in set.run.iter().enumerate() {
                 self.say(&format!(

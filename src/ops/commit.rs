@@ -53,7 +53,7 @@ pub fn commit(ctx: &Context) -> Result<Committed> {
         "committed by hand with health checks not passing: {}",
         failing.join(", ")
     );
-    super::upgrade::succeeded(
+    super::run::succeeded(
         &state,
         open.record.id,
         &open.plan,

@@ -1,4 +1,5 @@
-//! `real-upgrade hooks list`: what each phase's directories hold and what of it would run.
+//! `real-upgrade hooks list`: what each phase's directories hold and what of it would run,
+//! `health.d` included (its programs follow the hooks' rules, SPEC §13).
 
 use anyhow::Result;
 use serde::Serialize;
@@ -13,6 +14,8 @@ pub struct HookListing {
     pub pre: HookSet,
     #[serde(rename = "post-upgrade.d")]
     pub post: HookSet,
+    #[serde(rename = "health.d")]
+    pub health: HookSet,
 }
 
 pub fn list(ctx: &Context) -> Result<HookListing> {
@@ -20,5 +23,6 @@ pub fn list(ctx: &Context) -> Result<HookListing> {
     Ok(HookListing {
         pre: hooks::discover(&paths, Phase::Pre, ctx.superuser)?,
         post: hooks::discover(&paths, Phase::Post, ctx.superuser)?,
+        health: hooks::discover(&paths, Phase::Health, ctx.superuser)?,
     })
 }

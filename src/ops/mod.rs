@@ -12,6 +12,7 @@ pub mod migrations;
 pub mod plan;
 pub mod repo;
 pub mod rollback;
+pub mod run;
 pub mod self_update;
 pub mod services;
 pub mod status;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use anyhow::Result;
 
-use super::upgrade::{Outcome, RunResult};
+use super::run::{Outcome, RunResult};
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::UpgradeError;
@@ -114,7 +114,7 @@ pub(crate) fn roll_back(
         false => "Roll back",
     };
     let question = format!("{verb} {} from {from} to {to}?", plan.product);
-    super::upgrade::confirm(ctx, opts.assume_yes, ui, &question)?;
+    super::run::confirm(ctx, opts.assume_yes, ui, &question)?;
     let source = plan.hops[0]
         .restore
         .as_ref()
@@ -155,7 +155,7 @@ pub(crate) fn roll_back(
         &plan,
     );
     outcome.config_files =
-        super::upgrade::close(state, run_id, &plan, &paths, config.restore.keep, result)?;
+        super::run::close(state, run_id, &plan, &paths, config.restore.keep, result)?;
     outcome.result = RunResult::RolledBack;
     Ok(outcome)
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::rollback::{
-    HostState, host_state, migrations, releases, served, statuses, version_service,
+    HostState, VERSION_FILE, host_state, migrations, releases, served, statuses, version_service,
 };
 use crate::support::*;
 
@@ -49,6 +49,20 @@ fn served_check(sb: &Sandbox, port: u16, bad: &str) -> PathBuf {
              case \"$answer\" in *'{bad}'*) exit 1;; '') exit 75;; esac"
         ),
     )
+}
+
+/// A vendor `health.d/10-slow` that, the first time only, writes its pid into `marker` and
+/// hangs; then it passes.
+fn hang_once(sb: &Sandbox, marker: &Path) {
+    health_program(
+        sb,
+        false,
+        "10-slow",
+        &format!(
+            "test -e {m}.seen && exit 0\necho $$ > {m}.tmp && mv {m}.tmp {m} && touch {m}.seen\nexec sleep 30",
+            m = marker.display()
+        ),
+    );
 }
 
 /// Writes an executable `health.d/NAME` (the admin's with `admin`, else the vendor's).
@@ -424,15 +438,7 @@ fn kill_during_the_checks_converges() {
     let before = host_state(&sb, &db);
     let marker = sb.base.join("checking");
     served_check(&sb, port, "2.0.0");
-    health_program(
-        &sb,
-        false,
-        "10-slow",
-        &format!(
-            "test -e {m}.seen && exit 0\necho $$ > {m}.tmp && mv {m}.tmp {m} && touch {m}.seen\nexec sleep 30",
-            m = marker.display()
-        ),
-    );
+    hang_once(&sb, &marker);
     let child = sb.spawn_until(&["--yes"], &marker);
     kill_both(child, &marker);
     assert_eq!(statuses(&sb), ["succeeded", "running"]);
@@ -535,4 +541,94 @@ fn bad_health_configuration_is_refused() {
         sb.write_config(extra);
         sb.run(&["health"]).assert_code(2).assert_stderr(needle);
     }
+}
+
+/// Checks a release declares in the index (`[[releases.health]]` of `releases.toml`) are the
+/// target release's: 2.0.0's fails and the host goes back to 1.0.0, whose own check the
+/// rollback and `health` run, as the run that installed 1.0.0 planned it.
+#[test]
+fn a_release_declares_its_own_checks() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    config(&sb, &db, "");
+    let (_runit, port) = version_service(&sb);
+    let closed = free_port();
+    let version = |v: &str| pkg("demo-server", v).file(VERSION_FILE, v, 0o644);
+    sb.publish(vec![
+        rel("1.0.0", vec![version("1.0.0")]).with_toml(&format!(
+            "[[releases.health]]\nname = \"port\"\ntcp = \"127.0.0.1:{port}\"\n"
+        )),
+        rel("2.0.0", vec![version("2.0.0")]).with_toml(&format!(
+            "[[releases.health]]\nname = \"admin\"\ntcp = \"127.0.0.1:{closed}\"\n"
+        )),
+    ]);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let plan = sb.run(&["plan"]);
+    assert!(
+        plan.stderr.contains("health checks:        tcp:admin"),
+        "{}",
+        plan.stderr
+    );
+    sb.run(&["--yes"])
+        .assert_code(6)
+        .assert_stderr("tcp:admin: 127.0.0.1:")
+        .assert_stderr("release 2.0.0");
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
+    let runs = history(&sb);
+    let sources = |run: &serde_json::Value| -> Vec<String> {
+        run["health"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r["key"].as_str().unwrap(),
+                    r["source"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(sources(&runs[0]), ["tcp:port release 1.0.0"]);
+    assert_eq!(sources(&runs[1]), ["tcp:admin release 2.0.0"]);
+    assert_eq!(sources(&runs[2]), ["tcp:port release 1.0.0"]);
+    let alone = sb.run(&["health", "--json"]);
+    alone.assert_code(0);
+    assert_eq!(outcomes(&alone.json()), ["tcp:port passed"]);
+}
+
+/// SIGTERM during the checks ends the check's process group and the run (exit 143), which
+/// stays open; the next `upgrade` runs the checks again, and nothing before them.
+#[test]
+fn sigterm_during_the_checks_leaves_the_run_open() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    let _runit = product_with_service(&sb, &db, "");
+    let marker = sb.base.join("checking");
+    hang_once(&sb, &marker);
+    let child = sb.spawn_until(&["--yes", "--to", "1.0.0"], &marker);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    let pid: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || !Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()),
+        "the check's process still runs"
+    );
+    assert_eq!(statuses(&sb), ["failed"]);
+    sb.run(&["--yes"])
+        .assert_code(0)
+        .assert_stderr("install packages (already done)");
+    assert_eq!(statuses(&sb), ["succeeded"]);
 }

@@ -1,0 +1,101 @@
+//! What every command that executes a plan shares (the upgrade, the rollback, and `commit`,
+//! which closes a run): the outcome it reports, the confirmation, and how a run is closed.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::error::UpgradeError;
+use crate::model::journal::RunStatus;
+use crate::model::plan::Plan;
+use crate::state::State;
+use crate::ui::Ui;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunResult {
+    UpToDate,
+    Planned,
+    Downloaded,
+    Upgraded,
+    RolledBack,
+}
+
+/// What a run did, for the renderer and `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub result: RunResult,
+    pub product: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub run_id: Option<i64>,
+    pub resumed: bool,
+    /// `.rpmnew` / `.rpmsave` files the package transactions created.
+    pub config_files: Vec<String>,
+    pub plan: Plan,
+}
+
+/// Records how the run ended: succeeded closes it (and prunes the cache to its plan, and the
+/// restore points to the newest `keep`); a failure or a reboot request leaves it open.
+pub(crate) fn close(
+    state: &State,
+    run_id: i64,
+    plan: &Plan,
+    paths: &crate::context::Paths,
+    keep: usize,
+    result: Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let err = match result {
+        Ok(config_files) => {
+            succeeded(state, run_id, plan, paths, keep, None)?;
+            return Ok(config_files);
+        }
+        Err(err) => err,
+    };
+    let status = match crate::error::find(&err) {
+        Some(UpgradeError::RebootRequired { .. }) => RunStatus::Reboot,
+        Some(UpgradeError::Unhealthy { .. }) => RunStatus::Unhealthy,
+        _ => RunStatus::Failed,
+    };
+    let message = format!("{err:#}");
+    tracing::error!(run = run_id, %status, "{message}");
+    if let Err(e) = state.set_status(run_id, status, Some(&message)) {
+        tracing::error!("failed to record the run's status: {e:#}");
+    }
+    Err(err)
+}
+
+/// Closes run `run_id` as succeeded (with `note`), and prunes the cache to its plan and the
+/// restore points to the newest `keep`.
+pub(crate) fn succeeded(
+    state: &State,
+    run_id: i64,
+    plan: &Plan,
+    paths: &crate::context::Paths,
+    keep: usize,
+    note: Option<&str>,
+) -> Result<()> {
+    state.set_status(run_id, RunStatus::Succeeded, note)?;
+    tracing::info!(run = run_id, to = %plan.to, action = plan.action.as_str(), "run succeeded");
+    // NB: the restore point holds its packages itself: the cache keeps what the run installed,
+    // for the next restore point
+    let installed = plan.hops.iter().flat_map(|h| h.artifacts());
+    crate::repo::fetch::prune(&paths.cache, installed);
+    crate::steps::restore::point::prune(paths, keep, run_id);
+    Ok(())
+}
+
+/// Asks `question` unless `assume_yes`; no terminal to ask on is an error, not a decline.
+pub(crate) fn confirm(ctx: &Context, assume_yes: bool, ui: &dyn Ui, question: &str) -> Result<()> {
+    if assume_yes {
+        return Ok(());
+    }
+    if !ctx.interactive {
+        return Err(UpgradeError::NoTerminal.into());
+    }
+    if crate::interrupt::at_prompt(|| ui.confirm(question))? {
+        Ok(())
+    } else {
+        Err(UpgradeError::Declined.into())
+    }
+}
