@@ -71,6 +71,20 @@ impl Trial {
         sb.logging_hook("pre", true, "20-second");
         sb.logging_hook("post", false, "80-third");
         sb.logging_hook("post", true, "90-fourth");
+        // a health check that passes: the health gate's step and marks are in the matrix too
+        let health = sb.root.join("usr/share/upgrade/health.d");
+        std::fs::create_dir_all(&health).unwrap();
+        std::fs::write(
+            health.join("50-installed"),
+            "#!/bin/sh
+test -n \"$UPGRADE_TO_VERSION\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            health.join("50-installed"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         sb.migration(
             "1.0.0",
             "001-accounts.sql",
