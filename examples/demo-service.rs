@@ -1,13 +1,13 @@
 //! A tiny TCP service for the demo, the tests and `bench/services`: it takes `--delay` to start
 //! listening on `127.0.0.1:PORT`, answers every connection with its name and version (one line,
-//! `NAME VERSION`), and exits on SIGTERM. With `--log FILE` it appends `start NAME T`, `ready NAME T`
-//! and `stop NAME T` lines, T being CLOCK_MONOTONIC in seconds, so that several services' logs can
-//! be ordered.
+//! `NAME VERSION`), and exits on SIGTERM. With `--log FILE` it appends `start NAME T`,
+//! `ready NAME T` and `stop NAME T` lines, T being CLOCK_MONOTONIC in seconds, so that several
+//! services' logs can be ordered.
 //!
 //! With `--http` it speaks HTTP/1.0 instead, for the demo's health checks: it reads the request up
-//! to its blank line (giving up after a short read timeout, so a client that sends nothing, such as
-//! a TCP ready check, does not hold it) and answers `--status CODE` (default 200) with the same line
-//! as its body, whatever the method and path.
+//! to its blank line (giving up after a 1 s read timeout, so that a client that sends nothing, such
+//! as a TCP ready check, does not hold it for long) and answers with status `--status CODE`
+//! (default 200) and the same line as its body, whatever the method and path.
 //!
 //! Usage: `demo-service --name NAME --port PORT [--delay 300ms] [--log FILE] [--version V]
 //! [--http [--status CODE]]`
