@@ -17,15 +17,50 @@ use std::path::{Path, PathBuf};
 
 use common::rpmbuild::RpmSpec;
 
-/// (release, required stop, demo-server version, demo-web version, the HTTP status demo-server's
-/// package tells the services to answer with: `None` ships no `server-status`, which means 200)
-const RELEASES: &[(&str, bool, &str, Option<&str>, Option<u16>)] = &[
-    ("1.0.0", false, "1.0.0", None, None),
-    ("1.1.0", false, "1.1.0", None, None),
-    ("2.0.0", true, "2.0.0", Some("2.0.0"), None),
-    ("2.1.0", false, "2.1.0", Some("2.1.0"), None),
+/// One release of the demo product; its demo-server package has the release's version.
+struct Release {
+    version: &'static str,
+    /// A required stop (it needs upgrader 1.1.0).
+    stop: bool,
+    /// The version of its demo-web package, if it has one.
+    web: Option<&'static str>,
+    /// The HTTP status its demo-server package tells the services to answer with: `None` ships no
+    /// `/usr/lib/demo/server-status`, which means 200.
+    status: Option<u16>,
+}
+
+const RELEASES: &[Release] = &[
+    Release {
+        version: "1.0.0",
+        stop: false,
+        web: None,
+        status: None,
+    },
+    Release {
+        version: "1.1.0",
+        stop: false,
+        web: None,
+        status: None,
+    },
+    Release {
+        version: "2.0.0",
+        stop: true,
+        web: Some("2.0.0"),
+        status: None,
+    },
+    Release {
+        version: "2.1.0",
+        stop: false,
+        web: Some("2.1.0"),
+        status: None,
+    },
     // NB: broken on purpose, so that the demo shows the health gate's automatic rollback
-    ("2.2.0", false, "2.2.0", Some("2.2.0"), Some(500)),
+    Release {
+        version: "2.2.0",
+        stop: false,
+        web: Some("2.2.0"),
+        status: Some(500),
+    },
 ];
 
 fn main() {
@@ -50,7 +85,14 @@ fn main() {
         .build(&packages);
     let mut toml = String::from("product = \"demo\"\n\n[upgrader]\nversion = \"1.1.0\"\n");
     toml += &format!("packages = [{:?}]\n", rel(&out, &upgrader_file));
-    for (version, stop, server, web, status) in RELEASES {
+    for Release {
+        version,
+        stop,
+        web,
+        status,
+    } in RELEASES
+    {
+        let server = version;
         let major = &server[..1];
         let mut spec = RpmSpec::new("demo-server", server)
             .file("/usr/lib/demo/server-version", format!("{server}\n"), 0o644)
