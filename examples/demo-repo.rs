@@ -3,8 +3,13 @@
 //!
 //! Usage: `cargo run --example demo-repo -- OUT_DIR [ASSETS_DIR]`, then
 //! `real-upgrade repo index OUT_DIR`. ASSETS_DIR (default `.`) holds the top-level
-//! `pre-upgrade.d/`, `post-upgrade.d/`, `migrations/` and `service-order.toml` that the upgrader
-//! package ships to `/usr/share/upgrade/`.
+//! `pre-upgrade.d/`, `post-upgrade.d/`, `health.d/`, `migrations/` and `service-order.toml` that
+//! the upgrader package ships to `/usr/share/upgrade/`.
+//!
+//! The newest release, 2.2.0, is broken on purpose: its demo-server package ships
+//! `/usr/lib/demo/server-status` with `500`, which the demo's services answer their HTTP requests
+//! with (no such file, as in every other release, means 200), so the vendor health check in
+//! `health.d/` fails after an upgrade to it and the host is rolled back (SPEC §13).
 
 mod common;
 
@@ -12,12 +17,50 @@ use std::path::{Path, PathBuf};
 
 use common::rpmbuild::RpmSpec;
 
-/// (release, required stop, demo-server version, demo-web version)
-const RELEASES: &[(&str, bool, &str, Option<&str>)] = &[
-    ("1.0.0", false, "1.0.0", None),
-    ("1.1.0", false, "1.1.0", None),
-    ("2.0.0", true, "2.0.0", Some("2.0.0")),
-    ("2.1.0", false, "2.1.0", Some("2.1.0")),
+/// One release of the demo product; its demo-server package has the release's version.
+struct Release {
+    version: &'static str,
+    /// A required stop (it needs upgrader 1.1.0).
+    stop: bool,
+    /// The version of its demo-web package, if it has one.
+    web: Option<&'static str>,
+    /// The HTTP status its demo-server package tells the services to answer with: `None` ships no
+    /// `/usr/lib/demo/server-status`, which means 200.
+    status: Option<u16>,
+}
+
+const RELEASES: &[Release] = &[
+    Release {
+        version: "1.0.0",
+        stop: false,
+        web: None,
+        status: None,
+    },
+    Release {
+        version: "1.1.0",
+        stop: false,
+        web: None,
+        status: None,
+    },
+    Release {
+        version: "2.0.0",
+        stop: true,
+        web: Some("2.0.0"),
+        status: None,
+    },
+    Release {
+        version: "2.1.0",
+        stop: false,
+        web: Some("2.1.0"),
+        status: None,
+    },
+    // NB: broken on purpose, so that the demo shows the health gate's automatic rollback
+    Release {
+        version: "2.2.0",
+        stop: false,
+        web: Some("2.2.0"),
+        status: Some(500),
+    },
 ];
 
 fn main() {
@@ -42,16 +85,26 @@ fn main() {
         .build(&packages);
     let mut toml = String::from("product = \"demo\"\n\n[upgrader]\nversion = \"1.1.0\"\n");
     toml += &format!("packages = [{:?}]\n", rel(&out, &upgrader_file));
-    for (version, stop, server, web) in RELEASES {
+    for Release {
+        version,
+        stop,
+        web,
+        status,
+    } in RELEASES
+    {
+        let server = version;
         let major = &server[..1];
-        let server = RpmSpec::new("demo-server", server)
+        let mut spec = RpmSpec::new("demo-server", server)
             .file("/usr/lib/demo/server-version", format!("{server}\n"), 0o644)
             .config_file(
                 "/etc/demo/server.conf",
                 format!("# demo server {major}.x settings\nlisten = 8080\nworkers = {major}\n"),
             )
-            .post_lua(&format!("print(\"demo-server {server}: configured\")"))
-            .build(&packages);
+            .post_lua(&format!("print(\"demo-server {server}: configured\")"));
+        if let Some(status) = status {
+            spec = spec.file("/usr/lib/demo/server-status", format!("{status}\n"), 0o644);
+        }
+        let server = spec.build(&packages);
         let mut files = vec![rel(&out, &server), rel(&out, &cli)];
         if let Some(web) = web {
             let web = RpmSpec::new("demo-web", web)
@@ -77,7 +130,7 @@ fn main() {
 fn upgrader(assets: &Path, version: &str) -> RpmSpec {
     let mut upgrader = RpmSpec::new("demo-upgrade", version);
     upgrader.arch = "noarch".into();
-    for dir in ["pre-upgrade.d", "post-upgrade.d", "migrations"] {
+    for dir in ["pre-upgrade.d", "post-upgrade.d", "health.d", "migrations"] {
         for (rel, contents, mode) in walk(&assets.join(dir)) {
             upgrader = upgrader.file(&format!("/usr/share/upgrade/{dir}/{rel}"), contents, mode);
         }

@@ -1,12 +1,19 @@
 //! A tiny TCP service for the demo, the tests and `bench/services`: it takes `--delay` to start
-//! listening on `127.0.0.1:PORT`, answers every connection with its name and version, and exits on
-//! SIGTERM. With `--log FILE` it appends `start NAME T`, `ready NAME T` and `stop NAME T` lines,
-//! T being CLOCK_MONOTONIC in seconds, so that several services' logs can be ordered.
+//! listening on `127.0.0.1:PORT`, answers every connection with its name and version (one line,
+//! `NAME VERSION`), and exits on SIGTERM. With `--log FILE` it appends `start NAME T`,
+//! `ready NAME T` and `stop NAME T` lines, T being CLOCK_MONOTONIC in seconds, so that several
+//! services' logs can be ordered.
 //!
-//! Usage: `demo-service --name NAME --port PORT [--delay 300ms] [--log FILE] [--version V]`
+//! With `--http` it speaks HTTP/1.0 instead, for the demo's health checks: it reads the request up
+//! to its blank line (giving up after a 1 s read timeout, so that a client that sends nothing, such
+//! as a TCP ready check, does not hold it for long) and answers with status `--status CODE`
+//! (default 200) and the same line as its body, whatever the method and path.
+//!
+//! Usage: `demo-service --name NAME --port PORT [--delay 300ms] [--log FILE] [--version V]
+//! [--http [--status CODE]]`
 
-use std::io::Write;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,6 +39,8 @@ fn main() {
     let mut delay = Duration::ZERO;
     let mut log: Option<String> = None;
     let mut version = String::from("?");
+    let mut http = false;
+    let mut status: Option<u16> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -41,9 +50,21 @@ fn main() {
             "--delay" => delay = humantime::parse_duration(&value()).expect("--delay: e.g. 300ms"),
             "--log" => log = Some(value()),
             "--version" => version = value(),
+            "--http" => http = true,
+            "--status" => {
+                status = Some(
+                    value()
+                        .parse()
+                        .ok()
+                        .filter(|code| (100..=599).contains(code))
+                        .expect("--status takes an HTTP status code, e.g. 500"),
+                )
+            }
             other => panic!("unknown argument `{other}`"),
         }
     }
+    assert!(http || status.is_none(), "--status needs --http");
+    let status = status.unwrap_or(200);
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t);
@@ -76,6 +97,9 @@ fn main() {
     note("ready");
     while !TERM.load(Ordering::SeqCst) {
         match listener.accept() {
+            Ok((mut stream, _)) if http => {
+                answer_http(&mut stream, status, &format!("{name} {version}\n"));
+            }
             Ok((mut stream, _)) => {
                 let _ = writeln!(stream, "{name} {version}");
             }
@@ -83,4 +107,43 @@ fn main() {
         }
     }
     note("stop");
+}
+
+/// Reads one HTTP request up to its blank line (or end of stream, 8 KiB, or a 1 s silence) and
+/// answers it with `status` and `body`; errors are the client's business and ignored.
+fn answer_http(stream: &mut TcpStream, status: u16, body: &str) {
+    // NB: the listener is non-blocking; the accepted stream must block, with a bounded wait
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while request.len() < 8192 && !request.ends_with(b"\r\n\r\n") && !request.ends_with(b"\n\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let response = format!(
+        "HTTP/1.0 {status} {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}",
+        reason(status)
+    );
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
 }

@@ -1,8 +1,9 @@
 //! The demo (`scripts/demo`) whole, in a temporary directory and on the binaries under test: it
-//! succeeds, reaches the newest release and rolls it back (issue 13), and nothing it started
-//! outlives it (issue 18), whether it finishes or is ended by
-//! Ctrl-C or TERM while its services run. Every process the demo starts inherits a marker
-//! variable from it, by which these tests find them in `/proc`.
+//! succeeds, reaches 2.1.0 and rolls it back (issue 13), then upgrades to the broken 2.2.0 and is
+//! rolled back by the health gate with exit 6, 1.0.0 serving again (issue 14), and nothing it
+//! started outlives it (issue 18), whether it finishes or is ended by Ctrl-C or TERM while its
+//! services run. Every process the demo starts inherits a marker variable from it, by which these
+//! tests find them in `/proc`.
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -168,6 +169,57 @@ fn one_demo() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The part of the demo's output from the step whose title starts with `from` to the next step
+/// that starts with `to` (or the end).
+fn section<'a>(log: &'a str, from: &str, to: Option<&str>) -> &'a str {
+    let start = log
+        .find(&format!("### {from}"))
+        .unwrap_or_else(|| panic!("the demo has no step `{from}`:\n{log}"));
+    let rest = &log[start..];
+    match to {
+        Some(to) => {
+            let end = rest
+                .find(&format!("### {to}"))
+                .unwrap_or_else(|| panic!("the demo has no step `{to}` after `{from}`:\n{log}"));
+            &rest[..end]
+        }
+        None => rest,
+    }
+}
+
+/// What a section must show, each needle with what it means when it is missing.
+fn assert_shows(section: &str, what: &str, needles: &[&str], log: &str) {
+    for needle in needles {
+        assert!(section.contains(needle), "no `{needle}` {what}:\n{log}");
+    }
+}
+
+fn assert_hides(section: &str, what: &str, needles: &[&str], log: &str) {
+    for needle in needles {
+        assert!(
+            !section.contains(needle),
+            "`{needle}` is still there {what}:\n{log}"
+        );
+    }
+}
+
+/// Whether demo-web runs: a rollback that removed its package (1.0.0 has none) leaves it stopped.
+enum Web {
+    Serving,
+    Stopped,
+}
+
+/// `show`'s lines for the services answering HTTP 200 with `version` on the demo's ports.
+fn serving(version: &str, web: Web) -> Vec<String> {
+    let mut lines = vec![format!("port 8080: HTTP/1.0 200 OK: demo-server {version}")];
+    lines.push(match web {
+        Web::Serving => format!("port 8081: HTTP/1.0 200 OK: demo-web {version}"),
+        Web::Stopped => "nothing answers on port 8081".to_string(),
+    });
+    lines.push(format!("port 8082: HTTP/1.0 200 OK: demo-worker {version}"));
+    lines
+}
+
 #[test]
 fn the_demo_succeeds_and_leaves_nothing_running() {
     let _one = one_demo();
@@ -179,36 +231,92 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
         demo.log()
     );
     let log = demo.log();
-    let (upgraded, rolled_back) = log
-        .split_once("### result of the rollback")
-        .unwrap_or_else(|| panic!("the demo shows no rollback:\n{log}"));
-    assert!(
-        upgraded.contains("demo-server-2.1.0"),
-        "the demo did not reach the newest release:\n{log}"
+    let upgraded = section(
+        &log,
+        "result of the upgrade to 2.1.0",
+        Some("rollback --yes"),
     );
+    let rolled_back = section(&log, "result of the rollback", Some("a release whose"));
+    let broken = section(
+        &log,
+        "a release whose",
+        Some("result of the automatic rollback"),
+    );
+    let restored = section(&log, "result of the automatic rollback", None);
+
+    // the upgrade to 2.1.0 passed its health checks and stayed: its services answer HTTP 200
+    // with it, `health` (the vendor's check, whose last line it reports) passes, its packages and
+    // migrations are in place
+    let now = serving("2.1.0", Web::Serving);
+    let mut shown: Vec<&str> = now.iter().map(String::as_str).collect();
+    shown.extend([
+        "healthy: demo-server demo-web demo-worker answer HTTP 200",
+        "demo-server-2.1.0",
+        "applied  2.1.0/001-index-calls",
+    ]);
+    assert_shows(upgraded, "after the upgrade to 2.1.0", &shown, &log);
+
     // the rollback took the host back to 1.0.0: the services answer with it on their ports,
     // the packages and the database (its ledger and tables) are 1.0.0's again
-    for shown in [
-        "demo-server 1.0.0",
+    let then = serving("1.0.0", Web::Stopped);
+    let mut shown: Vec<&str> = then.iter().map(String::as_str).collect();
+    shown.extend([
         "demo-server-1.0.0",
         "applied  1.0.0/002-create-agents",
         "pending  2.0.0/001-create-queues",
         "workers = 8   # tuned by the operator",
-    ] {
-        assert!(
-            rolled_back.contains(shown),
-            "no `{shown}` after the rollback:\n{log}"
-        );
-    }
-    for gone in ["demo-server-2.1.0", "demo-web-"] {
-        assert!(
-            !rolled_back.contains(gone),
-            "`{gone}` is still there after the rollback:\n{log}"
-        );
-    }
+    ]);
+    assert_shows(rolled_back, "after the rollback", &shown, &log);
+    assert_hides(
+        rolled_back,
+        "after the rollback",
+        &["demo-server-2.1.0", "demo-web-"],
+        &log,
+    );
+
+    // the broken release was installed and served: the vendor's health check found every
+    // service answering wrongly (its last line), and the upgrade exited 6 (the demo fails on any
+    // other code)
+    assert_shows(
+        broken,
+        "in the upgrade to 2.2.0",
+        &[
+            "answering wrongly: demo-server demo-web demo-worker",
+            "upgrade exited with 6",
+        ],
+        &log,
+    );
+
+    // the health gate put 1.0.0 back by itself: its services answer HTTP 200 again and pass the
+    // health check, its packages, database and configuration are back
+    let mut shown: Vec<&str> = then.iter().map(String::as_str).collect();
+    shown.extend([
+        "healthy: demo-server demo-worker answer HTTP 200",
+        "demo-server-1.0.0",
+        "applied  1.0.0/002-create-agents",
+        "pending  2.0.0/001-create-queues",
+        "# demo server 1.x settings",
+        "workers = 8   # tuned by the operator",
+    ]);
+    assert_shows(restored, "after the automatic rollback", &shown, &log);
+    assert_hides(
+        restored,
+        "after the automatic rollback",
+        &["demo-server-2.2.0", "demo-server-2.0.0", "demo-web-"],
+        &log,
+    );
+
     // (the demo lists the tables when `sqlite3` is installed)
-    if let Some(tables) = rolled_back.lines().find(|l| l.starts_with("tables: ")) {
-        assert_eq!(tables, "tables: agents calls upgrade_migrations", "{log}");
+    for (part, when) in [
+        (rolled_back, "the rollback"),
+        (restored, "the automatic rollback"),
+    ] {
+        if let Some(tables) = part.lines().find(|l| l.starts_with("tables: ")) {
+            assert_eq!(
+                tables, "tables: agents calls upgrade_migrations",
+                "after {when}:\n{log}"
+            );
+        }
     }
     demo.assert_nothing_left();
 }
