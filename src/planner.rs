@@ -243,7 +243,7 @@ pub fn plan_rollback(
             run,
             taken_at: manifest.taken_at.clone(),
             database: manifest.database.is_some(),
-            files: manifest.files.entries.len(),
+            files: manifest.files.shown(),
         }),
     };
     // NB: a rollback to nothing installed has nothing to check

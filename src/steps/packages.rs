@@ -629,6 +629,14 @@ fn show(cx: &StepContext<'_, '_>, key: &JournalKey, report: TransactionReport) -
         tracing::info!(step = %key, "rpm: {line}");
         cx.ui.event(Event::PackageOutput { line });
     }
+    // NB: a rollback's restore-data step puts the restore point's files back and removes the
+    // `.rpmnew`/`.rpmsave` files the restore point did not have: nothing to merge by hand
+    if cx.action == crate::model::plan::Action::Rollback {
+        for path in &report.config_files {
+            tracing::info!(path = %path, "config file set aside; the restore point's is put back");
+        }
+        return Vec::new();
+    }
     for path in &report.config_files {
         tracing::warn!(path = %path, "config file kept beside the packaged one");
         cx.ui.event(Event::ConfigFileKept { path });

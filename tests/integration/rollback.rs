@@ -74,6 +74,8 @@ pub(crate) struct HostState {
     installed: Option<String>,
     server_conf: Option<(String, u32)>,
     new_conf: Option<(String, u32)>,
+    /// The `.rpmnew` / `.rpmsave` files in `/etc/demo`.
+    set_aside: Vec<String>,
     ledger: Vec<String>,
 }
 
@@ -83,8 +85,24 @@ pub(crate) fn host_state(sb: &Sandbox, db: &TestDb) -> HostState {
         installed: sb.installed(),
         server_conf: file_state(&sb.root.join("etc/demo/server.conf")),
         new_conf: file_state(&sb.root.join("etc/demo/new.conf")),
+        set_aside: set_aside(&sb.root.join("etc/demo")),
         ledger: db.ledger(),
     }
+}
+
+/// The names of the `.rpmnew` and `.rpmsave` files in `dir`, sorted.
+pub(crate) fn set_aside(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".rpmnew") || n.ends_with(".rpmsave"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// A runit service `demo` (of demo-server) that answers with the version in [`VERSION_FILE`]
@@ -161,6 +179,9 @@ fn rollback_puts_back_packages_database_configuration_and_services(sb: Sandbox, 
     let after = host_state(&sb, &db);
     assert_ne!(after, before);
     assert_eq!(after.installed.as_deref(), Some("2.0.0"));
+    // rpm kept the operator's edited file and set the packaged one beside it; the rollback
+    // (whose downgrade sets 1.0.0's beside it again) removes it with the rest
+    assert_eq!(after.set_aside, ["server.conf.rpmnew"]);
     let dump_after = full_dump(&db);
     assert_ne!(dump_after, dump_before, "the migration changed nothing");
 

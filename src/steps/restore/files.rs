@@ -82,6 +82,25 @@ pub enum FileState {
     },
 }
 
+/// The extensions of what rpm sets beside an edited configuration file (`.rpmnew`) or moves
+/// aside (`.rpmsave`).
+pub const SET_ASIDE: [&str; 2] = ["rpmnew", "rpmsave"];
+
+impl FilesSnapshot {
+    /// How many configuration files a rollback puts back or removes, less the `.rpmnew` and
+    /// `.rpmsave` files saved as absent (which it removes when rpm made them).
+    pub fn shown(&self) -> usize {
+        let set_aside = |p: &Path| {
+            p.extension()
+                .is_some_and(|e| SET_ASIDE.iter().any(|s| e == *s))
+        };
+        self.entries
+            .iter()
+            .filter(|e| !(e.state == FileState::Absent && set_aside(&e.path)))
+            .count()
+    }
+}
+
 /// Saves each of `paths` (absolute inside `root`) into `dir`, durably.
 pub fn capture(root: &Path, paths: &[PathBuf], dir: &Path) -> Result<FilesSnapshot> {
     let contents = dir.join(CONTENTS);

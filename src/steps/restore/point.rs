@@ -184,6 +184,21 @@ fn config_paths(
         .map(|a| fetch::cache_path(&cx.paths.cache, a))
         .collect();
     paths.extend(files::config_files_of_package_files(&incoming)?);
+    // NB: what rpm sets beside an edited file (`.rpmnew`) or moves aside (`.rpmsave`) during the
+    // run, or during its rollback's downgrade, is saved as it was (absent, mostly), so that the
+    // rollback removes it again
+    let beside: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| !p.starts_with("/etc/upgrade"))
+        .flat_map(|p| {
+            files::SET_ASIDE.map(|ext| {
+                let mut name = p.as_os_str().to_owned();
+                name.push(format!(".{ext}"));
+                PathBuf::from(name)
+            })
+        })
+        .collect();
+    paths.extend(beside);
     paths.sort();
     paths.dedup();
     Ok(paths)
