@@ -273,3 +273,32 @@ fn a_release_that_drops_renames_and_conflicts() {
     snapshot(&sb, "error_file_conflict", &["--yes"]).assert_code(3);
     snapshot(&sb, "error_file_conflict_json", &["--yes", "--json"]).assert_code(3);
 }
+
+/// A release that fails its health checks (SPEC §13): the run's checks, the automatic rollback
+/// and its own checks, exit 6; then `health`, and `history` with both runs and their checks. One
+/// attempt per check (`interval` = `timeout`), so that the attempts are the same on every run.
+#[test]
+fn a_release_that_fails_its_health_checks() {
+    let sb = Sandbox::new();
+    product(&sb);
+    sb.write_config(
+        "[services]\nbackend = \"command\"\n\
+         [health]\ntimeout = \"1s\"\ninterval = \"1s\"\n\
+         [[health.check]]\nname = \"cache\"\ncommand = \"echo cache is cold; exit 1\"\nrequired = false\n",
+    );
+    let dir = sb.root.join("usr/share/upgrade/health.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let smoke = dir.join("10-smoke");
+    std::fs::write(
+        &smoke,
+        "#!/bin/sh\ncase $UPGRADE_TO_VERSION in\n3.*) echo \"api answers 500 on $UPGRADE_TO_VERSION\"; exit 1;;\n*) echo \"api answers 200 on $UPGRADE_TO_VERSION\";;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&smoke, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    sb.run(&["--yes", "--to", "2.0.0"]).assert_code(0);
+    snapshot(&sb, "run_health_rollback", &["--yes"]).assert_code(6);
+    snapshot(&sb, "health", &["health"]).assert_code(0);
+    snapshot(&sb, "health_json", &["health", "--json"]);
+    snapshot(&sb, "history_health", &["history"]);
+    snapshot(&sb, "history_health_json", &["history", "--json"]);
+}
