@@ -65,6 +65,23 @@ def load(name):
     return json.load(open(f"{res}/{name}.json"))["results"]
 
 
+def holdout():
+    """The hold-out's medians, each side's runs pooled over the turns both took (ours, peer,
+    peer, ours, five times), and a note: the runs, the spread of the turns' ratios, the calls."""
+    ho = load("holdout")
+    ours = [r for r in ho if r["command"].startswith("real-upgrade")]
+    peer = [r for r in ho if not r["command"].startswith("real-upgrade")]
+    ours_t = [t for r in ours for t in r["times"]]
+    peer_t = [t for r in peer for t in r["times"]]
+    turns = [o["median"] / p["median"] for o, p in zip(ours, peer)]
+    calls = json.load(open(f"{res}/holdout-calls.json"))
+    note = (f"{len(ours_t)} runs a side, taking turns {len(ours) // 2} times (ours, peer, peer, "
+            f"ours; each pair's ratio {min(turns):.3f}–{max(turns):.3f}); one run under `strace` "
+            f"(`bench/count-calls`): rpm commands {calls['rpm']}, queries (`rpm -q…`) "
+            f"{calls['rpm_queries']}; state.db opens {calls['state_db_opens']}")
+    return statistics.median(ours_t), statistics.median(peer_t), note
+
+
 def fmt_ms(s):
     ms = s * 1000
     return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms"
@@ -152,17 +169,10 @@ def write(text):
 
 if only == "holdout":
     # NB: printed, not written: BENCHMARKS.md's table stays as the last full run left it
-    ho = load("holdout")  # ours, peer, peer, ours: each side's runs pooled
-    calls = json.load(open(f"{res}/holdout-calls.json"))
-    ours = statistics.median(ho[0]["times"] + ho[3]["times"])
-    peer = statistics.median(ho[1]["times"] + ho[2]["times"])
+    ours, peer, note = holdout()
     load1 = open("/proc/loadavg").read().split()[2] if os.path.exists("/proc/loadavg") else "?"
     print(f"hold-out fresh install: real-upgrade {ours * 1000:.0f} ms, `run-parts` + `rpm -U` + "
-          f"`run-parts` {peer * 1000:.0f} ms (medians, {len(ho[0]['times']) + len(ho[3]['times'])} "
-          f"runs a side in two orders): ratio {ours / peer:.3f} (ours first "
-          f"{ho[0]['median'] / ho[1]['median']:.3f}, peer first {ho[3]['median'] / ho[2]['median']:.3f}); "
-          f"rpm commands {calls['rpm']}, rpm queries {calls['rpm_queries']}, state.db opens "
-          f"{calls['state_db_opens']}; 15-minute load {load1}")
+          f"`run-parts` {peer * 1000:.0f} ms: ratio {ours / peer:.3f}; {note}; 15-minute load {load1}")
     sys.exit(0)
 
 if only == "rollback":
@@ -206,18 +216,11 @@ h = load("hooks")
 versus(f"hook phase, {fmt_n(params['hooks'])} trivial hooks", h[0], h[1], "`run-parts`", 1.05)
 p = load("packages")
 versus(f"install a {fmt_n(params['packages'])}-package release", p[0], p[1], "bare `rpm -U`", 1.15)
-ho = load("holdout")  # ours, peer, peer, ours: each side's runs pooled
-calls = json.load(open(f"{res}/holdout-calls.json"))
+ho_ours, ho_peer, ho_note = holdout()
 versus(f"hold-out fresh install: {params['holdout_packages']} packages, "
        f"{fmt_n(params['holdout_hooks'])} pre and {fmt_n(params['holdout_hooks'])} post hooks",
-       {"median": statistics.median(ho[0]["times"] + ho[3]["times"])},
-       {"median": statistics.median(ho[1]["times"] + ho[2]["times"])},
-       "`run-parts` + `rpm -U` + `run-parts`", 1.05,
-       f"{len(ho[0]['times']) + len(ho[3]['times'])} runs a side in two orders (ours first: "
-       f"{ho[0]['median'] / ho[1]['median']:.3f}, peer first: "
-       f"{ho[3]['median'] / ho[2]['median']:.3f}); one run under `strace` (`bench/count-calls`): "
-       f"rpm commands {calls['rpm']}, queries (`rpm -q…`) {calls['rpm_queries']}; "
-       f"state.db opens {calls['state_db_opens']}")
+       {"median": ho_ours}, {"median": ho_peer}, "`run-parts` + `rpm -U` + `run-parts`", 1.05,
+       ho_note)
 rollback_rows()
 ms = load("migrations-sqlite")
 versus(f"{fmt_n(params['migrations'])} migrations from empty, SQLite", ms[0], ms[1],

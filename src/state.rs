@@ -109,6 +109,11 @@ CREATE TABLE IF NOT EXISTS accepted_index (
 );
 ";
 
+/// Records an accepted index sequence; the stored value never decreases.
+const ACCEPT_SEQUENCE: &str = "INSERT INTO accepted_index (id, sequence, accepted_at) VALUES (1, ?1, ?2)
+     ON CONFLICT (id) DO UPDATE SET sequence = max(sequence, excluded.sequence),
+     accepted_at = excluded.accepted_at";
+
 pub fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -210,12 +215,7 @@ impl State {
     /// Records that an index with `sequence` was accepted; the stored value never decreases.
     pub fn accept_sequence(&self, sequence: u64) -> Result<()> {
         self.conn
-            .execute(
-                "INSERT INTO accepted_index (id, sequence, accepted_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET sequence = max(sequence, excluded.sequence),
-                 accepted_at = excluded.accepted_at",
-                params![sequence as i64, now()],
-            )
+            .execute(ACCEPT_SEQUENCE, params![sequence as i64, now()])
             .context("failed to record the accepted index sequence in state.db")?;
         Ok(())
     }
@@ -245,15 +245,26 @@ impl State {
         Ok(Some(OpenRun { record, plan, done }))
     }
 
-    pub fn begin_run(&mut self, plan: &Plan) -> Result<i64> {
+    /// Begins a run of `plan`; with `accepted`, records in the same transaction (one sync) that
+    /// the index of that sequence was accepted (see [`State::accept_sequence`]).
+    pub fn begin_run(&mut self, plan: &Plan, accepted: Option<u64>) -> Result<i64> {
         let json = serde_json::to_string(plan).context("failed to serialise the plan")?;
-        self.conn
-            .execute(
-                "INSERT INTO runs (started_at, from_version, to_version, status, plan) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now(), plan.from, plan.to, RunStatus::Running, json],
-            )
-            .context("failed to record the run in state.db")?;
-        Ok(self.conn.last_insert_rowid())
+        let tx = self
+            .conn
+            .transaction()
+            .context("failed to begin a transaction on state.db")?;
+        if let Some(sequence) = accepted {
+            tx.execute(ACCEPT_SEQUENCE, params![sequence as i64, now()])
+                .context("failed to record the accepted index sequence in state.db")?;
+        }
+        tx.execute(
+            "INSERT INTO runs (started_at, from_version, to_version, status, plan) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now(), plan.from, plan.to, RunStatus::Running, json],
+        )
+        .context("failed to record the run in state.db")?;
+        let id = tx.last_insert_rowid();
+        tx.commit().context("failed to record the run in state.db")?;
+        Ok(id)
     }
 
     /// Marks an open run as being attempted again.

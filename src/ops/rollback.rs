@@ -127,7 +127,7 @@ pub(crate) fn roll_back(
         }
         // NB: the undone run is closed as rolled back now: from here on the rollback is the
         // open run, and a kill resumes it
-        None => state.begin_run(&plan)?,
+        None => state.begin_run(&plan, None)?,
     };
     // NB: a kill between beginning the rollback and closing the undone run left that one open
     // to the eye of `history`: a resumed rollback closes it again (the same status and reason)

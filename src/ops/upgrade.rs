@@ -332,8 +332,7 @@ fn begin(
             (record.id, graph)
         }
         Source::Planned { trusted, graph, .. } => {
-            state.accept_sequence(trusted.catalog.sequence)?;
-            (state.begin_run(plan)?, graph)
+            (state.begin_run(plan, Some(trusted.catalog.sequence))?, graph)
         }
     };
     tracing::info!(run = run_id, from = ?plan.from, to = %plan.to, resumed = !done.is_empty(), "run started");
