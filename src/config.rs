@@ -27,6 +27,25 @@ pub struct Config {
     pub checks: crate::model::checks::Checks,
     pub restore: Restore,
     pub health: Health,
+    pub uninstall: Uninstall,
+}
+
+/// What `uninstall` deletes with `--purge` and what it never removes (SPEC §14).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Uninstall {
+    /// The product's data paths (files or directories, absolute inside the root) that
+    /// `--purge` deletes, whole; saved in the uninstall's restore point, so that `rollback`
+    /// brings them back.
+    pub purge_paths: Vec<std::path::PathBuf>,
+    /// Paths never removed: `--purge` leaves them (and what is under them) and an uninstall
+    /// puts back any that its package removal or a hook took.
+    pub keep: Vec<std::path::PathBuf>,
+    /// Users the product shares with others: never removed (this tool removes none; the
+    /// uninstall reports them as left behind, and hooks get them in `UPGRADE_KEEP_USERS`).
+    pub keep_users: Vec<String>,
+    /// Groups, as `keep_users`, in `UPGRADE_KEEP_GROUPS`.
+    pub keep_groups: Vec<String>,
 }
 
 /// Health checks after the services start (SPEC §13).
@@ -209,6 +228,7 @@ impl Default for Config {
             checks: Default::default(),
             restore: Restore::default(),
             health: Health::default(),
+            uninstall: Uninstall::default(),
         }
     }
 }
@@ -226,6 +246,17 @@ impl Config {
                 "invalid configuration `{}`: two health checks are named `{}`",
                 path.display(),
                 dup.key()
+            )));
+        }
+        let paths = config.uninstall.purge_paths.iter();
+        if let Some(bad) = paths
+            .chain(&config.uninstall.keep)
+            .find(|p| !p.is_absolute() || p.parent().is_none())
+        {
+            return Err(UpgradeError::input(format!(
+                "invalid configuration `{}`: `[uninstall]` path `{}` must be absolute and not `/`",
+                path.display(),
+                bad.display()
             )));
         }
         Ok(config)

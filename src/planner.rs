@@ -10,9 +10,10 @@ use crate::error::UpgradeError;
 use crate::model::catalog::Artifact;
 use crate::model::catalog::{Catalog, Summary};
 use crate::model::plan::{
-    Action, HealthPlan, Hop, PackageChange, PackageOp, Plan, PlanInput, PlannedHook, PlannedHooks,
-    RestorePointPlan, RestoreSource,
+    Action, HealthPlan, Hop, LeftBehind, PackageChange, PackageOp, Plan, PlanInput, PlannedHook,
+    PlannedHooks, RestorePointPlan, RestoreSource, UninstallPlan,
 };
+use crate::steps::migrations::db::redact;
 use crate::model::rpm::RpmDb;
 use crate::model::services::ServiceGraph;
 use crate::model::version::compare_evr;
@@ -95,9 +96,7 @@ pub fn plan_from(
         upgrader_package: &config.upgrader_package(),
     })?;
     if !plan.is_up_to_date() {
-        // NB: the database is saved when the product has one: migrations to apply, or one
-        // configured.
-        let database = !migrations.is_empty() || config.database.url.is_some();
+        let database = has_database(config, &migrations);
         plan.restore_point = Some(RestorePointPlan::new(
             catalog,
             &rpmdb,
@@ -245,6 +244,7 @@ pub fn plan_rollback(
             database: manifest.database.is_some(),
             files: manifest.files.shown(),
         }),
+        uninstall: None,
     };
     // NB: a rollback to nothing installed has nothing to check
     let health = match to.is_empty() {
@@ -265,6 +265,208 @@ pub fn plan_rollback(
         rpmdb,
         services,
     })
+}
+
+/// Whether the product has a database to save: migrations, or one configured.
+fn has_database(config: &Config, migrations: &[crate::model::migration::Migration]) -> bool {
+    !migrations.is_empty() || config.database.url.is_some()
+}
+
+/// What an uninstall does with the product's data (SPEC §14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    /// The database and the data paths stay (the default).
+    Keep,
+    /// `--purge`: the database objects (or SQLite file) and `[uninstall] purge_paths` go.
+    Purge,
+}
+
+/// The uninstall of the product installed at `installed` (SPEC §14): one hop to nothing that
+/// stops every service, removes the product's packages in one transaction and, with
+/// [`Data::Purge`], deletes its data; the restore point before it keeps the packages, the
+/// configuration, the database and the paths the run removes, so that `rollback` undoes it.
+///
+/// The product's packages are those any release of `catalog` lists (when the index could be
+/// read) or any run of `history` planned, less every prerequisite, the upgrader's packages and
+/// `[upgrader] package`; the restore point keeps each installed build from the artifact either
+/// names (the cache holds what the last run installed). So it needs no repository when the
+/// cache has the installed builds.
+pub fn plan_uninstall(
+    ctx: &Context,
+    config: &Config,
+    catalog: Option<&Catalog>,
+    history: &[Plan],
+    installed: &str,
+    data: Data,
+) -> Result<Planned> {
+    let paths = ctx.paths();
+    let scheme = config.version_scheme;
+    let version = scheme.parse(installed)?;
+    let rpmdb = crate::host::installed_packages(&ctx.root)?;
+    let services = crate::steps::services::load_graph(&paths, config.services.backend)?;
+    let migrations = migrations::discover(&paths.migrations, scheme)?;
+    let upgrader = config.upgrader_package();
+    let releases = catalog.iter().flat_map(|c| &c.releases);
+    let prerequisites: BTreeSet<&str> = releases
+        .clone()
+        .flat_map(|r| r.prerequisites.iter().map(|p| p.name.as_str()))
+        .chain(
+            history
+                .iter()
+                .flat_map(|p| &p.hops)
+                .flat_map(|h| h.prerequisites.iter().map(|p| p.name.as_str())),
+        )
+        .collect();
+    let not_product: HashSet<&str> = catalog
+        .iter()
+        .flat_map(|c| &c.upgrader)
+        .flat_map(|u| u.packages.iter().map(|a| a.name.as_str()))
+        .chain(prerequisites.iter().copied())
+        .chain([upgrader.as_str()])
+        .collect();
+    let kept = history
+        .iter()
+        .flat_map(|p| &p.restore_point)
+        .flat_map(|r| &r.packages);
+    let artifacts: Vec<&Artifact> = releases
+        .clone()
+        .flat_map(|r| &r.packages)
+        .chain(
+            history
+                .iter()
+                .filter(|p| p.action == Action::Upgrade)
+                .flat_map(|p| p.hops.iter().flat_map(|h| h.artifacts())),
+        )
+        .chain(kept.clone().filter_map(|p| p.artifact.as_ref()))
+        .collect();
+    let names: BTreeSet<&str> = artifacts
+        .iter()
+        .map(|a| a.name.as_str())
+        .chain(
+            history
+                .iter()
+                .flat_map(|p| &p.hops)
+                .flat_map(|h| h.packages.iter().map(|p| p.name.as_str())),
+        )
+        .chain(kept.map(|p| p.name.as_str()))
+        .filter(|n| !not_product.contains(n))
+        .collect();
+    let database = has_database(config, &migrations);
+    let point = RestorePointPlan::of(&names, &artifacts, &rpmdb, Some(&version), database);
+    let mut removed: Vec<PackageChange> = Vec::new();
+    for saved in &point.packages {
+        if removed.iter().all(|p| p.name != saved.name) {
+            removed.push(PackageChange {
+                op: PackageOp::Remove,
+                name: saved.name.clone(),
+                installed: Some(saved.evr.clone()),
+                artifact: None,
+            });
+        }
+    }
+    let left_behind = prerequisites
+        .iter()
+        .filter(|n| rpmdb.newest(n).is_some())
+        .map(|n| (*n, "a prerequisite: the operating system's, never removed"))
+        .chain(
+            rpmdb
+                .newest(&upgrader)
+                .map(|_| (upgrader.as_str(), "the upgrader: `upgrade` can install again")),
+        )
+        .map(|(name, why)| LeftBehind {
+            kind: "package".into(),
+            name: name.to_string(),
+            why: why.into(),
+        })
+        .collect();
+    let uninstall = uninstall_plan(config, database, data, left_behind);
+    let hop = Hop {
+        from: Some(installed.to_string()),
+        to: String::new(),
+        stop: false,
+        packages: removed,
+        migrations: Vec::new(),
+        hooks: planned_hooks(ctx)?,
+        services: services.names(0..services.services().len()),
+        prerequisites: Vec::new(),
+        checks: Default::default(),
+        restore: None,
+        uninstall: Some(uninstall),
+    };
+    Ok(Planned {
+        plan: Plan {
+            product: config.product.clone(),
+            from: Some(installed.to_string()),
+            to: String::new(),
+            hops: vec![hop],
+            action: Action::Uninstall,
+            restore_point: Some(point),
+            health: None,
+            automatic_for: None,
+        },
+        rpmdb,
+        services,
+    })
+}
+
+/// What an uninstall deletes and leaves, from `[uninstall]` and `data`; `left_behind` holds the
+/// packages it leaves already.
+fn uninstall_plan(
+    config: &Config,
+    database: bool,
+    data: Data,
+    mut left_behind: Vec<LeftBehind>,
+) -> UninstallPlan {
+    let section = &config.uninstall;
+    let kept = |p: &std::path::Path| section.keep.iter().any(|k| p.starts_with(k));
+    let entry = |kind: &str, name: String, why: &str| LeftBehind {
+        kind: kind.into(),
+        name,
+        why: why.into(),
+    };
+    let keep = "`[uninstall] keep`: never removed";
+    left_behind.extend(
+        section
+            .keep
+            .iter()
+            .map(|p| entry("path", p.display().to_string(), keep)),
+    );
+    left_behind.extend(
+        section
+            .keep_users
+            .iter()
+            .map(|u| entry("user", u.clone(), "`[uninstall] keep_users`: never removed")),
+    );
+    left_behind.extend(
+        section
+            .keep_groups
+            .iter()
+            .map(|g| entry("group", g.clone(), "`[uninstall] keep_groups`: never removed")),
+    );
+    let stays = "data stays without `--purge`";
+    let purge = data == Data::Purge;
+    if database && !purge {
+        left_behind.push(entry("database", redact(&config.database_url()), stays));
+    }
+    let paths: Vec<std::path::PathBuf> = section
+        .purge_paths
+        .iter()
+        .filter(|p| !kept(p))
+        .cloned()
+        .collect();
+    if !purge {
+        left_behind.extend(
+            paths
+                .iter()
+                .map(|p| entry("path", p.display().to_string(), stays)),
+        );
+    }
+    UninstallPlan {
+        database: database && purge,
+        paths: if purge { paths } else { Vec::new() },
+        keep: section.keep.clone(),
+        left_behind,
+    }
 }
 
 /// A host is fresh only when the rpm database holds none of the product's packages (SPEC §5);

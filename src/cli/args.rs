@@ -140,6 +140,36 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         to_run: Option<i64>,
     },
+    /// Remove the product: an upgrade to nothing, undone by `rollback`
+    ///
+    /// Shows the plan and asks, then runs as a journaled run (action `uninstall`): restore
+    /// point (packages, configuration, database, and the --purge and [uninstall] keep paths),
+    /// pre hooks (`UPGRADE_ACTION=uninstall`, `UPGRADE_TO_VERSION` empty), stop every service
+    /// of the product (dependents first), remove the product's packages in one rpm transaction,
+    /// post hooks, record "nothing installed". Never removed: prerequisites, the operating
+    /// system's packages, the upgrader package (so `upgrade` installs again, as a fresh
+    /// install) and the [uninstall] keep paths, users and groups; the run lists what it left
+    /// behind and why.
+    ///
+    /// Data stays by default: the database and the data paths are untouched, and a later
+    /// `upgrade` finds them. `real-upgrade rollback` undoes an uninstall, with or without
+    /// --purge, while its restore point is kept ([restore] keep). A stopped uninstall resumes
+    /// as an uninstall (plain `upgrade` finishes it too). Exit codes: 0 done (or nothing
+    /// installed), 1 a step failed, 2 bad usage or configuration, 3 preflight inhibited, 4
+    /// declined, 5 locked, 130/143 interrupted.
+    Uninstall {
+        /// Also delete the product's data: drop its database objects (the SQLite file; every
+        /// object of the PostgreSQL or MariaDB database, which itself stays) and remove
+        /// [uninstall] purge_paths; asks again, naming them (--yes answers)
+        #[arg(long)]
+        purge: bool,
+        /// Uninstall (and purge) without asking for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+        /// Show the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run the health checks alone against the installed release; change nothing
     ///
     /// Runs the executables in health.d (vendor /usr/share/upgrade/health.d and admin

@@ -277,6 +277,25 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
             let outcome = ops::rollback::rollback(&ctx, &opts, human)?;
             Ok(report_rollback(&outcome, json_out, human))
         }
+        Some(Command::Uninstall {
+            purge,
+            yes,
+            dry_run,
+        }) => {
+            let opts = ops::uninstall::UninstallOptions {
+                assume_yes: yes,
+                dry_run,
+                data: match purge {
+                    true => crate::planner::Data::Purge,
+                    false => crate::planner::Data::Keep,
+                },
+            };
+            if !dry_run {
+                open_log(&ctx, human);
+            }
+            let outcome = ops::uninstall::uninstall(&ctx, &opts, human)?;
+            Ok(report_uninstall(&outcome, json_out, human))
+        }
         Some(Command::Health { wait }) => {
             let checked = ops::health::health(&ctx, &ops::health::HealthOptions { wait }, human)?;
             json_if(json_out, &checked);
@@ -382,6 +401,16 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         let outcome = ops::rollback::rollback(ctx, &rollback, human)?;
         return Ok(report_rollback(&outcome, json_out, human));
     }
+    // NB: and an uninstall that was killed, as an uninstall (its stored plan)
+    if plain && ops::uninstall::open_uninstall(ctx).is_some() {
+        let uninstall = ops::uninstall::UninstallOptions {
+            assume_yes: opts.assume_yes,
+            dry_run: opts.dry_run,
+            data: crate::planner::Data::Keep,
+        };
+        let outcome = ops::uninstall::uninstall(ctx, &uninstall, human)?;
+        return Ok(report_uninstall(&outcome, json_out, human));
+    }
     let outcome = ops::upgrade::upgrade(ctx, &opts, human)?;
     match outcome.result {
         RunResult::UpToDate => human.say(&format!(
@@ -392,12 +421,36 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         RunResult::Downloaded => {
             human.say("download only: every package is in the cache and verified")
         }
-        RunResult::Upgraded | RunResult::RolledBack => {
+        RunResult::Upgraded
+        | RunResult::RolledBack
+        | RunResult::Uninstalled
+        | RunResult::NothingInstalled => {
             human.say(&format!("{} {} is installed", outcome.product, outcome.to));
         }
     }
     json_if(json_out, &outcome);
     Ok(exit::OK)
+}
+
+/// The end of an uninstall, whichever command ran it: what it left behind, its last line, and
+/// `--json`.
+fn report_uninstall(outcome: &ops::run::Outcome, json_out: bool, human: &Human) -> u8 {
+    match outcome.result {
+        RunResult::Planned => human.say("dry run: nothing was changed"),
+        RunResult::NothingInstalled => human.say(&format!(
+            "{}: nothing is installed, nothing to uninstall",
+            outcome.product
+        )),
+        _ => {
+            human.left_behind(&outcome.left_behind);
+            human.say(&format!(
+                "{} is uninstalled: nothing installed; `real-upgrade rollback` brings it back",
+                outcome.product
+            ));
+        }
+    }
+    json_if(json_out, outcome);
+    exit::OK
 }
 
 /// The end of a rollback, whichever command ran it: its last line, and `--json`.

@@ -213,6 +213,7 @@ impl Human {
         let from = plan.from.as_deref().unwrap_or("nothing installed");
         let kind = match (plan.action, &plan.from) {
             (Action::Rollback, _) => "rollback",
+            (Action::Uninstall, _) => "uninstall",
             (Action::Upgrade, None) => "fresh install",
             (Action::Upgrade, Some(_)) => "upgrade",
         };
@@ -282,6 +283,9 @@ impl Human {
                         format!("keep     {name} {old} (newer than {evr})")
                     }
                     (PackageOp::Keep, _) => format!("keep     {name} {evr}"),
+                    (PackageOp::Remove, _) if plan.action == Action::Uninstall => {
+                        format!("remove   {name} {installed}")
+                    }
                     (PackageOp::Remove, _) if plan.action == Action::Rollback => {
                         format!("remove   {name} {installed}  (the rolled-back run added it)")
                     }
@@ -343,6 +347,10 @@ impl Human {
                 hook_names(&hop.hooks.post),
                 mark(Step::Hop(i, HopStep::PostHooks))
             );
+            if let Some(uninstall) = &hop.uninstall {
+                out += &uninstall_summary(uninstall, mark(Step::Hop(i, HopStep::Purge)));
+                continue;
+            }
             out += &format!(
                 "    start services:     {}{}\n",
                 list(&hop.services),
@@ -370,6 +378,49 @@ impl Human {
             out += &format!("  health checks:        {}{done}\n", names.join(", "));
         }
         out
+    }
+}
+
+/// What an uninstall deletes (`--purge`) and leaves behind, and why; `mark` marks its purge
+/// step done.
+fn uninstall_summary(uninstall: &crate::model::plan::UninstallPlan, mark: &str) -> String {
+    let mut deleted: Vec<String> = uninstall
+        .paths
+        .iter()
+        .map(|p| format!("`{}`", p.display()))
+        .collect();
+    if uninstall.database {
+        deleted.insert(0, "the database's objects".into());
+    }
+    let deleted = match deleted.is_empty() {
+        true => "nothing (data stays; `--purge` deletes it)".to_string(),
+        false => deleted.join(", "),
+    };
+    let mut out = format!("    purge:              {deleted}{mark}\n");
+    if !uninstall.left_behind.is_empty() {
+        out += "    left behind:\n";
+        out += &left_behind_lines(&uninstall.left_behind);
+    }
+    out
+}
+
+/// One line per thing left behind: kind, name and why.
+fn left_behind_lines(left: &[crate::model::plan::LeftBehind]) -> String {
+    left.iter()
+        .map(|l| format!("      {:<9}{}  ({})\n", l.kind, l.name, l.why))
+        .collect()
+}
+
+impl Human {
+    /// What an uninstall left on the host, and why.
+    pub fn left_behind(&self, left: &[crate::model::plan::LeftBehind]) {
+        if left.is_empty() {
+            return;
+        }
+        self.say("left behind:");
+        for line in left_behind_lines(left).lines() {
+            self.say(line);
+        }
     }
 }
 
@@ -760,6 +811,9 @@ fn step_title(step: Step, hop: &str) -> String {
             format!("{hop}: put back the configuration files and the database")
         }
         Step::Hop(_, HopStep::PostHooks) => format!("{hop}: post-upgrade hooks"),
+        Step::Hop(_, HopStep::Purge) => {
+            format!("{hop}: purge the data, put back what is kept")
+        }
         Step::Hop(_, HopStep::Record) => format!("{hop}: record the installed version"),
         Step::Health => "health checks".into(),
     }

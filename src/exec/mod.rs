@@ -22,7 +22,7 @@ use crate::repo::Repository;
 use crate::repo::fetch;
 use crate::state::{Journal, State};
 use crate::steps::services::{self, ServiceGraph, Services};
-use crate::steps::{StepContext, health, hooks, migrations, packages, restore};
+use crate::steps::{StepContext, health, hooks, migrations, packages, purge, restore};
 use crate::ui::{Event, Ui};
 
 /// Fetches and verifies `artifacts` into the cache, reporting progress through `ui`.
@@ -125,8 +125,12 @@ fn steps(
             cx.ui.event(Event::StepAlreadyDone { step, hop });
             // NB: a resumed run whose services were stopped must still start them, also when it
             // fails before its start step.
+            // An uninstall's removed packages have no service left to start.
+            let removed = |h| hop.is_some_and(|hop| hop.uninstall.is_some())
+                && cx.journal.is_done(&Step::Hop(h, HopStep::Packages).key());
             if let (Step::Hop(h, HopStep::StopServices), Some(hop)) = (step, hop)
                 && hop.from.is_some()
+                && !removed(h)
                 && !cx
                     .journal
                     .is_done(&Step::Hop(h, HopStep::StartServices).key())
@@ -182,7 +186,19 @@ fn steps(
                     restore::point::put_back(cx, h, source)?;
                 }
             }
-            HopStep::Packages => packages::run_hop(cx, h, hop)?,
+            HopStep::Packages => {
+                packages::run_hop(cx, h, hop)?;
+                // NB: an uninstall's services went with its packages: a later failure has
+                // nothing to start again
+                if hop.uninstall.is_some() {
+                    *down = None;
+                }
+            }
+            HopStep::Purge => {
+                if let Some(uninstall) = &hop.uninstall {
+                    purge::run_hop(cx, h, uninstall)?;
+                }
+            }
             HopStep::Migrate => migrations::run_hop(cx, h, hop)?,
             HopStep::PostHooks => hooks::run_phase(cx, h, hop, Phase::Post)?,
             HopStep::StartServices => {

@@ -107,6 +107,8 @@ pub enum Action {
     Upgrade,
     /// Back to a restore point (SPEC §12).
     Rollback,
+    /// From the installed version to nothing (SPEC §14).
+    Uninstall,
 }
 
 impl Action {
@@ -114,6 +116,7 @@ impl Action {
         match self {
             Action::Upgrade => "upgrade",
             Action::Rollback => "rollback",
+            Action::Uninstall => "uninstall",
         }
     }
 }
@@ -191,11 +194,24 @@ impl RestorePointPlan {
             .map(|a| a.name.as_str())
             .filter(|n| !not_product.contains(n))
             .collect();
+        RestorePointPlan::of(&names, &artifacts, rpmdb, installed, database)
+    }
+
+    /// The restore point of a host whose rpm database is `rpmdb`: every installed build of one
+    /// of `names` (the product's packages), kept from the artifact of `artifacts` of that very
+    /// build.
+    pub fn of(
+        names: &std::collections::BTreeSet<&str>,
+        artifacts: &[&Artifact],
+        rpmdb: &RpmDb,
+        installed: Option<&Version>,
+        database: bool,
+    ) -> RestorePointPlan {
         let packages = names
-            .into_iter()
+            .iter()
             .flat_map(|name| {
-                let builds = rpmdb.packages.get(name).into_iter().flatten();
-                builds.map(move |p| (name, p))
+                let builds = rpmdb.packages.get(*name).into_iter().flatten();
+                builds.map(move |p| (*name, p))
             })
             .map(|(name, p)| SavedPackage {
                 name: name.to_string(),
@@ -253,6 +269,40 @@ pub struct Hop {
     /// after the packages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreSource>,
+    /// An uninstall's hop: what its purge step deletes and what the run leaves behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uninstall: Option<UninstallPlan>,
+}
+
+/// What an uninstall deletes after its packages are gone (with `--purge`), and what it leaves
+/// behind, each with why (SPEC §14). Fixed at planning like the rest of the plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UninstallPlan {
+    /// `--purge`: the product's database objects (or SQLite file) are dropped.
+    pub database: bool,
+    /// `--purge`: the `[uninstall] purge_paths` deleted, less what `keep` protects.
+    pub paths: Vec<PathBuf>,
+    /// `[uninstall] keep` paths: saved by the restore point and put back by the purge step if
+    /// the package removal, a hook or the purge took them.
+    pub keep: Vec<PathBuf>,
+    /// Everything the run leaves on the host on purpose, and why.
+    pub left_behind: Vec<LeftBehind>,
+}
+
+impl UninstallPlan {
+    /// Whether it deletes anything (an extra confirmation names it).
+    pub fn purges(&self) -> bool {
+        self.database || !self.paths.is_empty()
+    }
+}
+
+/// Something an uninstall leaves on the host, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftBehind {
+    /// What kind of thing: `path`, `user`, `group`, `database`, `package`.
+    pub kind: String,
+    pub name: String,
+    pub why: String,
 }
 
 /// A prerequisite under the policy of SPEC §9: absent → install, older → upgrade, in range or
@@ -428,11 +478,13 @@ pub enum HopStep {
     RestoreData,
     PostHooks,
     StartServices,
+    /// An uninstall's hop: `--purge`'s deletions, then the `[uninstall] keep` paths put back.
+    Purge,
     Record,
 }
 
 impl HopStep {
-    pub const ALL: [HopStep; 9] = [
+    pub const ALL: [HopStep; 10] = [
         HopStep::PreHooks,
         HopStep::StopServices,
         HopStep::RestorePoint,
@@ -441,6 +493,7 @@ impl HopStep {
         HopStep::RestoreData,
         HopStep::PostHooks,
         HopStep::StartServices,
+        HopStep::Purge,
         HopStep::Record,
     ];
 
@@ -454,6 +507,7 @@ impl HopStep {
             HopStep::RestoreData => "restore-data",
             HopStep::PostHooks => "post-hooks",
             HopStep::StartServices => "start-services",
+            HopStep::Purge => "purge",
             HopStep::Record => "record",
         }
     }
@@ -589,6 +643,7 @@ impl Plan {
                 prerequisites,
                 checks: release.checks.clone(),
                 restore: None,
+                uninstall: None,
             });
             from = Some(release.version.clone());
         }
@@ -616,6 +671,11 @@ impl Plan {
                 .filter(move |s| match s {
                     HopStep::RestorePoint => h == 0 && restore_point,
                     HopStep::RestoreData => hop.restore.is_some(),
+                    HopStep::Purge => hop.uninstall.is_some(),
+                    // NB: an uninstall stops the product for good
+                    HopStep::StartServices => hop.uninstall.is_none(),
+                    // an uninstall applies none
+                    HopStep::Migrate => hop.uninstall.is_none(),
                     _ => true,
                 })
                 .map(move |s| Step::Hop(h, s))

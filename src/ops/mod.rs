@@ -16,6 +16,7 @@ pub mod run;
 pub mod self_update;
 pub mod services;
 pub mod status;
+pub mod uninstall;
 pub mod upgrade;
 
 /// The lock and the existing state database of a run that changes the host; for a dry run, no

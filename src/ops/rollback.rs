@@ -86,16 +86,7 @@ pub(crate) fn roll_back(
         }
     };
     let resumed = record.is_some();
-    let mut outcome = Outcome {
-        result: RunResult::Planned,
-        product: plan.product.clone(),
-        from: plan.from.clone(),
-        to: plan.to.clone(),
-        run_id: record.as_ref().map(|r| r.id),
-        resumed,
-        config_files: Vec::new(),
-        plan: plan.clone(),
-    };
+    let mut outcome = Outcome::of(&plan, record.as_ref().map(|r| r.id));
     ui.plan(&PlanView {
         plan: &plan,
         done: &done,

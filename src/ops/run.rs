@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::context::Context;
 use crate::error::UpgradeError;
 use crate::model::journal::RunStatus;
-use crate::model::plan::Plan;
+use crate::model::plan::{LeftBehind, Plan};
 use crate::state::State;
 use crate::ui::Ui;
 
@@ -19,6 +19,10 @@ pub enum RunResult {
     Downloaded,
     Upgraded,
     RolledBack,
+    /// An uninstall finished: nothing is installed.
+    Uninstalled,
+    /// `uninstall` found nothing installed.
+    NothingInstalled,
 }
 
 /// What a run did, for the renderer and `--json`.
@@ -32,7 +36,32 @@ pub struct Outcome {
     pub resumed: bool,
     /// `.rpmnew` / `.rpmsave` files the package transactions created.
     pub config_files: Vec<String>,
+    /// What an uninstall leaves on the host on purpose, and why (SPEC §14).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_behind: Vec<LeftBehind>,
     pub plan: Plan,
+}
+
+impl Outcome {
+    /// The outcome of `plan` before it runs (run `run_id` when resumed).
+    pub(crate) fn of(plan: &Plan, run_id: Option<i64>) -> Outcome {
+        Outcome {
+            result: RunResult::Planned,
+            product: plan.product.clone(),
+            from: plan.from.clone(),
+            to: plan.to.clone(),
+            run_id,
+            resumed: run_id.is_some(),
+            config_files: Vec::new(),
+            left_behind: plan
+                .hops
+                .iter()
+                .filter_map(|h| h.uninstall.as_ref())
+                .flat_map(|u| u.left_behind.clone())
+                .collect(),
+            plan: plan.clone(),
+        }
+    }
 }
 
 /// Records how the run ended: succeeded closes it (and prunes the cache to its plan, and the

@@ -51,11 +51,18 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         .map(State::open_run)
         .transpose()?
         .flatten()
-        && open.plan.action == Action::Rollback
+        && open.plan.action != Action::Upgrade
     {
         return Err(UpgradeError::input_hint(
-            format!("rollback run {} is not finished", open.record.id),
-            "run `real-upgrade rollback` to finish it first",
+            format!(
+                "{} run {} is not finished",
+                open.plan.action.as_str(),
+                open.record.id
+            ),
+            format!(
+                "run `real-upgrade {}` to finish it first",
+                open.plan.action.as_str()
+            ),
         )
         .into());
     }
@@ -95,16 +102,8 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         Source::Resumed { record, .. } => Some(record),
         Source::Planned { .. } => None,
     };
-    let mut outcome = Outcome {
-        result: RunResult::UpToDate,
-        product: plan.product.clone(),
-        from: plan.from.clone(),
-        to: plan.to.clone(),
-        run_id: record.map(|r| r.id),
-        resumed: record.is_some(),
-        config_files: Vec::new(),
-        plan: plan.clone(),
-    };
+    let mut outcome = Outcome::of(&plan, record.map(|r| r.id));
+    outcome.result = RunResult::UpToDate;
     if plan.is_up_to_date() {
         return Ok(outcome);
     }

@@ -8,6 +8,7 @@
 //! - [`migrations`]: the hop's schema migrations, exactly once (the ledger).
 //! - [`services`]: the service graph, stopped and started in dependency order, in parallel.
 //! - [`health`]: the health checks after the services start, and their verdict (SPEC §13).
+//! - [`purge`]: an uninstall's `--purge` deletions and its `keep` paths put back (SPEC §14).
 //! - [`restore`]: a restore point's building blocks — the database saved and given back exactly,
 //!   configuration files saved and put back with their modes and owners.
 
@@ -15,6 +16,7 @@ pub mod health;
 pub mod hooks;
 pub mod migrations;
 pub mod packages;
+pub mod purge;
 pub mod restore;
 pub mod services;
 

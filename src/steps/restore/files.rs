@@ -541,6 +541,91 @@ fn walk(dir: &Path, name: &Path, paths: &mut BTreeSet<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Each of `paths` (absolute inside `root`) and, for a directory, everything under it (a
+/// symlink is listed, never followed), parents before children.
+pub fn tree(root: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo: Vec<PathBuf> = paths.iter().rev().cloned().collect();
+    while let Some(path) = todo.pop() {
+        let at = locate(root, &path)?;
+        let is_dir = fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir());
+        out.push(path.clone());
+        if is_dir {
+            let mut children: Vec<PathBuf> = fs::read_dir(&at)
+                .with_context(|| format!("failed to read `{}`", at.display()))?
+                .map(|e| e.map(|e| path.join(e.file_name())))
+                .collect::<io::Result<_>>()
+                .with_context(|| format!("failed to read `{}`", at.display()))?;
+            children.sort();
+            todo.extend(children.into_iter().rev());
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes each of `paths` (absolute inside `root`) with all it holds, but never a path under
+/// one of `keep` nor a directory on the way to one (what else is in it goes). Deleting again
+/// after a kill converges.
+pub fn purge(root: &Path, paths: &[PathBuf], keep: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        purge_one(root, path, keep)?;
+    }
+    Ok(())
+}
+
+fn purge_one(root: &Path, path: &Path, keep: &[PathBuf]) -> Result<()> {
+    if keep.iter().any(|k| path.starts_with(k)) {
+        return Ok(());
+    }
+    let at = locate(root, path)?;
+    let meta = match fs::symlink_metadata(&at) {
+        Ok(meta) => meta,
+        Err(e) if is_absent(&e) => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", at.display())),
+    };
+    let holds_kept = keep.iter().any(|k| k.starts_with(path));
+    let removed = match (meta.is_dir(), holds_kept) {
+        (true, true) => {
+            let children = fs::read_dir(&at)
+                .with_context(|| format!("failed to read `{}`", at.display()))?;
+            for child in children {
+                let child = child.with_context(|| format!("failed to read `{}`", at.display()))?;
+                purge_one(root, &path.join(child.file_name()), keep)?;
+            }
+            return Ok(());
+        }
+        (true, false) => fs::remove_dir_all(&at),
+        (false, _) => fs::remove_file(&at),
+    };
+    removed.with_context(|| format!("failed to delete `{}`", at.display()))?;
+    if let Some(parent) = at.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Puts back from `dir` the paths of `snapshot` under one of `keep` that are gone from `root`
+/// now; returns them.
+pub fn put_back_missing(
+    root: &Path,
+    snapshot: &FilesSnapshot,
+    dir: &Path,
+    keep: &[PathBuf],
+) -> Result<Vec<PathBuf>> {
+    let mut missing = FilesSnapshot::default();
+    for entry in &snapshot.entries {
+        if entry.state == FileState::Absent || !keep.iter().any(|k| entry.path.starts_with(k)) {
+            continue;
+        }
+        let at = locate(root, &entry.path)?;
+        if fs::symlink_metadata(&at).is_err() {
+            missing.entries.push(entry.clone());
+        }
+    }
+    restore_files(root, &missing, dir)?;
+    Ok(missing.entries.into_iter().map(|e| e.path).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,9 +199,20 @@ fn config_paths(
         })
         .collect();
     paths.extend(beside);
+    // NB: an uninstall also saves what it may delete and what it must put back: the purge
+    // paths and the `keep` paths, each with all it holds, so that `rollback` brings them back
+    if let Some(uninstall) = plan.hops.first().and_then(|h| h.uninstall.as_ref()) {
+        let trees = uninstall.paths.iter().chain(&uninstall.keep).cloned();
+        paths.extend(files::tree(&cx.ctx.root, &trees.collect::<Vec<_>>())?);
+    }
     paths.sort();
     paths.dedup();
     Ok(paths)
+}
+
+/// Where run `run`'s restore point keeps its files' contents.
+pub fn files_dir(paths: &Paths, run: i64) -> PathBuf {
+    dir_of(paths, run).join(FILES)
 }
 
 /// `from` as `to`, durably: a hard link where both are on one file system, else a copy.

@@ -206,6 +206,11 @@ pub(super) fn restore(url: &str, file: &Path, tools: &Tools) -> Result<()> {
         })
 }
 
+/// `uninstall --purge` (SPEC §14): [`empty`]; the database itself stays.
+pub(super) fn purge(url: &str) -> Result<()> {
+    empty(url).with_context(|| format!("failed to empty `{}`", redact(url)))
+}
+
 /// Drops every view, table, sequence, routine and event of the database.
 fn empty(url: &str) -> Result<()> {
     let mut conn = mysql_conn(url)?;

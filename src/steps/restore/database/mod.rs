@@ -286,6 +286,21 @@ pub fn restore(
     }
 }
 
+/// Drops the product's database objects for `uninstall --purge` (SPEC §14). SQLite: the file
+/// is removed (with its `-wal`, `-shm` and `-journal`). PostgreSQL: every schema but `public`,
+/// every object in `public`, the extensions the role may drop and the large objects, in one
+/// transaction (what a restore empties first). MariaDB: every table, view, sequence, routine
+/// and event of the database. The server-side database (and its owner and grants) stays,
+/// empty: the product's role may not be allowed to create it again, and `rollback` restores
+/// into it. Dropping again after a kill converges.
+pub fn purge(url: &str, root: &Path) -> Result<()> {
+    match Url::parse(url, root)? {
+        Url::Sqlite(path) => sqlite::purge(&path),
+        Url::Postgres => postgres::purge(url),
+        Url::Mysql(url) => mariadb::purge(&url),
+    }
+}
+
 /// About how many bytes a snapshot of the database at `url` takes, for the free-space check:
 /// the database's size on the server (`pg_database_size`, the data and index lengths of
 /// MariaDB's tables), the file's for SQLite (0 when it does not exist yet). A compressed

@@ -161,6 +161,18 @@ END
 $upgrade_restore$;
 "#;
 
+/// Drops everything [`EMPTY`] drops, in one transaction: `uninstall --purge` (SPEC §14). The
+/// database itself stays (the product's role may not create one again), empty.
+pub(super) fn purge(url: &str) -> Result<()> {
+    let mut client = postgres_client(url)?;
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = '{LOCK_WAIT}'; \
+             SET LOCAL client_min_messages = warning; {EMPTY} COMMIT;"
+        ))
+        .with_context(|| format!("failed to empty `{}`", redact(url)))
+}
+
 /// The server's version: `server_version_num` and `server_version`.
 struct Server {
     num: u32,

@@ -106,6 +106,11 @@ fn copy_all(from: &Connection, to: &mut Connection) -> Result<()> {
     }
 }
 
+/// `uninstall --purge` (SPEC §14): the file goes, with its journal files.
+pub(super) fn purge(path: &Path) -> Result<()> {
+    remove(path)
+}
+
 /// The database did not exist when the snapshot was taken: it goes, with its journal files.
 fn remove(path: &Path) -> Result<()> {
     let mut removed = false;
