@@ -25,3 +25,4 @@ mod run;
 mod services;
 mod snapshots;
 mod trust;
+mod uninstall;

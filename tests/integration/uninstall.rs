@@ -1,0 +1,317 @@
+//! Uninstall (issue 15, SPEC §14): an upgrade to nothing, with real rpm, runit and the three
+//! databases. Data stays by default and a following `upgrade` (a fresh install) finds it;
+//! `--purge` deletes the database objects and `[uninstall] purge_paths`, never the `keep` paths;
+//! prerequisites, the operating system's packages and the upgrader package stay; `rollback`
+//! brings back packages, configuration, data and running services; a killed uninstall resumes
+//! as an uninstall and converges.
+
+use std::path::Path;
+
+use crate::rollback::{HostState, VERSION_FILE, host_state, served, statuses, version_service};
+use crate::support::*;
+
+/// The product's data directory that `--purge` deletes, and the file in it `keep` protects.
+const DATA_DIR: &str = "/var/lib/demo/files";
+const KEPT: &str = "/var/lib/demo/files/shared/license.key";
+
+/// 1.0.0 and 2.0.0 of demo-server (its config file and the version its service serves) and
+/// demo-cli, each needing the prerequisite `libfoo` that the repository ships; a migration each.
+fn releases(sb: &Sandbox) {
+    let libfoo = pkg("libfoo", "1.0").build(&sb.repo.join("packages"));
+    let prerequisite = format!(
+        "prerequisites = [{{ name = \"libfoo\", version = \">= 1.0\", package = \"packages/{}\" }}]\n",
+        libfoo.file_name().unwrap().to_string_lossy()
+    );
+    let release = |version: &'static str| {
+        rel(
+            version,
+            vec![
+                pkg("demo-server", version)
+                    .config_file("/etc/demo/server.conf", "port = 1\n")
+                    .file(VERSION_FILE, version, 0o644),
+                pkg("demo-cli", version),
+            ],
+        )
+        .with_toml(&prerequisite)
+    };
+    sb.publish(vec![release("1.0.0"), release("2.0.0")]);
+    crate::rollback::migrations(sb);
+}
+
+/// The product on `db` with a runit service, `[uninstall]` purging [`DATA_DIR`] and keeping
+/// [`KEPT`]; the upgrader package and an OS package installed beside it; 1.0.0 installed and
+/// data written. Returns the supervisor and the service's port.
+fn installed(sb: &Sandbox, db: &TestDb) -> (Runit, u16) {
+    sb.write_config(&format!(
+        "{}\n[services]\nbackend = \"runit\"\n[uninstall]\npurge_paths = [\"{DATA_DIR}\"]\n\
+         keep = [\"{KEPT}\"]\nkeep_users = [\"demo\"]\n",
+        db.config()
+    ));
+    releases(sb);
+    let upgrader = upgrader_pkg("1.0.0", &sb.base.join("upgrader.log"));
+    sb.rpm_install(&[upgrader.build(&sb.base.join("upgrader"))]);
+    os_package(sb, "/usr/share/os-tool/data");
+    let service = version_service(sb);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    assert_eq!(served(service.1).as_deref(), Some("demo 1.0.0"));
+    write_data(sb);
+    service
+}
+
+fn write_data(sb: &Sandbox) {
+    let at = |p: &str| sb.root.join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(at(KEPT).parent().unwrap()).unwrap();
+    std::fs::write(at(KEPT), "the license\n").unwrap();
+    std::fs::create_dir_all(at(DATA_DIR).join("uploads")).unwrap();
+    std::fs::write(at(DATA_DIR).join("uploads/a.txt"), "upload\n").unwrap();
+    std::fs::write(at(DATA_DIR).join("index"), "index\n").unwrap();
+}
+
+/// Every file under `dir` (relative) with its content, sorted; empty when it is gone.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.push((rel_of(base, &path) + "/", String::new()));
+                walk(base, &path, out);
+            } else {
+                out.push((rel_of(base, &path), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    fn rel_of(base: &Path, path: &Path) -> String {
+        path.strip_prefix(base).unwrap().display().to_string()
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// What stays after any uninstall: the prerequisite, the OS's package and the upgrader.
+const LEFT: [&str; 3] = [
+    "demo-upgrade-1.0.0-1.noarch",
+    "libfoo-1.0-1.x86_64",
+    "os-tool-1.0-1.x86_64",
+];
+
+fn data_dir(sb: &Sandbox) -> std::path::PathBuf {
+    sb.root.join(DATA_DIR.trim_start_matches('/'))
+}
+
+/// The whole host an uninstall and its rollback touch.
+fn everything(sb: &Sandbox, db: &TestDb) -> (HostState, String, Vec<(String, String)>) {
+    (host_state(sb, db), full_dump(db), tree(&data_dir(sb)))
+}
+
+/// Uninstall keeps the data; `rollback` brings the product back as it was; a second uninstall
+/// and a following `upgrade` (a fresh install) find the data in place.
+fn uninstall_keeps_data_and_rollback_brings_it_back(sb: Sandbox, db: TestDb) {
+    let (runit, port) = installed(&sb, &db);
+    let actions = sb.base.join("actions");
+    sb.hook(
+        "pre",
+        false,
+        "10-action",
+        &format!(
+            "echo \"$UPGRADE_ACTION $UPGRADE_FROM_VERSION [$UPGRADE_TO_VERSION]\" >> {}",
+            actions.display()
+        ),
+    );
+    let before = everything(&sb, &db);
+
+    let plan = sb.run(&["uninstall", "--dry-run"]);
+    plan.assert_code(0);
+    for needle in [
+        "demo uninstall: 1.0.0 → nothing installed",
+        "remove   demo-server 1.0.0-1",
+        "remove   demo-cli 1.0.0-1",
+        "purge:              nothing (data stays",
+        "libfoo  (a prerequisite",
+        "demo-upgrade  (the upgrader",
+        &format!("{KEPT}  (`[uninstall] keep`"),
+        &format!("{DATA_DIR}  (data stays without `--purge`)"),
+        "demo  (`[uninstall] keep_users`",
+    ] {
+        assert!(plan.stderr.contains(needle), "no `{needle}` in:\n{}", plan.stderr);
+    }
+    assert_eq!(everything(&sb, &db), before, "a dry run changed the host");
+    // no terminal and no --yes: an error, never a hang
+    sb.run(&["uninstall"]).assert_code(2);
+    assert_eq!(everything(&sb, &db), before);
+
+    let out = sb.run(&["uninstall", "--yes", "--json"]);
+    out.assert_code(0).assert_stderr("left behind:");
+    let doc = out.json();
+    assert_eq!(doc["result"], "uninstalled");
+    assert!(
+        doc["left_behind"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == KEPT),
+        "{doc}"
+    );
+    assert_eq!(sb.rpm_qa(), LEFT);
+    assert_eq!(sb.installed(), None);
+    // the data stays: the database, the data directory
+    assert_eq!(full_dump(&db), before.1);
+    assert_eq!(tree(&data_dir(&sb)), before.2);
+    assert_ne!(runit.state("demo"), "run");
+    assert_eq!(served(port), None);
+    assert_eq!(statuses(&sb), ["succeeded", "succeeded"]);
+    // uninstalling nothing is done
+    sb.run(&["uninstall", "--yes"])
+        .assert_code(0)
+        .assert_stderr("nothing is installed");
+
+    sb.run(&["rollback", "--yes"])
+        .assert_code(0)
+        .assert_stderr("is rolled back: 1.0.0 is installed");
+    assert_eq!(everything(&sb, &db), before);
+    assert_eq!(runit.state("demo"), "run");
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
+    assert_eq!(statuses(&sb), ["succeeded", "rolled-back", "succeeded"]);
+
+    // uninstall again, then `upgrade`: a fresh install that finds the data where it was
+    sb.run(&["uninstall", "--yes"]).assert_code(0);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    assert_eq!(everything(&sb, &db), before);
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
+    assert_eq!(
+        std::fs::read_to_string(&actions).unwrap(),
+        "uninstall 1.0.0 []\nrollback  [1.0.0]\nuninstall 1.0.0 []\nupgrade  [1.0.0]\n"
+    );
+}
+
+#[test]
+fn sqlite_uninstall_keeps_data_and_rollback_brings_it_back() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    uninstall_keeps_data_and_rollback_brings_it_back(sb, db);
+}
+
+#[test]
+fn postgres_uninstall_keeps_data_and_rollback_brings_it_back() {
+    uninstall_keeps_data_and_rollback_brings_it_back(Sandbox::new(), TestDb::postgres());
+}
+
+#[test]
+fn mariadb_uninstall_keeps_data_and_rollback_brings_it_back() {
+    uninstall_keeps_data_and_rollback_brings_it_back(Sandbox::new(), TestDb::mariadb());
+}
+
+/// `--purge` asks again (no terminal: an error, nothing changed), then deletes the database's
+/// objects and the purge paths but the `keep` path; `rollback` brings all of it back.
+fn purge_deletes_data_but_what_is_kept(sb: Sandbox, db: TestDb) {
+    let (runit, port) = installed(&sb, &db);
+    let before = everything(&sb, &db);
+    sb.run(&["uninstall", "--purge"]).assert_code(2);
+    assert_eq!(everything(&sb, &db), before);
+    let plan = sb.run(&["uninstall", "--purge", "--dry-run"]);
+    plan.assert_code(0)
+        .assert_stderr(&format!("purge:              the database's objects, `{DATA_DIR}`"));
+
+    sb.run(&["uninstall", "--purge", "--yes"]).assert_code(0);
+    assert_eq!(sb.rpm_qa(), LEFT);
+    assert_eq!(sb.installed(), None);
+    assert!(!db.has_table("accounts"), "the purge left the database's tables");
+    assert!(!db.has_table("upgrade_migrations"));
+    if let TestDb::Sqlite { path, .. } = &db {
+        assert!(!path.exists(), "the purge left the SQLite file");
+    }
+    // only the kept file (and the directories on the way to it) is left
+    assert_eq!(
+        tree(&data_dir(&sb)),
+        [
+            ("shared/".to_string(), String::new()),
+            ("shared/license.key".to_string(), "the license\n".to_string()),
+        ]
+    );
+    assert_eq!(served(port), None);
+
+    sb.run(&["rollback", "--yes"]).assert_code(0);
+    assert_eq!(everything(&sb, &db), before);
+    assert_eq!(runit.state("demo"), "run");
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
+}
+
+#[test]
+fn sqlite_purge_deletes_data_but_what_is_kept() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    purge_deletes_data_but_what_is_kept(sb, db);
+}
+
+#[test]
+fn postgres_purge_deletes_data_but_what_is_kept() {
+    purge_deletes_data_but_what_is_kept(Sandbox::new(), TestDb::postgres());
+}
+
+#[test]
+fn mariadb_purge_deletes_data_but_what_is_kept() {
+    purge_deletes_data_but_what_is_kept(Sandbox::new(), TestDb::mariadb());
+}
+
+/// A kept path that a hook deletes is put back by the purge step.
+#[test]
+fn a_kept_path_a_hook_deletes_is_put_back() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    let _service = installed(&sb, &db);
+    let kept = sb.root.join(KEPT.trim_start_matches('/'));
+    sb.hook("post", false, "10-rm", &format!("rm -rf {}", data_dir(&sb).display()));
+    sb.run(&["uninstall", "--yes"]).assert_code(0);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "the license\n");
+}
+
+/// A kill -9 in a hook of an uninstall, before and after its packages are gone: the plain
+/// `upgrade` (after the first) and `uninstall --purge --yes` (after the second, whose stored
+/// plan keeps the data) finish it as the uninstall it was.
+fn killed_uninstall_converges(phase: &str, resume: &[&str]) {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    let (runit, port) = installed(&sb, &db);
+    let before = everything(&sb, &db);
+    let marker = sb.base.join("marker");
+    sb.hook(
+        phase,
+        false,
+        "50-hang",
+        &format!(
+            "if [ -e {m} ]; then exit 0; fi; echo $$ > {m}.pid; mv {m}.pid {m}; exec sleep 600",
+            m = marker.display()
+        ),
+    );
+    let mut child = sb.spawn_until(&["uninstall", "--yes"], &marker);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // NB: the hook's `sleep` (its pid in the marker) outlives the kill
+    let pid = std::fs::read_to_string(&marker).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status();
+    let again = sb.run(resume);
+    again.assert_code(0).assert_stderr("is uninstalled");
+    assert_eq!(sb.rpm_qa(), LEFT);
+    assert_eq!(sb.installed(), None);
+    assert_eq!(full_dump(&db), before.1, "the resumed uninstall purged");
+    assert_eq!(tree(&data_dir(&sb)), before.2);
+    assert_ne!(runit.state("demo"), "run");
+    assert_eq!(served(port), None);
+    assert_eq!(statuses(&sb), ["succeeded", "succeeded"]);
+}
+
+#[test]
+fn an_uninstall_killed_in_its_pre_hooks_is_finished_by_upgrade() {
+    killed_uninstall_converges("pre", &["--yes"]);
+}
+
+#[test]
+fn an_uninstall_killed_after_its_packages_is_finished_by_uninstall() {
+    killed_uninstall_converges("post", &["uninstall", "--purge", "--yes"]);
+}
