@@ -8,13 +8,13 @@
 //!
 //! ```text
 //! cli        clap definitions, prompts, human and JSON rendering of ops' results — nothing else
-//! ops        one module per command (upgrade, rollback, health, commit, plan, check, status,
-//!            history, hooks, migrations, adopt, services, repo, self_update; `run`: what the
-//!            commands that execute a plan share), each returning a typed, serialisable result
+//! ops        one module per command (upgrade, rollback, uninstall, health, commit, plan, check,
+//!            status, history, hooks, migrations, adopt, services, repo, self_update; `run`: what
+//!            the commands that execute a plan share), each returning a typed, serialisable result
 //! exec       runs a Plan step by step under the lock and the journal; restores services
 //! planner    installed state + index + host → Plan
-//! steps      hooks, packages, migrations, services, restore (points): each kind of step and
-//!            its rules
+//! steps      hooks, packages, migrations, services, restore (points), purge (an uninstall's
+//!            data): each kind of step and its rules
 //! check      preflight evaluation (SPEC §9)
 //! ui         the Ui trait and the Events the library reports through (it never prints)
 //! host repo state process

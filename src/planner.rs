@@ -13,7 +13,6 @@ use crate::model::plan::{
     Action, HealthPlan, Hop, LeftBehind, PackageChange, PackageOp, Plan, PlanInput, PlannedHook,
     PlannedHooks, RestorePointPlan, RestoreSource, UninstallPlan,
 };
-use crate::steps::migrations::db::redact;
 use crate::model::rpm::RpmDb;
 use crate::model::services::ServiceGraph;
 use crate::model::version::compare_evr;
@@ -21,6 +20,7 @@ use crate::repo::trust::{self, Trusted};
 use crate::state::State;
 use crate::steps::hooks::{self, Phase};
 use crate::steps::migrations;
+use crate::steps::migrations::db::redact;
 use crate::steps::restore::{self, point::Manifest};
 use std::collections::{BTreeSet, HashSet};
 
@@ -368,11 +368,12 @@ pub fn plan_uninstall(
         .iter()
         .filter(|n| rpmdb.newest(n).is_some())
         .map(|n| (*n, "a prerequisite: the operating system's, never removed"))
-        .chain(
-            rpmdb
-                .newest(&upgrader)
-                .map(|_| (upgrader.as_str(), "the upgrader: `upgrade` can install again")),
-        )
+        .chain(rpmdb.newest(&upgrader).map(|_| {
+            (
+                upgrader.as_str(),
+                "the upgrader: `upgrade` can install again",
+            )
+        }))
         .map(|(name, why)| LeftBehind {
             kind: "package".into(),
             name: name.to_string(),
@@ -437,12 +438,13 @@ fn uninstall_plan(
             .iter()
             .map(|u| entry("user", u.clone(), "`[uninstall] keep_users`: never removed")),
     );
-    left_behind.extend(
-        section
-            .keep_groups
-            .iter()
-            .map(|g| entry("group", g.clone(), "`[uninstall] keep_groups`: never removed")),
-    );
+    left_behind.extend(section.keep_groups.iter().map(|g| {
+        entry(
+            "group",
+            g.clone(),
+            "`[uninstall] keep_groups`: never removed",
+        )
+    }));
     let stays = "data stays without `--purge`";
     let purge = data == Data::Purge;
     if database && !purge {

@@ -126,8 +126,10 @@ fn steps(
             // NB: a resumed run whose services were stopped must still start them, also when it
             // fails before its start step.
             // An uninstall's removed packages have no service left to start.
-            let removed = |h| hop.is_some_and(|hop| hop.uninstall.is_some())
-                && cx.journal.is_done(&Step::Hop(h, HopStep::Packages).key());
+            let removed = |h| {
+                hop.is_some_and(|hop| hop.uninstall.is_some())
+                    && cx.journal.is_done(&Step::Hop(h, HopStep::Packages).key())
+            };
             if let (Step::Hop(h, HopStep::StopServices), Some(hop)) = (step, hop)
                 && hop.from.is_some()
                 && !removed(h)

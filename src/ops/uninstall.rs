@@ -33,7 +33,11 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
     let config = Config::load(&ctx.config_path)?;
     let paths = ctx.paths();
     let (_lock, existing) = super::lock_and_state(&paths, opts.dry_run)?;
-    let open = existing.as_ref().map(State::open_run).transpose()?.flatten();
+    let open = existing
+        .as_ref()
+        .map(State::open_run)
+        .transpose()?
+        .flatten();
     // NB: a killed uninstall resumes as the uninstall it was (its stored plan: `--purge` or
     // not as confirmed then); any other open run must be finished first
     let (plan, record, done) = match open {
@@ -157,7 +161,12 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
 
 /// What `plan`'s purge deletes, named for the extra confirmation; `None` when nothing.
 fn purged(config: &Config, plan: &Plan) -> Option<String> {
-    let purge = plan.hops.first()?.uninstall.as_ref().filter(|u| u.purges())?;
+    let purge = plan
+        .hops
+        .first()?
+        .uninstall
+        .as_ref()
+        .filter(|u| u.purges())?;
     let database = purge.database.then(|| {
         format!(
             "the database `{}`",
@@ -165,7 +174,13 @@ fn purged(config: &Config, plan: &Plan) -> Option<String> {
         )
     });
     let paths = purge.paths.iter().map(|p| format!("`{}`", p.display()));
-    Some(database.into_iter().chain(paths).collect::<Vec<_>>().join(", "))
+    Some(
+        database
+            .into_iter()
+            .chain(paths)
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 /// The outcome when no version is recorded: nothing to do.

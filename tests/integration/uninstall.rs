@@ -137,7 +137,11 @@ fn uninstall_keeps_data_and_rollback_brings_it_back(sb: Sandbox, db: TestDb) {
         &format!("{DATA_DIR}  (data stays without `--purge`)"),
         "demo  (`[uninstall] keep_users`",
     ] {
-        assert!(plan.stderr.contains(needle), "no `{needle}` in:\n{}", plan.stderr);
+        assert!(
+            plan.stderr.contains(needle),
+            "no `{needle}` in:\n{}",
+            plan.stderr
+        );
     }
     assert_eq!(everything(&sb, &db), before, "a dry run changed the host");
     // no terminal and no --yes: an error, never a hang
@@ -213,13 +217,17 @@ fn purge_deletes_data_but_what_is_kept(sb: Sandbox, db: TestDb) {
     sb.run(&["uninstall", "--purge"]).assert_code(2);
     assert_eq!(everything(&sb, &db), before);
     let plan = sb.run(&["uninstall", "--purge", "--dry-run"]);
-    plan.assert_code(0)
-        .assert_stderr(&format!("purge:              the database's objects, `{DATA_DIR}`"));
+    plan.assert_code(0).assert_stderr(&format!(
+        "purge:              the database's objects, `{DATA_DIR}`"
+    ));
 
     sb.run(&["uninstall", "--purge", "--yes"]).assert_code(0);
     assert_eq!(sb.rpm_qa(), LEFT);
     assert_eq!(sb.installed(), None);
-    assert!(!db.has_table("accounts"), "the purge left the database's tables");
+    assert!(
+        !db.has_table("accounts"),
+        "the purge left the database's tables"
+    );
     assert!(!db.has_table("upgrade_migrations"));
     if let TestDb::Sqlite { path, .. } = &db {
         assert!(!path.exists(), "the purge left the SQLite file");
@@ -229,7 +237,10 @@ fn purge_deletes_data_but_what_is_kept(sb: Sandbox, db: TestDb) {
         tree(&data_dir(&sb)),
         [
             ("shared/".to_string(), String::new()),
-            ("shared/license.key".to_string(), "the license\n".to_string()),
+            (
+                "shared/license.key".to_string(),
+                "the license\n".to_string()
+            ),
         ]
     );
     assert_eq!(served(port), None);
@@ -264,7 +275,12 @@ fn a_kept_path_a_hook_deletes_is_put_back() {
     let db = TestDb::sqlite(&sb);
     let _service = installed(&sb, &db);
     let kept = sb.root.join(KEPT.trim_start_matches('/'));
-    sb.hook("post", false, "10-rm", &format!("rm -rf {}", data_dir(&sb).display()));
+    sb.hook(
+        "post",
+        false,
+        "10-rm",
+        &format!("rm -rf {}", data_dir(&sb).display()),
+    );
     sb.run(&["uninstall", "--yes"]).assert_code(0);
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "the license\n");
 }

@@ -586,8 +586,8 @@ fn purge_one(root: &Path, path: &Path, keep: &[PathBuf]) -> Result<()> {
     let holds_kept = keep.iter().any(|k| k.starts_with(path));
     let removed = match (meta.is_dir(), holds_kept) {
         (true, true) => {
-            let children = fs::read_dir(&at)
-                .with_context(|| format!("failed to read `{}`", at.display()))?;
+            let children =
+                fs::read_dir(&at).with_context(|| format!("failed to read `{}`", at.display()))?;
             for child in children {
                 let child = child.with_context(|| format!("failed to read `{}`", at.display()))?;
                 purge_one(root, &path.join(child.file_name()), keep)?;
