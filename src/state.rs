@@ -110,7 +110,8 @@ CREATE TABLE IF NOT EXISTS accepted_index (
 ";
 
 /// Records an accepted index sequence; the stored value never decreases.
-const ACCEPT_SEQUENCE: &str = "INSERT INTO accepted_index (id, sequence, accepted_at) VALUES (1, ?1, ?2)
+const ACCEPT_SEQUENCE: &str =
+    "INSERT INTO accepted_index (id, sequence, accepted_at) VALUES (1, ?1, ?2)
      ON CONFLICT (id) DO UPDATE SET sequence = max(sequence, excluded.sequence),
      accepted_at = excluded.accepted_at";
 
@@ -263,7 +264,8 @@ impl State {
         )
         .context("failed to record the run in state.db")?;
         let id = tx.last_insert_rowid();
-        tx.commit().context("failed to record the run in state.db")?;
+        tx.commit()
+            .context("failed to record the run in state.db")?;
         Ok(id)
     }
 

@@ -331,9 +331,10 @@ fn begin(
             let graph = services::load_graph(&ctx.paths(), config.services.backend)?;
             (record.id, graph)
         }
-        Source::Planned { trusted, graph, .. } => {
-            (state.begin_run(plan, Some(trusted.catalog.sequence))?, graph)
-        }
+        Source::Planned { trusted, graph, .. } => (
+            state.begin_run(plan, Some(trusted.catalog.sequence))?,
+            graph,
+        ),
     };
     tracing::info!(run = run_id, from = ?plan.from, to = %plan.to, resumed = !done.is_empty(), "run started");
     Ok((run_id, done, graph))
