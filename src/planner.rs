@@ -229,7 +229,7 @@ pub fn plan_rollback(
         }
     }
     let to = manifest.version.clone().unwrap_or_default();
-    let hop = Hop {
+    let mut hop = Hop {
         from: installed.clone(),
         to: to.clone(),
         stop: false,
@@ -245,7 +245,9 @@ pub fn plan_rollback(
             database: manifest.database.is_some(),
             files: manifest.files.shown(),
         }),
+        stays_stopped: Vec::new(),
     };
+    hop.note_stays_stopped(&services);
     // NB: a rollback to nothing installed has nothing to check
     let health = match to.is_empty() {
         true => None,
