@@ -53,10 +53,10 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         .flatten()
         && open.plan.action == Action::Rollback
     {
-        return Err(UpgradeError::input_hint(
-            format!("rollback run {} is not finished", open.record.id),
-            "run `real-upgrade rollback` to finish it first",
-        )
+        return Err(UpgradeError::RollbackUnfinished {
+            run: open.record.id,
+            to_run: false,
+        }
         .into());
     }
     let (plan, source) = match open_run(&config, opts, existing.as_ref())? {
