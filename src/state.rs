@@ -73,7 +73,9 @@ impl OpenRun {
     }
 }
 
+/// NB: one transaction, so that a new `state.db` costs one sync, not one per table.
 const SCHEMA: &str = "
+BEGIN;
 CREATE TABLE IF NOT EXISTS installed (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version TEXT NOT NULL,
@@ -107,6 +109,7 @@ CREATE TABLE IF NOT EXISTS accepted_index (
     sequence INTEGER NOT NULL,
     accepted_at TEXT NOT NULL
 );
+COMMIT;
 ";
 
 /// Records an accepted index sequence; the stored value never decreases.
