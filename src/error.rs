@@ -66,6 +66,35 @@ pub enum UpgradeError {
         rollback: i64,
         version: String,
     },
+    /// `rollback` finds nothing to go back to (exit 2); nothing was changed.
+    #[error("nothing to roll back: {why}")]
+    NothingToRollBack { why: String },
+    /// The run took no restore point (`--no-restore-point`, or before restore points existed).
+    #[error(
+        "run {run} took no restore point (it ran with `--no-restore-point`, or before restore points existed)"
+    )]
+    NoRestorePoint { run: i64 },
+    /// The run's restore point was pruned, or the run stopped before taking it.
+    #[error(
+        "the restore point of run {run} is not there: it was pruned (`[restore] keep`) or the run stopped before taking it"
+    )]
+    RestorePointGone { run: i64 },
+    /// The run's restore point lacks packages no repository had when it was taken.
+    #[error(
+        "the restore point of run {run} is partial: no repository had {} when it was taken",
+        missing.join(", ")
+    )]
+    RestorePointPartial { run: i64, missing: Vec<String> },
+    /// A rollback run is open: it must be finished first (by `rollback` without `--to-run`).
+    #[error("rollback run {run} is not finished")]
+    RollbackUnfinished { run: i64, to_run: bool },
+    /// An uninstall run is open: it must be finished first (by `uninstall` or the plain
+    /// `upgrade`), or undone by `rollback`.
+    #[error("uninstall run {run} is not finished")]
+    UninstallUnfinished { run: i64 },
+    /// An upgrade run is open when an uninstall is asked for.
+    #[error("upgrade run {run} is not finished")]
+    UpgradeUnfinished { run: i64 },
     /// A hook asked for a reboot (exit 10).
     #[error("hook `{hook}` requested a reboot")]
     RebootRequired { hook: String },
@@ -260,6 +289,13 @@ impl UpgradeError {
             | UpgradeError::OpenRunDiffers { .. }
             | UpgradeError::RunChangedHost { .. }
             | UpgradeError::UnknownRun { .. }
+            | UpgradeError::NothingToRollBack { .. }
+            | UpgradeError::NoRestorePoint { .. }
+            | UpgradeError::RestorePointGone { .. }
+            | UpgradeError::RestorePointPartial { .. }
+            | UpgradeError::RollbackUnfinished { .. }
+            | UpgradeError::UninstallUnfinished { .. }
+            | UpgradeError::UpgradeUnfinished { .. }
             | UpgradeError::MigrationTransactionControl { .. } => exit::USAGE,
             UpgradeError::Inhibited { .. } => exit::INHIBITED,
             UpgradeError::Declined => exit::DECLINED,
@@ -357,6 +393,36 @@ impl UpgradeError {
             UpgradeError::RebootRequired { .. } => {
                 Some("reboot, then run `upgrade` again to resume where it stopped".into())
             }
+            UpgradeError::NothingToRollBack { .. } => None,
+            UpgradeError::NoRestorePoint { .. } => Some(
+                "there is nothing to put back; a later run's restore point may be named with \
+                 `--to-run ID`"
+                    .into(),
+            ),
+            UpgradeError::RestorePointGone { .. } => Some(
+                "`real-upgrade history` shows the runs; a run that changed nothing can be abandoned"
+                    .into(),
+            ),
+            UpgradeError::RestorePointPartial { .. } => Some(
+                "a rollback would leave the product half put back; nothing was changed".into(),
+            ),
+            UpgradeError::RollbackUnfinished { to_run, .. } => Some(
+                match to_run {
+                    true => "run `real-upgrade rollback` without `--to-run` to finish it first",
+                    false => "run `real-upgrade rollback` to finish it first",
+                }
+                .into(),
+            ),
+            UpgradeError::UninstallUnfinished { .. } => Some(
+                "run `real-upgrade uninstall` (or the plain `upgrade`) to finish it, or \
+                 `real-upgrade rollback` to undo it"
+                    .into(),
+            ),
+            UpgradeError::UpgradeUnfinished { .. } => Some(
+                "run `upgrade` to finish it, or `real-upgrade rollback` to undo it, then \
+                 uninstall"
+                    .into(),
+            ),
             UpgradeError::Unhealthy { run, .. } => Some(format!(
                 "fix what the checks report and run `upgrade` to check again; or `real-upgrade \
                  rollback` to go back to the restore point, or `real-upgrade commit` to keep \

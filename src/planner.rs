@@ -228,7 +228,7 @@ pub fn plan_rollback(
         }
     }
     let to = manifest.version.clone().unwrap_or_default();
-    let hop = Hop {
+    let mut hop = Hop {
         from: installed.clone(),
         to: to.clone(),
         stop: false,
@@ -245,7 +245,9 @@ pub fn plan_rollback(
             files: manifest.files.shown(),
         }),
         uninstall: None,
+        stays_stopped: Vec::new(),
     };
+    hop.note_stays_stopped(&services);
     // NB: a rollback to nothing installed has nothing to check
     let health = match to.is_empty() {
         true => None,
@@ -381,7 +383,7 @@ pub fn plan_uninstall(
         })
         .collect();
     let uninstall = uninstall_plan(config, database, data, left_behind);
-    let hop = Hop {
+    let mut hop = Hop {
         from: Some(installed.to_string()),
         to: String::new(),
         stop: false,
@@ -393,7 +395,9 @@ pub fn plan_uninstall(
         checks: Default::default(),
         restore: None,
         uninstall: Some(uninstall),
+        stays_stopped: Vec::new(),
     };
+    hop.note_stays_stopped(&services);
     Ok(Planned {
         plan: Plan {
             product: config.product.clone(),

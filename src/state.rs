@@ -73,7 +73,9 @@ impl OpenRun {
     }
 }
 
+/// NB: one transaction, so that a new `state.db` costs one sync, not one per table.
 const SCHEMA: &str = "
+BEGIN;
 CREATE TABLE IF NOT EXISTS installed (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version TEXT NOT NULL,
@@ -107,10 +109,12 @@ CREATE TABLE IF NOT EXISTS accepted_index (
     sequence INTEGER NOT NULL,
     accepted_at TEXT NOT NULL
 );
+COMMIT;
 ";
 
 /// Records an accepted index sequence; the stored value never decreases.
-const ACCEPT_SEQUENCE: &str = "INSERT INTO accepted_index (id, sequence, accepted_at) VALUES (1, ?1, ?2)
+const ACCEPT_SEQUENCE: &str =
+    "INSERT INTO accepted_index (id, sequence, accepted_at) VALUES (1, ?1, ?2)
      ON CONFLICT (id) DO UPDATE SET sequence = max(sequence, excluded.sequence),
      accepted_at = excluded.accepted_at";
 
@@ -263,7 +267,8 @@ impl State {
         )
         .context("failed to record the run in state.db")?;
         let id = tx.last_insert_rowid();
-        tx.commit().context("failed to record the run in state.db")?;
+        tx.commit()
+            .context("failed to record the run in state.db")?;
         Ok(id)
     }
 

@@ -351,11 +351,27 @@ impl Human {
                 out += &uninstall_summary(uninstall, mark(Step::Hop(i, HopStep::Purge)));
                 continue;
             }
+            let starting: Vec<String> = hop
+                .services
+                .iter()
+                .filter(|s| !hop.stays_stopped.contains(s))
+                .cloned()
+                .collect();
             out += &format!(
                 "    start services:     {}{}\n",
-                list(&hop.services),
+                list(&starting),
                 mark(Step::Hop(i, HopStep::StartServices))
             );
+            if !hop.stays_stopped.is_empty() {
+                let why = match hop.to.is_empty() {
+                    true => "nothing of the product stays installed",
+                    false => "their packages are removed",
+                };
+                out += &format!(
+                    "    left stopped:       {} ({why})\n",
+                    hop.stays_stopped.join(", ")
+                );
+            }
         }
         if let Some(health) = plan
             .health

@@ -272,6 +272,10 @@ pub struct Hop {
     /// An uninstall's hop: what its purge step deletes and what the run leaves behind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uninstall: Option<UninstallPlan>,
+    /// The services of `services` it stops and leaves stopped: all of them on a hop to nothing
+    /// installed, else those whose packages it removes every one of (see [`Hop::leaves_stopped`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stays_stopped: Vec<String>,
 }
 
 /// What an uninstall deletes after its packages are gone (with `--purge`), and what it leaves
@@ -632,7 +636,7 @@ impl Plan {
                 .map(|p| prerequisite(p, input.rpmdb, &mut evrs))
                 .collect();
             let services = affected_services(input.services, from.is_none(), &packages);
-            hops.push(Hop {
+            let mut hop = Hop {
                 from: from.as_ref().map(|v| v.to_string()),
                 to: release.version.to_string(),
                 stop: release.stop,
@@ -644,7 +648,10 @@ impl Plan {
                 checks: release.checks.clone(),
                 restore: None,
                 uninstall: None,
-            });
+                stays_stopped: Vec::new(),
+            };
+            hop.note_stays_stopped(input.services);
+            hops.push(hop);
             from = Some(release.version.clone());
         }
         Ok(Plan {
@@ -722,6 +729,35 @@ impl Hop {
             .iter()
             .filter(|p| p.op == PackageOp::Remove)
             .map(|p| p.name.as_str())
+    }
+
+    /// Whether service `i` of `graph` stays stopped after this hop: a hop to nothing installed
+    /// (the rollback of a fresh install) removed every package of the product, and a hop that
+    /// removes every package of a service (a rollback of the run that added it, a release that
+    /// drops it) left it nothing to run, as before those packages were installed.
+    pub fn leaves_stopped(&self, graph: &ServiceGraph, i: usize) -> bool {
+        if self.to.is_empty() {
+            return true;
+        }
+        let packages = &graph.service(i).packages;
+        !packages.is_empty()
+            && packages
+                .iter()
+                .all(|p| self.removals().any(|r| r == p.as_str()))
+    }
+
+    /// Fills [`Hop::stays_stopped`] from `graph`.
+    pub fn note_stays_stopped(&mut self, graph: &ServiceGraph) {
+        self.stays_stopped = self
+            .services
+            .iter()
+            .filter(|name| {
+                graph
+                    .index(name)
+                    .is_some_and(|i| self.leaves_stopped(graph, i))
+            })
+            .cloned()
+            .collect();
     }
 }
 

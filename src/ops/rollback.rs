@@ -64,10 +64,10 @@ pub(crate) fn roll_back(
             (open.plan, Some(open.record), open.done)
         }
         Some(open) if open.plan.action == Action::Rollback => {
-            return Err(UpgradeError::input_hint(
-                format!("rollback run {} is not finished", open.record.id),
-                "run `real-upgrade rollback` without `--to-run` to finish it first",
-            )
+            return Err(UpgradeError::RollbackUnfinished {
+                run: open.record.id,
+                to_run: true,
+            }
             .into());
         }
         open => {
@@ -187,7 +187,7 @@ pub fn open_rollback(ctx: &Context) -> Option<i64> {
 }
 
 fn nothing(why: impl Into<String>) -> anyhow::Error {
-    UpgradeError::input(format!("nothing to roll back: {}", why.into())).into()
+    UpgradeError::NothingToRollBack { why: why.into() }.into()
 }
 
 /// The run to roll back: `to_run`, the open run, or the latest run that changed the host and
@@ -227,9 +227,6 @@ pub(crate) fn restorable(
     record: &RunRecord,
     plan: &Plan,
 ) -> Result<point::Manifest> {
-    let refuse = |message: String, hint: &str| -> anyhow::Error {
-        UpgradeError::input_hint(message, hint.to_string()).into()
-    };
     if plan.action == Action::Rollback {
         return Err(nothing(format!("run {} is a rollback", record.id)));
     }
@@ -256,33 +253,19 @@ pub(crate) fn restorable(
             files: Default::default(),
         });
     }
+    let run = record.id;
     if plan.restore_point.is_none() {
-        return Err(refuse(
-            format!(
-                "run {} took no restore point (it ran with `--no-restore-point`, or before restore points existed)",
-                record.id
-            ),
-            "there is nothing to put back; a later run's restore point may be named with `--to-run ID`",
-        ));
+        return Err(UpgradeError::NoRestorePoint { run }.into());
     }
-    let Some(manifest) = point::load(&ctx.paths(), record.id)? else {
-        return Err(refuse(
-            format!(
-                "the restore point of run {} is not there: it was pruned (`[restore] keep`) or the run stopped before taking it",
-                record.id
-            ),
-            "`real-upgrade history` shows the runs; a run that changed nothing can be abandoned",
-        ));
+    let Some(manifest) = point::load(&ctx.paths(), run)? else {
+        return Err(UpgradeError::RestorePointGone { run }.into());
     };
     if manifest.partial() {
-        return Err(refuse(
-            format!(
-                "the restore point of run {} is partial: no repository had {} when it was taken",
-                record.id,
-                manifest.missing.join(", ")
-            ),
-            "a rollback would leave the product half put back; nothing was changed",
-        ));
+        return Err(UpgradeError::RestorePointPartial {
+            run,
+            missing: manifest.missing,
+        }
+        .into());
     }
     Ok(manifest)
 }

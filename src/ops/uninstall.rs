@@ -45,17 +45,11 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
             (open.plan, Some(open.record), open.done)
         }
         Some(open) => {
-            return Err(UpgradeError::input_hint(
-                format!(
-                    "{} run {} is not finished",
-                    open.plan.action.as_str(),
-                    open.record.id
-                ),
-                match open.plan.action {
-                    Action::Rollback => "run `real-upgrade rollback` to finish it first",
-                    _ => "run `upgrade` to finish it (or `real-upgrade rollback`) first",
-                },
-            )
+            let run = open.record.id;
+            return Err(match open.plan.action {
+                Action::Rollback => UpgradeError::RollbackUnfinished { run, to_run: false },
+                _ => UpgradeError::UpgradeUnfinished { run },
+            }
             .into());
         }
         None => {

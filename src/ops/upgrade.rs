@@ -53,17 +53,15 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         .flatten()
         && open.plan.action != Action::Upgrade
     {
-        return Err(UpgradeError::input_hint(
-            format!(
-                "{} run {} is not finished",
-                open.plan.action.as_str(),
-                open.record.id
-            ),
-            format!(
-                "run `real-upgrade {}` to finish it first",
-                open.plan.action.as_str()
-            ),
-        )
+        return Err(match open.plan.action {
+            Action::Uninstall => UpgradeError::UninstallUnfinished {
+                run: open.record.id,
+            },
+            _ => UpgradeError::RollbackUnfinished {
+                run: open.record.id,
+                to_run: false,
+            },
+        }
         .into());
     }
     let (plan, source) = match open_run(&config, opts, existing.as_ref())? {
@@ -330,9 +328,10 @@ fn begin(
             let graph = services::load_graph(&ctx.paths(), config.services.backend)?;
             (record.id, graph)
         }
-        Source::Planned { trusted, graph, .. } => {
-            (state.begin_run(plan, Some(trusted.catalog.sequence))?, graph)
-        }
+        Source::Planned { trusted, graph, .. } => (
+            state.begin_run(plan, Some(trusted.catalog.sequence))?,
+            graph,
+        ),
     };
     tracing::info!(run = run_id, from = ?plan.from, to = %plan.to, resumed = !done.is_empty(), "run started");
     Ok((run_id, done, graph))

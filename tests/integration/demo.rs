@@ -237,6 +237,17 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
         Some("rollback --yes"),
     );
     let rolled_back = section(&log, "result of the rollback", Some("a release whose"));
+    // the rollback's plan says what it leaves stopped: demo-web, whose package 1.0.0 lacks
+    let rollback = section(&log, "rollback --yes", Some("result of the rollback"));
+    assert_shows(
+        rollback,
+        "in the rollback's plan",
+        &[
+            "    start services:     demo-server, demo-worker\n",
+            "    left stopped:       demo-web (their packages are removed)",
+        ],
+        &log,
+    );
     let broken = section(
         &log,
         "a release whose",

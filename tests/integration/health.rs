@@ -632,3 +632,55 @@ fn sigterm_during_the_checks_leaves_the_run_open() {
         .assert_stderr("install packages (already done)");
     assert_eq!(statuses(&sb), ["succeeded"]);
 }
+
+/// A host adopted from an install that predates the tool, whose packages no repository has any
+/// more: its restore point is partial (preflight warns), so the release that fails its health
+/// check cannot be rolled back: it stays running for a person (exit 7), and `rollback` refuses
+/// too, saying why.
+#[test]
+fn an_adopted_host_with_a_partial_restore_point_stops_for_a_person() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    config(&sb, &db, "");
+    let (_runit, port) = version_service(&sb);
+    let version = |v: &str| pkg("demo-server", v).file(VERSION_FILE, v, 0o644);
+    sb.publish(vec![
+        rel("1.0.0", vec![version("1.0.0")]),
+        rel("2.0.0", vec![version("2.0.0")]),
+    ]);
+    let old: Vec<PathBuf> = std::fs::read_dir(sb.repo.join("packages"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("demo-server-1.0.0")
+        })
+        .collect();
+    sb.rpm_install(&old);
+    sb.run(&["adopt", "1.0.0"]).assert_code(0);
+    // the vendor withdraws 1.0.0: its build can no longer be had
+    sb.publish(vec![rel("2.0.0", vec![version("2.0.0")])]);
+    served_check(&sb, port, "2.0.0");
+    let check = sb.run(&["check", "--json"]);
+    check.assert_code(0);
+    assert!(
+        check.stdout.contains("restore-point:packages")
+            && check.stdout.contains("demo-server-1.0.0-1"),
+        "{}",
+        check.stdout
+    );
+    sb.run(&["--yes"])
+        .assert_code(7)
+        .assert_stderr("cannot be rolled back")
+        .assert_stderr("is partial");
+    assert_eq!(served(port).as_deref(), Some("demo 2.0.0"));
+    assert_eq!(statuses(&sb), ["adopted", "unhealthy"]);
+    let rpm = sb.rpm_qa();
+    sb.run(&["rollback", "--yes"])
+        .assert_code(2)
+        .assert_stderr("is partial");
+    assert_eq!(sb.rpm_qa(), rpm);
+    assert_eq!(statuses(&sb), ["adopted", "unhealthy"]);
+}

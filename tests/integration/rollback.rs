@@ -340,7 +340,9 @@ fn rollback_of_a_fresh_install(sb: Sandbox, db: TestDb) {
 
     let plan = sb.run(&["rollback", "--dry-run"]);
     plan.assert_code(0)
-        .assert_stderr("remove   demo-server 1.0.0-1");
+        .assert_stderr("remove   demo-server 1.0.0-1")
+        .assert_stderr("    start services:     none\n")
+        .assert_stderr("    left stopped:       demo (nothing of the product stays installed)");
     sb.run(&["rollback", "--yes"]).assert_code(0);
     if let TestDb::Sqlite { path, .. } = &db {
         assert!(!path.exists(), "the rollback left the database");

@@ -360,21 +360,11 @@ pub fn start_hop(
     attempted: &mut Vec<usize>,
 ) -> Result<()> {
     let key = Step::Hop(index, HopStep::StartServices).key();
-    // NB: a hop to nothing installed (the rollback of a fresh install) removed every package
-    // of the product, and a hop that removed every package of a service (a rollback of the run
-    // that added it, a release that drops it) left that service nothing to run: they stay
-    // stopped, as they were before those packages were installed
-    let removed: std::collections::HashSet<&str> = hop.removals().collect();
-    let set: Vec<usize> = match hop.to.is_empty() {
-        true => Vec::new(),
-        false => hop_services(graph, hop)?
-            .into_iter()
-            .filter(|&i| {
-                let packages = &graph.service(i).packages;
-                packages.is_empty() || !packages.iter().all(|p| removed.contains(p.as_str()))
-            })
-            .collect(),
-    };
+    // NB: what the plan said stays stopped, by the same rule ([`Hop::leaves_stopped`])
+    let set: Vec<usize> = hop_services(graph, hop)?
+        .into_iter()
+        .filter(|&i| !hop.leaves_stopped(graph, i))
+        .collect();
     if set.is_empty() {
         cx.ui.event(Event::NoServices);
         return Ok(()); // nothing done, nothing journaled (see `stop_hop`)
