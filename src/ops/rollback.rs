@@ -10,14 +10,12 @@ use super::run::{Outcome, RunResult};
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::UpgradeError;
-use crate::exec;
 use crate::model::journal::RunStatus;
 use crate::model::plan::{Action, Plan};
 use crate::planner;
 use crate::repo::Repository;
 use crate::state::{RunRecord, State};
 use crate::steps::restore::point;
-use crate::steps::services;
 use crate::ui::{PlanView, Ui};
 
 #[derive(Debug, Clone, Default)]
@@ -111,15 +109,9 @@ pub(crate) fn roll_back(
         .as_ref()
         .expect("a rollback's hop puts a restore point back")
         .run;
-    let run_id = match &record {
-        Some(record) => {
-            state.resume_run(record.id)?;
-            record.id
-        }
-        // NB: the undone run is closed as rolled back now: from here on the rollback is the
-        // open run, and a kill resumes it
-        None => state.begin_run(&plan, None)?,
-    };
+    // NB: the undone run is closed as rolled back now: from here on the rollback is the
+    // open run, and a kill resumes it
+    let run_id = super::run::begin_or_resume(state, &plan, record.as_ref())?;
     // NB: a kill between beginning the rollback and closing the undone run left that one open
     // to the eye of `history`: a resumed rollback closes it again (the same status and reason)
     let why = match plan.automatic_for {
@@ -129,24 +121,17 @@ pub(crate) fn roll_back(
     state.set_status(source, RunStatus::RolledBack, Some(&why))?;
     outcome.run_id = Some(run_id);
     let repo = Repository::open(&point::dir_of(&paths, source).display().to_string(), false)?;
-    let graph = services::load_graph(&paths, config.services.backend)?;
     tracing::info!(run = run_id, of = source, from = ?plan.from, to = %plan.to, resumed, automatic = ?plan.automatic_for, "rollback started");
-    let result = exec::execute(
-        exec::Run {
-            ctx,
-            config,
-            repo: &repo,
-            state,
-            run_id,
-            done,
-            resumed,
-            ui,
-            graph: &graph,
-        },
-        &plan,
-    );
-    outcome.config_files =
-        super::run::close(state, run_id, &plan, &paths, config.restore.keep, result)?;
+    let attempt = super::run::Attempt {
+        ctx,
+        config,
+        repo: &repo,
+        run_id,
+        done,
+        resumed,
+        ui,
+    };
+    outcome.config_files = super::run::execute_and_close(state, &plan, attempt)?;
     outcome.result = RunResult::RolledBack;
     Ok(outcome)
 }

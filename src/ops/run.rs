@@ -6,9 +6,11 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::UpgradeError;
+use crate::model::journal::JournalKey;
 use crate::model::journal::RunStatus;
 use crate::model::plan::{LeftBehind, Plan};
-use crate::state::State;
+use crate::repo::Repository;
+use crate::state::{RunRecord, State};
 use crate::ui::Ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,6 +114,61 @@ pub(crate) fn succeeded(
     crate::repo::fetch::prune(&paths.cache, installed);
     crate::steps::restore::point::prune(paths, keep, run_id);
     Ok(())
+}
+
+/// Begins `plan` as a new run of the journal, or resumes `record`'s; returns its id.
+pub(crate) fn begin_or_resume(
+    state: &mut State,
+    plan: &Plan,
+    record: Option<&RunRecord>,
+) -> Result<i64> {
+    match record {
+        Some(record) => {
+            state.resume_run(record.id)?;
+            Ok(record.id)
+        }
+        None => state.begin_run(plan, None),
+    }
+}
+
+/// One attempt at an open run, whose plan needs no index: what [`execute_and_close`] executes
+/// it with.
+pub(crate) struct Attempt<'a> {
+    pub ctx: &'a Context,
+    pub config: &'a crate::config::Config,
+    /// Where its packages come from (a rollback's: its restore point).
+    pub repo: &'a Repository,
+    pub run_id: i64,
+    pub done: std::collections::HashSet<JournalKey>,
+    pub resumed: bool,
+    pub ui: &'a dyn Ui,
+}
+
+/// Executes `plan` as the open run of `attempt` and closes it ([`close`]); returns the
+/// `.rpmnew`/`.rpmsave` files its transactions created.
+pub(crate) fn execute_and_close(
+    state: &mut State,
+    plan: &Plan,
+    attempt: Attempt<'_>,
+) -> Result<Vec<String>> {
+    let paths = attempt.ctx.paths();
+    let graph = crate::steps::services::load_graph(&paths, attempt.config.services.backend)?;
+    let result = crate::exec::execute(
+        crate::exec::Run {
+            ctx: attempt.ctx,
+            config: attempt.config,
+            repo: attempt.repo,
+            state: &mut *state,
+            run_id: attempt.run_id,
+            done: attempt.done,
+            resumed: attempt.resumed,
+            ui: attempt.ui,
+            graph: &graph,
+        },
+        plan,
+    );
+    let keep = attempt.config.restore.keep;
+    close(state, attempt.run_id, plan, &paths, keep, result)
 }
 
 /// Asks `question` unless `assume_yes`; no terminal to ask on is an error, not a decline.

@@ -8,11 +8,10 @@ use std::collections::HashSet;
 
 use anyhow::Result;
 
-use super::run::{Outcome, RunResult, close, confirm};
+use super::run::{Outcome, RunResult, confirm};
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::UpgradeError;
-use crate::exec;
 use crate::model::plan::{Action, Plan};
 use crate::planner::{self, Data, Recorded};
 use crate::repo::Repository;
@@ -123,32 +122,20 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
         Some(state) => state,
         None => State::open(&paths.state_db)?,
     };
-    let run_id = match &record {
-        Some(record) => {
-            state.resume_run(record.id)?;
-            record.id
-        }
-        None => state.begin_run(&plan, None)?,
-    };
+    let run_id = super::run::begin_or_resume(&mut state, &plan, record.as_ref())?;
     outcome.run_id = Some(run_id);
     let repo = Repository::configured(&config, &ctx.config_path)?;
-    let graph = crate::steps::services::load_graph(&paths, config.services.backend)?;
     tracing::info!(run = run_id, from = ?plan.from, resumed, "uninstall started");
-    let result = exec::execute(
-        exec::Run {
-            ctx,
-            config: &config,
-            repo: &repo,
-            state: &mut state,
-            run_id,
-            done,
-            resumed,
-            ui,
-            graph: &graph,
-        },
-        &plan,
-    );
-    outcome.config_files = close(&state, run_id, &plan, &paths, config.restore.keep, result)?;
+    let attempt = super::run::Attempt {
+        ctx,
+        config: &config,
+        repo: &repo,
+        run_id,
+        done,
+        resumed,
+        ui,
+    };
+    outcome.config_files = super::run::execute_and_close(&mut state, &plan, attempt)?;
     outcome.result = RunResult::Uninstalled;
     Ok(outcome)
 }
