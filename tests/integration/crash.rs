@@ -291,7 +291,7 @@ fn compare(clean: &Snapshot, got: &Snapshot, rerun_ok: bool) -> Result<(), Strin
 }
 
 /// Runs `f` over `items` on `threads` threads; returns the failures.
-fn parallel<T: Sync>(
+pub(crate) fn parallel<T: Sync>(
     items: &[T],
     threads: usize,
     f: impl Fn(&T) -> Result<(), String> + Sync,
@@ -347,7 +347,7 @@ fn resume_and_compare(
 /// `run()`, again while it exits 5 (for at most a minute): an rpm transaction outlives the
 /// killed run (it is never cut) and holds the run lock until it ends, so the resumed run waits
 /// for it, as an operator would.
-fn once_unlocked(mut run: impl FnMut() -> std::process::Output) -> std::process::Output {
+pub(crate) fn once_unlocked(mut run: impl FnMut() -> std::process::Output) -> std::process::Output {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut out = run();
     while out.status.code() == Some(5) && Instant::now() < deadline {
@@ -388,7 +388,7 @@ fn traced(t: &Trial, command: impl Fn(&[(&str, &str)]) -> Command) -> (Vec<Strin
 }
 
 /// Each point as `NAME@N`: its `N`th hit in the clean run.
-fn occurrences(points: &[String]) -> Vec<String> {
+pub(crate) fn occurrences(points: &[String]) -> Vec<String> {
     let mut seen: HashMap<&str, u32> = HashMap::new();
     points
         .iter()

@@ -331,3 +331,92 @@ fn an_uninstall_killed_in_its_pre_hooks_is_finished_by_upgrade() {
 fn an_uninstall_killed_after_its_packages_is_finished_by_uninstall() {
     killed_uninstall_converges("post", &["uninstall", "--purge", "--yes"]);
 }
+
+/// The state an uninstall --purge ends in, compared after every kill.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, PartialEq)]
+struct Purged {
+    rpm: Vec<String>,
+    installed: Option<String>,
+    data: Vec<(String, String)>,
+    accounts: bool,
+    history: Vec<String>,
+    served: Option<String>,
+}
+
+#[cfg(feature = "fault-injection")]
+fn purged_state(sb: &Sandbox, db: &TestDb, port: u16) -> Purged {
+    Purged {
+        rpm: sb.rpm_qa(),
+        installed: sb.installed(),
+        data: tree(&data_dir(sb)),
+        accounts: db.has_table("accounts"),
+        history: statuses(sb),
+        served: served(port),
+    }
+}
+
+/// `uninstall --purge` killed (SIGKILL) at every fault point it passes, then run again until it
+/// ends: the host ends as a clean uninstall leaves it — packages, installed version, purged and
+/// kept data, database, history.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_uninstall_killed_at_every_fault_point_converges() {
+    use crate::crash::{occurrences, once_unlocked, parallel};
+    use std::os::unix::process::ExitStatusExt;
+
+    let uninstall = ["uninstall", "--purge", "--yes"];
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    let (_runit, port) = installed(&sb, &db);
+    let trace = sb.base.join("faults.trace");
+    let out = sb
+        .cmd(&uninstall)
+        .env("UPGRADE_FAULT_TRACE", &trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clean = purged_state(&sb, &db, port);
+    let points: Vec<String> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let faults = occurrences(&points);
+    let failures = parallel(&faults, 3, |fault| {
+        let sb = Sandbox::new();
+        let db = TestDb::sqlite(&sb);
+        let _service = installed(&sb, &db);
+        let out = sb
+            .cmd(&uninstall)
+            .env("UPGRADE_FAULT", fault)
+            .output()
+            .unwrap();
+        if out.status.signal() != Some(9) {
+            return Err(format!("{fault}: not killed there ({:?})", out.status));
+        }
+        let again = once_unlocked(|| sb.cmd(&uninstall).output().unwrap());
+        if !again.status.success() {
+            return Err(format!(
+                "{fault}: the resumed uninstall exited {:?}:\n{}",
+                again.status,
+                String::from_utf8_lossy(&again.stderr)
+            ));
+        }
+        let got = purged_state(&sb, &db, port);
+        match got == clean {
+            true => Ok(()),
+            false => Err(format!("{fault}: ended as {got:?}, not as {clean:?}")),
+        }
+    });
+    eprintln!(
+        "uninstall kill matrix: {} kill trials, {} failed",
+        faults.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
