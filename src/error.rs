@@ -172,7 +172,10 @@ pub enum UpgradeError {
     },
     /// A person must confirm and none can be asked (exit 2).
     #[error("no terminal to ask for confirmation on")]
-    NoTerminal,
+    NoTerminal {
+        /// The command to run again with `--yes` (`upgrade`, `real-upgrade rollback`…).
+        command: &'static str,
+    },
     /// The rpm database holds the product's packages but no version is recorded (exit 2): a
     /// lost or emptied `state.db` must not turn an installed host into a fresh install.
     #[error(
@@ -284,7 +287,7 @@ impl UpgradeError {
             | UpgradeError::IndexRollback { .. }
             | UpgradeError::UnknownRelease { .. }
             | UpgradeError::Downgrade { .. }
-            | UpgradeError::NoTerminal
+            | UpgradeError::NoTerminal { .. }
             | UpgradeError::Unrecorded { .. }
             | UpgradeError::OpenRunDiffers { .. }
             | UpgradeError::RunChangedHost { .. }
@@ -360,10 +363,17 @@ impl UpgradeError {
                  `[database] lock_timeout`"
                     .into(),
             ),
-            UpgradeError::NoTerminal => Some(
-                "run `upgrade --yes` to upgrade unattended, or `upgrade --dry-run` to see the plan"
-                    .into(),
-            ),
+            UpgradeError::NoTerminal { command } => Some(match *command {
+                "upgrade" => {
+                    "run `upgrade --yes` to upgrade unattended, or `upgrade --dry-run` to see the \
+                     plan"
+                        .into()
+                }
+                _ => format!(
+                    "run `{command} --yes` to go on unattended, or `{command} --dry-run` to see \
+                     the plan"
+                ),
+            }),
             UpgradeError::UnknownRun { .. } => Some("`real-upgrade history` lists the runs".into()),
             UpgradeError::StateUnusable { .. } => Some(
                 "check the disk and the file's permissions; if the file is damaged, restore it \

@@ -165,8 +165,10 @@ pub enum Event<'a> {
     HealthChecked {
         report: &'a HealthReport,
     },
-    /// The packages step erases the product's packages the release no longer lists.
+    /// The packages step erases the product's packages the release no longer lists (or every
+    /// one of them: `uninstall`).
     PackagesErasing {
         names: Vec<String>,
+        uninstall: bool,
     },
 }

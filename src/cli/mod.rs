@@ -421,11 +421,12 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         RunResult::Downloaded => {
             human.say("download only: every package is in the cache and verified")
         }
-        RunResult::Upgraded
-        | RunResult::RolledBack
-        | RunResult::Uninstalled
-        | RunResult::NothingInstalled => {
+        RunResult::Upgraded | RunResult::RolledBack => {
             human.say(&format!("{} {} is installed", outcome.product, outcome.to));
+        }
+        // NB: the upgrade never ends so; the plain command hands an open uninstall over above
+        RunResult::Uninstalled | RunResult::NothingInstalled => {
+            human.say(&format!("{}: nothing installed", outcome.product));
         }
     }
     json_if(json_out, &outcome);

@@ -239,7 +239,7 @@ impl Human {
                 "  hop {}: {} → {}{stop}\n",
                 i + 1,
                 hop.from.as_deref().unwrap_or("nothing"),
-                hop.to
+                version_or_nothing(&hop.to, "nothing")
             );
             let list = |names: &[String]| {
                 if names.is_empty() {
@@ -265,8 +265,14 @@ impl Human {
                 mark(Step::Hop(i, HopStep::StopServices))
             );
             if let (0, Some(point)) = (i, &plan.restore_point) {
+                let data = match &hop.uninstall {
+                    Some(u) if !u.paths.is_empty() || !u.keep.is_empty() => {
+                        ", the purged and kept paths"
+                    }
+                    _ => "",
+                };
                 out += &format!(
-                    "    restore point:      {}{}\n",
+                    "    restore point:      {}{data}{}\n",
                     restore_point_summary(point),
                     mark(Step::Hop(i, HopStep::RestorePoint))
                 );
@@ -415,15 +421,25 @@ fn uninstall_summary(uninstall: &crate::model::plan::UninstallPlan, mark: &str) 
     let mut out = format!("    purge:              {deleted}{mark}\n");
     if !uninstall.left_behind.is_empty() {
         out += "    left behind:\n";
-        out += &left_behind_lines(&uninstall.left_behind);
+        for line in left_behind_lines(&uninstall.left_behind).lines() {
+            out += &format!("    {line}\n");
+        }
     }
     out
+}
+
+/// `version`, or `nothing` when it is empty (a run to nothing installed).
+fn version_or_nothing<'a>(version: &'a str, nothing: &'a str) -> &'a str {
+    match version.is_empty() {
+        true => nothing,
+        false => version,
+    }
 }
 
 /// One line per thing left behind: kind, name and why.
 fn left_behind_lines(left: &[crate::model::plan::LeftBehind]) -> String {
     left.iter()
-        .map(|l| format!("      {:<9}{}  ({})\n", l.kind, l.name, l.why))
+        .map(|l| format!("  {:<9}{}  ({})\n", l.kind, l.name, l.why))
         .collect()
 }
 
@@ -532,7 +548,7 @@ impl Human {
             "run {}: {} → {}, {} (attempts: {}, started {}, finished {})",
             record.id,
             record.from.as_deref().unwrap_or("nothing"),
-            record.to,
+            version_or_nothing(&record.to, "nothing"),
             record.status,
             record.attempts,
             record.started_at,
@@ -673,10 +689,19 @@ impl Ui for Human {
 
     fn event(&self, event: Event<'_>) {
         let hop_name = |hop: Option<&crate::model::plan::Hop>| {
-            hop.map(|h| format!("{} → {}", h.from.as_deref().unwrap_or("nothing"), h.to))
-                .unwrap_or_default()
+            hop.map(|h| {
+                format!(
+                    "{} → {}",
+                    h.from.as_deref().unwrap_or("nothing"),
+                    version_or_nothing(&h.to, "nothing")
+                )
+            })
+            .unwrap_or_default()
         };
         match event {
+            Event::StepStarted { step: Step::Hop(_, HopStep::Packages), hop: Some(h) } if h.uninstall.is_some() => {
+                self.say(&format!("{} {}: remove the packages", self.paint("1;32", "==>"), hop_name(Some(h))))
+            }
             Event::StepStarted { step, hop } => self.say(&format!("{} {}", self.paint("1;32", "==>"), step_title(step, &hop_name(hop)))),
             Event::StepAlreadyDone { step, hop } => {
                 self.say(&format!("    {} (already done)", step_title(step, &hop_name(hop))))
@@ -754,13 +779,18 @@ impl Ui for Human {
                 self.say(&format!("    already installed: {}", names.join(", ")))
             }
             Event::Transaction { files } => self.say(&format!("    {files} package(s) in one transaction")),
-            Event::PackagesErasing { names } => {
-                self.say(&format!("    erasing {} (no longer in the release)", names.join(", ")))
+            Event::PackagesErasing { names, uninstall } => {
+                let why = match uninstall {
+                    true => "the product is uninstalled",
+                    false => "no longer in the release",
+                };
+                self.say(&format!("    erasing {} ({why})", names.join(", ")))
             }
             Event::PackageOutput { line } => self.say(&format!("    [rpm] {line}")),
             Event::ConfigFileKept { path } => self.warn(&format!(
                 "rpm kept an edited configuration file and wrote `{path}` beside it; compare and merge it"
             )),
+            Event::Recorded { version: "" } => self.say("    nothing is installed now"),
             Event::Recorded { version } => self.say(&format!("    installed version is now {version}")),
             Event::NoServices => self.say("    no service to stop or start"),
             Event::ServiceStopping { name } => self.say(&format!("    stopping `{name}`")),

@@ -103,7 +103,7 @@ pub(crate) fn roll_back(
         false => "Roll back",
     };
     let question = format!("{verb} {} from {from} to {to}?", plan.product);
-    super::run::confirm(ctx, opts.assume_yes, ui, &question)?;
+    super::run::confirm(ctx, opts.assume_yes, ui, &question, "real-upgrade rollback")?;
     let source = plan.hops[0]
         .restore
         .as_ref()

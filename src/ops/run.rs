@@ -171,13 +171,20 @@ pub(crate) fn execute_and_close(
     close(state, attempt.run_id, plan, &paths, keep, result)
 }
 
-/// Asks `question` unless `assume_yes`; no terminal to ask on is an error, not a decline.
-pub(crate) fn confirm(ctx: &Context, assume_yes: bool, ui: &dyn Ui, question: &str) -> Result<()> {
+/// Asks `question` unless `assume_yes`; no terminal to ask on is an error, not a decline, whose
+/// hint names `command` (to run again with `--yes`).
+pub(crate) fn confirm(
+    ctx: &Context,
+    assume_yes: bool,
+    ui: &dyn Ui,
+    question: &str,
+    command: &'static str,
+) -> Result<()> {
     if assume_yes {
         return Ok(());
     }
     if !ctx.interactive {
-        return Err(UpgradeError::NoTerminal.into());
+        return Err(UpgradeError::NoTerminal { command }.into());
     }
     if crate::interrupt::at_prompt(|| ui.confirm(question))? {
         Ok(())

@@ -101,13 +101,14 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
         true => "Resume the uninstall of",
         false => "Uninstall",
     };
-    confirm(
-        ctx,
-        opts.assume_yes,
-        ui,
-        &format!("{verb} {} {from}?", plan.product),
-    )?;
-    if let Some(deleted) = purged(&config, &plan).filter(|_| !resumed) {
+    let deleted = purged(&config, &plan).filter(|_| !resumed);
+    let command = match deleted {
+        Some(_) => "real-upgrade uninstall --purge",
+        None => "real-upgrade uninstall",
+    };
+    let question = format!("{verb} {} {from}?", plan.product);
+    confirm(ctx, opts.assume_yes, ui, &question, command)?;
+    if let Some(deleted) = deleted {
         confirm(
             ctx,
             opts.assume_yes,
@@ -116,6 +117,7 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
                 "Delete {deleted} for good? (`real-upgrade rollback` brings them back from the \
                  restore point while it is kept)"
             ),
+            command,
         )?;
     }
     let mut state = match existing {

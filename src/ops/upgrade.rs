@@ -151,7 +151,7 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
         false => "Upgrade",
     };
     let question = format!("{verb} {} from {from} to {}?", plan.product, plan.to);
-    confirm(ctx, opts.assume_yes, ui, &question)?;
+    confirm(ctx, opts.assume_yes, ui, &question, "upgrade")?;
     let mut state = match existing {
         Some(state) => state,
         None => State::open(&paths.state_db)?,

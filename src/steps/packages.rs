@@ -592,6 +592,7 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         if !erase.is_empty() {
             cx.ui.event(Event::PackagesErasing {
                 names: erase.clone(),
+                uninstall: cx.action == crate::model::plan::Action::Uninstall,
             });
             let report = erase_dropped(&cx.ctx.root, &erase)?;
             config_files.extend(show(cx, &key, report));

@@ -302,3 +302,25 @@ fn a_release_that_fails_its_health_checks() {
     snapshot(&sb, "history_health", &["history"]);
     snapshot(&sb, "history_health_json", &["history", "--json"]);
 }
+
+#[test]
+fn an_uninstall_with_purge_and_its_history() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    let _service = crate::uninstall::installed(&sb, &db);
+    snapshot(
+        &sb,
+        "uninstall_plan",
+        &["uninstall", "--purge", "--dry-run"],
+    )
+    .assert_code(0);
+    snapshot(&sb, "uninstall_no_terminal", &["uninstall", "--purge"]).assert_code(2);
+    snapshot(&sb, "uninstall_run", &["uninstall", "--purge", "--yes"]).assert_code(0);
+    snapshot(&sb, "history_uninstall", &["history"]).assert_code(0);
+    snapshot(
+        &sb,
+        "rollback_of_uninstall_plan",
+        &["rollback", "--dry-run"],
+    )
+    .assert_code(0);
+}

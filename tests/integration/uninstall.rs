@@ -41,7 +41,7 @@ fn releases(sb: &Sandbox) {
 /// The product on `db` with a runit service, `[uninstall]` purging [`DATA_DIR`] and keeping
 /// [`KEPT`]; the upgrader package and an OS package installed beside it; 1.0.0 installed and
 /// data written. Returns the supervisor and the service's port.
-fn installed(sb: &Sandbox, db: &TestDb) -> (Runit, u16) {
+pub(crate) fn installed(sb: &Sandbox, db: &TestDb) -> (Runit, u16) {
     sb.write_config(&format!(
         "{}\n[services]\nbackend = \"runit\"\n[uninstall]\npurge_paths = [\"{DATA_DIR}\"]\n\
          keep = [\"{KEPT}\"]\nkeep_users = [\"demo\"]\n",
