@@ -75,7 +75,7 @@ pub(crate) struct HostState {
     server_conf: Option<(String, u32)>,
     new_conf: Option<(String, u32)>,
     /// The `.rpmnew` / `.rpmsave` files in `/etc/demo`.
-    set_aside: Vec<String>,
+    pub(crate) set_aside: Vec<String>,
     ledger: Vec<String>,
 }
 

@@ -112,6 +112,10 @@ fn everything(sb: &Sandbox, db: &TestDb) -> (HostState, String, Vec<(String, Str
 /// and a following `upgrade` (a fresh install) find the data in place.
 fn uninstall_keeps_data_and_rollback_brings_it_back(sb: Sandbox, db: TestDb) {
     let (runit, port) = installed(&sb, &db);
+    // the operator edits the config file and its mode: rpm -e keeps it as `.rpmsave`
+    let conf = sb.root.join("etc/demo/server.conf");
+    std::fs::write(&conf, "port = 1\n# edited by the operator\n").unwrap();
+    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     let actions = sb.base.join("actions");
     sb.hook(
         "pre",
@@ -162,6 +166,11 @@ fn uninstall_keeps_data_and_rollback_brings_it_back(sb: Sandbox, db: TestDb) {
     );
     assert_eq!(sb.rpm_qa(), LEFT);
     assert_eq!(sb.installed(), None);
+    assert!(!conf.exists());
+    assert_eq!(
+        crate::rollback::set_aside(&sb.root.join("etc/demo")),
+        ["server.conf.rpmsave"]
+    );
     // the data stays: the database, the data directory
     assert_eq!(full_dump(&db), before.1);
     assert_eq!(tree(&data_dir(&sb)), before.2);
@@ -181,10 +190,19 @@ fn uninstall_keeps_data_and_rollback_brings_it_back(sb: Sandbox, db: TestDb) {
     assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
     assert_eq!(statuses(&sb), ["succeeded", "rolled-back", "succeeded"]);
 
-    // uninstall again, then `upgrade`: a fresh install that finds the data where it was
+    // uninstall again, then `upgrade`: a fresh install that finds the data where it was (the
+    // database, its ledger, the data paths); rpm installs the packaged configuration file and
+    // the operator's edited one stays beside it, as rpm -e left it
     sb.run(&["uninstall", "--yes"]).assert_code(0);
     sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
-    assert_eq!(everything(&sb, &db), before);
+    let (host, dump, data) = everything(&sb, &db);
+    assert_eq!((&dump, &data), (&before.1, &before.2));
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+    assert_eq!(host.set_aside, ["server.conf.rpmsave"]);
+    assert_eq!(
+        std::fs::read_to_string(sb.root.join("etc/demo/server.conf.rpmsave")).unwrap(),
+        "port = 1\n# edited by the operator\n"
+    );
     assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
     assert_eq!(
         std::fs::read_to_string(&actions).unwrap(),
@@ -419,4 +437,24 @@ fn an_uninstall_killed_at_every_fault_point_converges() {
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Without the repository (gone, or unreachable), an uninstall still runs: the history names
+/// the product's packages and the cache holds their builds for the restore point; `rollback`
+/// needs no repository either.
+#[test]
+fn uninstall_and_its_rollback_need_no_repository() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    let (_runit, port) = installed(&sb, &db);
+    let before = everything(&sb, &db);
+    let away = sb.base.join("repo-away");
+    std::fs::rename(&sb.repo, &away).unwrap();
+    sb.run(&["uninstall", "--yes"]).assert_code(0);
+    assert_eq!(sb.rpm_qa(), LEFT);
+    assert_eq!(sb.installed(), None);
+    sb.run(&["rollback", "--yes"]).assert_code(0);
+    assert_eq!(everything(&sb, &db), before);
+    assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
+    std::fs::rename(&away, &sb.repo).unwrap();
 }
