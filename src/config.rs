@@ -42,7 +42,8 @@ pub struct Uninstall {
     /// puts back any that its package removal or a hook took.
     pub keep: Vec<std::path::PathBuf>,
     /// Users the product shares with others: never removed (this tool removes none; the
-    /// uninstall reports them as left behind, and hooks get them in `UPGRADE_KEEP_USERS`).
+    /// uninstall reports them as left behind, and its hooks get them in `UPGRADE_KEEP_USERS`,
+    /// the `keep` paths in `UPGRADE_KEEP_PATHS`).
     pub keep_users: Vec<String>,
     /// Groups, as `keep_users`, in `UPGRADE_KEEP_GROUPS`.
     pub keep_groups: Vec<String>,

@@ -282,6 +282,31 @@ impl HookEnv {
     }
 }
 
+/// What an uninstall's hooks learn of it (SPEC §14), so that they leave alone what it keeps:
+/// `UPGRADE_PURGE` (0|1), `UPGRADE_KEEP_PATHS` (`:`-separated), `UPGRADE_KEEP_USERS` and
+/// `UPGRADE_KEEP_GROUPS` (space-separated).
+fn uninstall_env(plan: &crate::model::plan::UninstallPlan) -> Vec<(&'static str, String)> {
+    let names = |kind: &str| -> String {
+        let names: Vec<&str> = plan
+            .left_behind
+            .iter()
+            .filter(|l| l.kind == kind)
+            .map(|l| l.name.as_str())
+            .collect();
+        names.join(" ")
+    };
+    let paths: Vec<String> = plan.keep.iter().map(|p| p.display().to_string()).collect();
+    vec![
+        (
+            "UPGRADE_PURGE",
+            if plan.purges() { "1" } else { "0" }.into(),
+        ),
+        ("UPGRADE_KEEP_PATHS", paths.join(":")),
+        ("UPGRADE_KEEP_USERS", names("user")),
+        ("UPGRADE_KEEP_GROUPS", names("group")),
+    ]
+}
+
 /// How a hook that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookOutcome {
@@ -401,7 +426,11 @@ pub fn run_phase(
         resumed: cx.resumed,
         root: cx.ctx.root.clone(),
         run_id: cx.run_id(),
-        extra: Vec::new(),
+        extra: hop
+            .uninstall
+            .as_ref()
+            .map(uninstall_env)
+            .unwrap_or_default(),
     };
     let keys: Vec<JournalKey> = hooks
         .iter()

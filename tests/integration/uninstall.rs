@@ -286,7 +286,8 @@ fn mariadb_purge_deletes_data_but_what_is_kept() {
     purge_deletes_data_but_what_is_kept(Sandbox::new(), TestDb::mariadb());
 }
 
-/// A kept path that a hook deletes is put back by the purge step.
+/// A kept path that a hook deletes is put back by the purge step; the hooks are told what is
+/// kept.
 #[test]
 fn a_kept_path_a_hook_deletes_is_put_back() {
     let sb = Sandbox::new();
@@ -299,8 +300,23 @@ fn a_kept_path_a_hook_deletes_is_put_back() {
         "10-rm",
         &format!("rm -rf {}", data_dir(&sb).display()),
     );
+    let env = sb.base.join("env");
+    sb.hook(
+        "pre",
+        false,
+        "10-env",
+        &format!(
+            "echo \"$UPGRADE_PURGE|$UPGRADE_KEEP_PATHS|$UPGRADE_KEEP_USERS|$UPGRADE_KEEP_GROUPS\" > {}",
+            env.display()
+        ),
+    );
     sb.run(&["uninstall", "--yes"]).assert_code(0);
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "the license\n");
+    // the hooks know what the uninstall keeps
+    assert_eq!(
+        std::fs::read_to_string(&env).unwrap(),
+        format!("0|{KEPT}|demo|\n")
+    );
 }
 
 /// A kill -9 in a hook of an uninstall, before and after its packages are gone: the plain
