@@ -304,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn uninstall_paths_are_absolute() {
+        let config = parse(
+            "[uninstall]\npurge_paths = [\"/var/lib/demo\"]\nkeep = [\"/etc/demo/key\"]\n\
+             keep_users = [\"demo\"]\nkeep_groups = [\"demo\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.uninstall.keep_groups, ["demo"]);
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["purge_paths = [\"var/lib/demo\"]", "keep = [\"/\"]"] {
+            let path = dir.path().join("upgrade.toml");
+            std::fs::write(&path, format!("[uninstall]\n{bad}\n")).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains("must be absolute and not `/`"), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let err = parse("product = \"demo\"\n[hooks]\ntimeout = \"5m\"\ncolour = 1\n").unwrap_err();
         let text = err.to_string();

@@ -1102,6 +1102,48 @@ size = 1
     }
 
     #[test]
+    fn an_uninstall_stops_removes_purges_and_records_and_starts_nothing() {
+        let mut plan = plan(Some("1.0.0"), Some("1.0.0")).unwrap();
+        plan.to = String::new();
+        plan.action = Action::Uninstall;
+        plan.hops = vec![Hop {
+            from: Some("1.0.0".into()),
+            to: String::new(),
+            stop: false,
+            packages: Vec::new(),
+            migrations: Vec::new(),
+            hooks: PlannedHooks::default(),
+            services: vec!["demo".into()],
+            prerequisites: Vec::new(),
+            checks: Checks::default(),
+            restore: None,
+            uninstall: Some(UninstallPlan::default()),
+            stays_stopped: Vec::new(),
+        }];
+        plan.health = Some(HealthPlan::default());
+        let keys: Vec<String> = plan
+            .steps()
+            .into_iter()
+            .map(|s| s.key().as_str().to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "download",
+                "hop0:pre-hooks",
+                "hop0:stop-services",
+                "hop0:packages",
+                "hop0:post-hooks",
+                "hop0:purge",
+                "hop0:record"
+            ]
+        );
+        let stored: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        assert_eq!(stored.action, Action::Uninstall);
+        assert!(stored.hops[0].uninstall.is_some());
+    }
+
+    #[test]
     fn up_to_date_downgrade_and_unknown_target() {
         assert!(plan(Some("3.0.0"), None).unwrap().is_up_to_date());
         assert!(

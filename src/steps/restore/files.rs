@@ -631,6 +631,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn purge_spares_what_is_kept_and_the_kept_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let write = |p: &str, text: &str| {
+            let at = root.join(p);
+            fs::create_dir_all(at.parent().unwrap()).unwrap();
+            fs::write(at, text).unwrap();
+        };
+        write("data/a/one", "1");
+        write("data/keep/key", "k");
+        write("data/keep/more/two", "2");
+        write("data/b", "b");
+        let data = PathBuf::from("/data");
+        let keep = vec![PathBuf::from("/data/keep")];
+        let all = tree(&root, std::slice::from_ref(&data)).unwrap();
+        assert_eq!(all.first(), Some(&data));
+        assert!(all.contains(&PathBuf::from("/data/keep/more/two")));
+        let saved = capture(&root, &all, &dir.path().join("point")).unwrap();
+
+        purge(&root, &[data.clone(), PathBuf::from("/absent")], &keep).unwrap();
+        assert!(!root.join("data/a").exists() && !root.join("data/b").exists());
+        assert_eq!(
+            fs::read_to_string(root.join("data/keep/more/two")).unwrap(),
+            "2"
+        );
+        // again, after a kill: nothing more to do
+        purge(&root, std::slice::from_ref(&data), &keep).unwrap();
+
+        // what took the kept paths, they are put back; what is not kept stays gone
+        fs::remove_dir_all(root.join("data")).unwrap();
+        let back = put_back_missing(&root, &saved, &dir.path().join("point"), &keep).unwrap();
+        assert!(back.contains(&PathBuf::from("/data/keep/key")));
+        assert_eq!(fs::read_to_string(root.join("data/keep/key")).unwrap(), "k");
+        assert_eq!(
+            fs::read_to_string(root.join("data/keep/more/two")).unwrap(),
+            "2"
+        );
+        assert!(!root.join("data/a").exists());
+    }
+
+    #[test]
     fn locate_stays_inside_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
