@@ -16,7 +16,7 @@ use crate::planner;
 use crate::repo::Repository;
 use crate::state::{RunRecord, State};
 use crate::steps::restore::point;
-use crate::ui::{PlanView, Ui};
+use crate::ui::Ui;
 
 #[derive(Debug, Clone, Default)]
 pub struct RollbackOptions {
@@ -84,12 +84,7 @@ pub(crate) fn roll_back(
         }
     };
     let resumed = record.is_some();
-    let mut outcome = Outcome::of(&plan, record.as_ref().map(|r| r.id));
-    ui.plan(&PlanView {
-        plan: &plan,
-        done: &done,
-        resumed: record.as_ref(),
-    });
+    let mut outcome = super::run::show(ui, &plan, &done, record.as_ref());
     if opts.dry_run {
         return Ok(outcome);
     }

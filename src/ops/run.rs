@@ -116,6 +116,22 @@ pub(crate) fn succeeded(
     Ok(())
 }
 
+/// Shows `plan` — the steps `done` marked, as the open run `record` when it resumes one — and
+/// returns its outcome before it runs.
+pub(crate) fn show(
+    ui: &dyn Ui,
+    plan: &Plan,
+    done: &std::collections::HashSet<JournalKey>,
+    record: Option<&RunRecord>,
+) -> Outcome {
+    ui.plan(&crate::ui::PlanView {
+        plan,
+        done,
+        resumed: record,
+    });
+    Outcome::of(plan, record.map(|r| r.id))
+}
+
 /// Begins `plan` as a new run of the journal, or resumes `record`'s; returns its id.
 pub(crate) fn begin_or_resume(
     state: &mut State,

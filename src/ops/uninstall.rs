@@ -16,7 +16,7 @@ use crate::model::plan::{Action, Plan};
 use crate::planner::{self, Data, Recorded};
 use crate::repo::Repository;
 use crate::state::State;
-use crate::ui::{PlanView, Ui};
+use crate::ui::Ui;
 
 #[derive(Debug, Clone)]
 pub struct UninstallOptions {
@@ -85,12 +85,7 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
         }
     };
     let resumed = record.is_some();
-    let mut outcome = Outcome::of(&plan, record.as_ref().map(|r| r.id));
-    ui.plan(&PlanView {
-        plan: &plan,
-        done: &done,
-        resumed: record.as_ref(),
-    });
+    let mut outcome = super::run::show(ui, &plan, &done, record.as_ref());
     if opts.dry_run {
         outcome.result = RunResult::Planned;
         return Ok(outcome);
