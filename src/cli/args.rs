@@ -151,6 +151,11 @@ pub enum Command {
     /// install) and the [uninstall] keep paths, users and groups; the run lists what it left
     /// behind and why.
     ///
+    /// In upgrade.toml: [uninstall] purge_paths = ["/var/lib/demo/files"] (deleted by --purge
+    /// only), keep = ["/var/lib/demo/files/license.key"] (never removed; put back if rpm or a
+    /// hook took it), keep_users = ["demo"], keep_groups = ["demo"]. Hooks get UPGRADE_PURGE
+    /// (0|1), UPGRADE_KEEP_PATHS (`:`-separated), UPGRADE_KEEP_USERS and UPGRADE_KEEP_GROUPS.
+    ///
     /// Data stays by default: the database and the data paths are untouched, and a later
     /// `upgrade` finds them. `real-upgrade rollback` undoes an uninstall, with or without
     /// --purge, while its restore point is kept ([restore] keep). A stopped uninstall resumes
