@@ -475,6 +475,13 @@ fn uninstall_plan(
     }
 }
 
+/// Refuses a host with none recorded installed whose rpm database holds the product's packages
+/// (those `catalog` lists): `uninstall` has nothing recorded to take it from (`adopt` first).
+pub fn ensure_nothing_installed(ctx: &Context, config: &Config, catalog: &Catalog) -> Result<()> {
+    let rpmdb = crate::host::installed_packages(&ctx.root)?;
+    Ok(ensure_fresh(config, catalog, &rpmdb)?)
+}
+
 /// A host is fresh only when the rpm database holds none of the product's packages (SPEC §5);
 /// the upgrader's own packages may be there (the operator installs them first).
 fn ensure_fresh(config: &Config, catalog: &Catalog, rpmdb: &RpmDb) -> Result<(), UpgradeError> {

@@ -54,6 +54,12 @@ pub fn uninstall(ctx: &Context, opts: &UninstallOptions, ui: &dyn Ui) -> Result<
         None => {
             let recorded = Recorded::read(existing.as_ref())?;
             let Some(installed) = recorded.installed.clone() else {
+                // NB: the product's packages and no recorded version (a lost `state.db`) is
+                // refused with a pointer to `adopt`, as `upgrade` does, when the index says
+                // which packages are the product's
+                if let Ok(trusted) = planner::load_trusted(&config, ctx, &recorded) {
+                    planner::ensure_nothing_installed(ctx, &config, &trusted.catalog)?;
+                }
                 return Ok(nothing_installed(&config));
             };
             let state = existing.as_ref().expect("a recorded version has a state");

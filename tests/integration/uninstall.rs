@@ -474,3 +474,18 @@ fn uninstall_and_its_rollback_need_no_repository() {
     assert_eq!(served(port).as_deref(), Some("demo 1.0.0"));
     std::fs::rename(&away, &sb.repo).unwrap();
 }
+
+/// The product's packages with no recorded version (a lost `state.db`): refused, pointing to
+/// `adopt`, nothing changed.
+#[test]
+fn an_unrecorded_installation_is_refused() {
+    let sb = Sandbox::new();
+    let db = TestDb::sqlite(&sb);
+    let _service = installed(&sb, &db);
+    let rpm = sb.rpm_qa();
+    std::fs::remove_file(sb.root.join("var/lib/upgrade/state.db")).unwrap();
+    sb.run(&["uninstall", "--yes"])
+        .assert_code(2)
+        .assert_stderr("real-upgrade adopt");
+    assert_eq!(sb.rpm_qa(), rpm);
+}
