@@ -365,6 +365,27 @@ fn free_space(root: &Path, path: &str) -> Result<(u64, PathBuf), String> {
     Ok((avail, at))
 }
 
+/// The bytes of the files an uninstall's restore point saves besides the configuration (its
+/// purge and keep paths, SPEC §14); 0 for other runs, and for what cannot be read.
+fn uninstall_paths_size(input: &PreflightInput<'_>) -> u64 {
+    let Some(uninstall) = input.plan.hops.first().and_then(|h| h.uninstall.as_ref()) else {
+        return 0;
+    };
+    let roots: Vec<std::path::PathBuf> = uninstall
+        .paths
+        .iter()
+        .chain(&uninstall.keep)
+        .cloned()
+        .collect();
+    let files = crate::steps::restore::files::tree(input.root, &roots).unwrap_or_default();
+    files
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(input.root.join(p.strip_prefix("/").ok()?)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// What the run's restore point needs (SPEC §12): the client programs of the database's engine
 /// (`restore-point:tool:COMMAND`, an inhibitor: not a surprise mid-run), room for it beside the
 /// state (`restore-point:space`, its size estimated), and every installed package kept
@@ -411,7 +432,7 @@ fn restore_point(input: &PreflightInput<'_>) -> Vec<CheckResult> {
         .filter_map(|p| p.artifact.as_ref())
         .map(|a| a.size)
         .sum();
-    let need = packages + database_size;
+    let need = packages + database_size + uninstall_paths_size(input);
     let at = input
         .paths
         .restore
