@@ -394,14 +394,13 @@ fn purged_state(sb: &Sandbox, db: &TestDb, port: u16) -> Purged {
 /// ends: the host ends as a clean uninstall leaves it — packages, installed version, purged and
 /// kept data, database, history.
 #[cfg(feature = "fault-injection")]
-#[test]
-fn an_uninstall_killed_at_every_fault_point_converges() {
+fn killed_at_every_fault_point(new_db: fn(&Sandbox) -> TestDb) {
     use crate::crash::{occurrences, once_unlocked, parallel};
     use std::os::unix::process::ExitStatusExt;
 
     let uninstall = ["uninstall", "--purge", "--yes"];
     let sb = Sandbox::new();
-    let db = TestDb::sqlite(&sb);
+    let db = new_db(&sb);
     let (_runit, port) = installed(&sb, &db);
     let trace = sb.base.join("faults.trace");
     let out = sb
@@ -423,8 +422,13 @@ fn an_uninstall_killed_at_every_fault_point_converges() {
     let faults = occurrences(&points);
     let failures = parallel(&faults, 3, |fault| {
         let sb = Sandbox::new();
-        let db = TestDb::sqlite(&sb);
-        let _service = installed(&sb, &db);
+        let db = new_db(&sb);
+        let (_runit, port) = installed(&sb, &db);
+        if served(port).is_none() {
+            return Err(format!(
+                "{fault}: the service did not run before the uninstall"
+            ));
+        }
         let out = sb
             .cmd(&uninstall)
             .env("UPGRADE_FAULT", fault)
@@ -448,11 +452,30 @@ fn an_uninstall_killed_at_every_fault_point_converges() {
         }
     });
     eprintln!(
-        "uninstall kill matrix: {} kill trials, {} failed",
+        "uninstall kill matrix ({}): {} kill trials, {} failed",
+        db.url(),
         faults.len(),
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_uninstall_killed_at_every_fault_point_converges() {
+    killed_at_every_fault_point(TestDb::sqlite);
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_uninstall_on_postgresql_killed_at_every_fault_point_converges() {
+    killed_at_every_fault_point(|_| TestDb::postgres());
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_uninstall_on_mariadb_killed_at_every_fault_point_converges() {
+    killed_at_every_fault_point(|_| TestDb::mariadb());
 }
 
 /// Without the repository (gone, or unreachable), an uninstall still runs: the history names
