@@ -389,9 +389,12 @@ impl UpgradeError {
             UpgradeError::OpenRunDiffers { .. } => {
                 Some("run `upgrade` without `--to` to finish the open run first".into())
             }
-            UpgradeError::RunChangedHost { .. } => {
-                Some("run `upgrade` to finish it (it resumes where it stopped)".into())
-            }
+            UpgradeError::RunChangedHost { .. } => Some(
+                "run `upgrade` to finish it (it resumes where it stopped), or `real-upgrade \
+                 rollback` to go back to its restore point (`commit` keeps a run whose health \
+                 checks failed)"
+                    .into(),
+            ),
             UpgradeError::Inhibited { .. } => Some(
                 "nothing was changed; resolve every inhibitor listed above, then run again \
                  (`real-upgrade check` runs the checks alone)"

@@ -498,6 +498,17 @@ impl Human {
                 "run {} to {} is in progress (pid {pid})",
                 run.id, run.to
             ));
+        } else if let Some(run) = status
+            .open_run
+            .as_ref()
+            .filter(|r| r.status == RunStatus::Unhealthy)
+        {
+            self.say(&format!(
+                "run {} to {} is unhealthy: its health checks did not pass; `real-upgrade health` \
+                 checks again, `upgrade` checks again and commits if they pass, `rollback` goes \
+                 back, `commit` keeps it as it is",
+                run.id, run.to
+            ));
         } else if let Some(run) = &status.open_run {
             self.say(&format!(
                 "unfinished run {} to {} ({}); run `upgrade` to resume it",

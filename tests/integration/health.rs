@@ -298,7 +298,13 @@ fn stopped_for_a_person(then: &str) {
     assert_eq!(statuses(&sb), ["succeeded", "unhealthy"]);
     sb.run(&["health"]).assert_code(7);
     let status = sb.run(&["status"]);
-    assert!(status.stderr.contains("unhealthy"), "{}", status.stderr);
+    assert!(
+        status
+            .stderr
+            .contains("run 2 to 2.0.0 is unhealthy: its health checks did not pass"),
+        "{}",
+        status.stderr
+    );
     match then {
         "rollback" => {
             sb.run(&["rollback", "--yes"])

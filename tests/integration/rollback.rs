@@ -595,3 +595,52 @@ fn rollback_of_a_fresh_install_without_a_database_removes_what_it_installed() {
     sb.run(&["--yes"]).assert_code(0);
     assert_eq!(sb.installed().as_deref(), Some("3.0.0"));
 }
+
+/// SIGTERM as the rollback's restore-data step starts (PostgreSQL, 300,000 more rows, so that
+/// the restore takes a while): the rollback stops (exit 143) with its run open, and the resumed
+/// rollback gives back exactly the database, packages and files of 1.0.0.
+#[test]
+fn sigterm_during_the_restore_data_step_converges() {
+    let sb = Sandbox::new();
+    let db = TestDb::postgres();
+    product(&sb, &db);
+    sb.migration(
+        "1.0.0",
+        "002-bulk.sql",
+        "CREATE TABLE bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 300000) g;",
+    );
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let before = host_state(&sb, &db);
+    let dump_before = full_dump(&db);
+    sb.run(&["--yes"]).assert_code(0);
+
+    let log = sb.root.join("var/log/upgrade/upgrade.log");
+    let child = sb
+        .cmd(&["rollback", "--yes"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = wait_until(std::time::Duration::from_secs(60), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("step=hop0:restore-data"))
+    });
+    assert!(started, "the restore-data step never started");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(statuses(&sb), ["succeeded", "rolled-back", "failed"]);
+
+    sb.run(&["rollback", "--yes"])
+        .assert_code(0)
+        .assert_stderr("is rolled back: 1.0.0 is installed");
+    assert_eq!(host_state(&sb, &db), before);
+    assert_same(&full_dump(&db), &dump_before, "after the resumed rollback");
+}
