@@ -496,7 +496,8 @@ impl Human {
         if let (Some(run), Some(pid)) = (&status.open_run, status.running_pid) {
             self.say(&format!(
                 "run {} to {} is in progress (pid {pid})",
-                run.id, run.to
+                run.id,
+                version_or_nothing(&run.to, "nothing")
             ));
         } else if let Some(run) = status
             .open_run
@@ -512,7 +513,9 @@ impl Human {
         } else if let Some(run) = &status.open_run {
             self.say(&format!(
                 "unfinished run {} to {} ({}); run `upgrade` to resume it",
-                run.id, run.to, run.status
+                run.id,
+                version_or_nothing(&run.to, "nothing"),
+                run.status
             ));
         } else if status.up_to_date == Some(true) {
             self.say("up to date");
