@@ -427,13 +427,17 @@ fn kill_at_points(db: Db, keep: impl Fn(&str) -> bool) {
             || (fault.starts_with("mark:") && fault.ends_with(":packages@1"));
         resume_and_compare(&t, &clean, fault, rerun, true)
     });
+    report_matrix("kill matrix", db, &points, faults.len(), &failures);
+}
+
+/// Prints a kill matrix's counts and fails with every failed trial's account.
+fn report_matrix(label: &str, db: Db, points: &[String], trials: usize, failures: &[String]) {
+    let distinct = points
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     eprintln!(
-        "kill matrix ({db:?}): {} fault points, {} kill trials, {} failed",
-        points
-            .iter()
-            .collect::<std::collections::HashSet<_>>()
-            .len(),
-        faults.len(),
+        "{label} ({db:?}): {distinct} fault points, {trials} kill trials, {} failed",
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -982,16 +986,7 @@ fn kill_rollback_at_points(db: Db, keep: impl Fn(&str) -> bool) {
         }
         resume_rollback_and_compare(&trial, &clean, fault, RESUMES[i % 2])
     });
-    eprintln!(
-        "rollback kill matrix ({db:?}): {} fault points, {} kill trials, {} failed",
-        points
-            .iter()
-            .collect::<std::collections::HashSet<_>>()
-            .len(),
-        faults.len(),
-        failures.len()
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    report_matrix("rollback kill matrix", db, &points, faults.len(), &failures);
 }
 
 #[test]
