@@ -136,10 +136,19 @@ pub fn evaluate(
         checks: items.len(),
         timeout: wait.then_some(settings.timeout),
     });
-    let http = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| anyhow::anyhow!("failed to prepare the HTTP client: {e}"))?;
+    // NB: the client starts a thread of its own: only made when an `http` check needs it
+    let needs_http = items
+        .iter()
+        .any(|i| matches!(i, Item::Check(c) if matches!(c.check.probe, Probe::Http { .. })));
+    let http = match needs_http {
+        true => Some(
+            reqwest::blocking::Client::builder()
+                .no_proxy()
+                .build()
+                .map_err(|e| anyhow::anyhow!("failed to prepare the HTTP client: {e}"))?,
+        ),
+        false => None,
+    };
     let mut results: Vec<HealthResult> = items
         .iter()
         .map(|item| HealthResult {
@@ -160,7 +169,8 @@ pub fn evaluate(
                 Item::Program(_) => settings.check_timeout,
             };
             let r = &mut results[i];
-            let (outcome, measured) = attempt(&items[i], env, timeout, &http, ui, r.attempts == 0)?;
+            let (outcome, measured) =
+                attempt(&items[i], env, timeout, http.as_ref(), ui, r.attempts == 0)?;
             r.outcome = outcome;
             r.measured = measured;
             r.attempts += 1;
@@ -203,7 +213,7 @@ fn attempt(
     item: &Item<'_>,
     env: &HookEnv,
     timeout: Duration,
-    http: &reqwest::blocking::Client,
+    http: Option<&reqwest::blocking::Client>,
     ui: &dyn Ui,
     first: bool,
 ) -> Result<(Outcome, String)> {
@@ -251,7 +261,10 @@ fn attempt(
             run(options, &check.name)
         }
         Probe::Tcp { address } => Ok(tcp(address, timeout)),
-        Probe::Http { url, status, body } => Ok(get(http, check, url, *status, body, timeout)),
+        Probe::Http { url, status, body } => match http {
+            Some(http) => Ok(get(http, check, url, *status, body, timeout)),
+            None => Ok((Outcome::Failed, "no HTTP client was prepared".into())),
+        },
     }
 }
 
