@@ -82,6 +82,29 @@ ensure_dnf() {
     fi
 }
 
+# Test hosts (tests/hosts/hosts.sh): systemd-nspawn boots Debian roots made by mmdebstrap from
+# this machine's own apt sources; the base image is built once and cached under target/hosts.
+ensure_hosts() {
+    local started=$SECONDS
+    if ! command -v systemd-nspawn >/dev/null 2>&1 || ! command -v mmdebstrap >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1; then
+            install_packages systemd-container mmdebstrap
+        else
+            # NB: the hosts are Debian roots, built from a Debian machine's apt sources
+            echo "error: the test hosts need systemd-nspawn and mmdebstrap on a Debian machine" >&2
+            exit 2
+        fi
+    fi
+    tests/hosts/hosts.sh sweep
+    tests/hosts/hosts.sh confined
+    if tests/hosts/hosts.sh check; then
+        tests/hosts/hosts.sh image >/dev/null
+        echo "test hosts: base image ready in $((SECONDS - started)) s"
+    else
+        echo "WARNING: this kernel refuses containers; the tests on real hosts will be SKIPPED" >&2
+    fi
+}
+
 # runit supervises the demo's services and the service tests' daemons.
 ensure_runit() {
     if command -v sv >/dev/null 2>&1 && command -v runsvdir >/dev/null 2>&1; then

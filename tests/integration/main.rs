@@ -1,5 +1,6 @@
 //! Integration tests: the real `real-upgrade` and `upgrade` binaries, real rpm, sandbox roots.
 
+mod lab;
 mod support;
 
 mod badinput;
@@ -12,6 +13,7 @@ mod dropped;
 mod fuzz;
 mod health;
 mod hooks;
+mod hosts;
 mod input;
 mod interrupts;
 mod layers;

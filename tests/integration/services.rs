@@ -359,7 +359,7 @@ fn the_systemd_backend_runs_these_systemctl_command_lines() {
     assert_eq!(
         lines,
         "stop nginx.service\nstop demo-api@main.service\nstop postgresql.service\n\
-         start postgresql.service\nstart demo-api@main.service\nstart nginx.service\n"
+         daemon-reload\nstart postgresql.service\nstart demo-api@main.service\nstart nginx.service\n"
     );
     // a named service restarts with what comes after it; a failed readiness check asks status
     std::fs::remove_file(&calls).unwrap();
@@ -379,7 +379,8 @@ fn the_systemd_backend_runs_these_systemctl_command_lines() {
     assert_eq!(
         lines,
         "stop nginx.service\nstop demo-api@main.service\n\
-         start demo-api@main.service\nstatus demo-api@main.service\nstart nginx.service\n"
+         daemon-reload\nstart demo-api@main.service\nstatus demo-api@main.service\n\
+         daemon-reload\nstart nginx.service\n"
     );
 }
 

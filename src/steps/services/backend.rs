@@ -115,12 +115,28 @@ impl Backends {
             .expect("start and stop always exist");
         let deadline = Instant::now() + self.timeout;
         let done = run_bounded(command)?;
-        if !done.success() {
+        // NB: `systemctl stop` of a unit that is not loaded (not installed: nothing to stop)
+        // exits 5, "unit not loaded".
+        let not_loaded = svc.backend == ServiceBackend::Systemd
+            && verb == Verb::Stop
+            && done.status == Status::Exited(5);
+        if !done.success() && !not_loaded {
             anyhow::bail!("{}", done.describe());
         }
         if svc.backend == ServiceBackend::Runit {
             let want = if verb == Verb::Start { "run" } else { "down" };
             self.await_runit_state(svc, want, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// `systemctl daemon-reload`, so that systemd sees the unit files packages changed before it
+    /// starts their services.
+    pub fn daemon_reload(&self) -> Result<()> {
+        let (program, args) = ("systemctl".into(), vec!["daemon-reload".into()]);
+        let done = run_bounded(options(program, args, &self.root, None, self.timeout))?;
+        if !done.success() {
+            anyhow::bail!("{}", done.describe());
         }
         Ok(())
     }

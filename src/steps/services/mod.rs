@@ -103,6 +103,16 @@ impl<'a> Services<'a> {
         on: &mut dyn FnMut(Progress<'_>),
     ) -> Report {
         let graph = self.graph;
+        // NB: the packages a run installed (or a rollback put back) may have changed unit files
+        if action == Action::Start
+            && set
+                .iter()
+                .any(|&i| graph.service(i).backend == ServiceBackend::Systemd)
+            && let Err(e) = self.backends.daemon_reload()
+        {
+            // the starts that follow report what systemd makes of the units
+            tracing::warn!("{e:#}");
+        }
         let n = graph.services().len();
         let mut member = vec![false; n];
         for &i in set {

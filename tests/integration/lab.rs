@@ -1,0 +1,172 @@
+//! Test hosts: Debian roots booted with systemd as PID 1 by `tests/hosts/hosts.sh`, in a lab
+//! network namespace of their own. A [`Lab`] ends its hosts when dropped, and checks that the
+//! machine's own namespace holds nothing of the lab before and after.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::support::{REAL_UPGRADE, UPGRADE};
+
+pub const HOSTS_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/hosts.sh");
+
+static LABS: AtomicUsize = AtomicUsize::new(0);
+
+/// A lab: its hosts, by number (address 10.231.0.N in the lab).
+pub struct Lab {
+    pub id: String,
+    hosts: Vec<u32>,
+}
+
+/// `hosts.sh ARGS…`, its output captured.
+fn hosts_sh(args: &[&str]) -> Output {
+    Command::new(HOSTS_SH)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tests/hosts/hosts.sh")
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether this machine can boot test hosts. Only a kernel that refuses containers skips the
+/// host tests, and it says so loudly; anything else missing (the test command installs it) fails.
+pub fn available() -> bool {
+    let out = hosts_sh(&["check"]);
+    if out.status.success() {
+        return true;
+    }
+    let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(
+        out.status.code() == Some(3) && !why.starts_with("missing:"),
+        "the test hosts cannot run here: {why} (scripts/test installs what they need)"
+    );
+    eprintln!(
+        "\n**********\nSKIPPED: the kernel refuses containers here, so the tests on real hosts \
+         do not run: {why}\n**********\n"
+    );
+    false
+}
+
+impl Lab {
+    /// A new lab owned by this test process, or `None` (loudly) where containers cannot run.
+    pub fn new() -> Option<Lab> {
+        if !available() {
+            return None;
+        }
+        assert_confined("before the lab");
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            LABS.fetch_add(1, Ordering::SeqCst)
+        );
+        assert_ok(
+            &hosts_sh(&["lab", &id, &std::process::id().to_string()]),
+            "hosts.sh lab",
+        );
+        Some(Lab {
+            id,
+            hosts: Vec::new(),
+        })
+    }
+
+    /// Boots host `n` with the project's binaries bind-mounted read-only as
+    /// `/usr/sbin/real-upgrade` and `/usr/sbin/upgrade`, plus `binds` (`SOURCE:DEST`,
+    /// read-only); returns its root, as seen from outside.
+    pub fn up(&mut self, n: u32, binds: &[(&Path, &str)]) -> PathBuf {
+        let mut args: Vec<String> = vec!["up".into(), self.id.clone(), n.to_string()];
+        args.push(format!("--bind-ro={REAL_UPGRADE}:/usr/sbin/real-upgrade"));
+        args.push(format!("--bind-ro={UPGRADE}:/usr/sbin/upgrade"));
+        for (source, dest) in binds {
+            args.push(format!("--bind-ro={}:{dest}", source.display()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = hosts_sh(&args);
+        assert_ok(&out, "hosts.sh up");
+        self.hosts.push(n);
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
+    /// Runs `args` in host `n`.
+    pub fn exec(&self, n: u32, args: &[&str]) -> Output {
+        let mut all = vec!["exec", &self.id, ""];
+        let n = n.to_string();
+        all[2] = &n;
+        all.extend_from_slice(args);
+        hosts_sh(&all)
+    }
+
+    /// Runs the shell script `script` in host `n` and returns its standard output; fails the
+    /// test when it fails.
+    pub fn sh(&self, n: u32, script: &str) -> String {
+        let out = self.exec(n, &["sh", "-c", script]);
+        assert_ok(&out, &format!("`{script}` in host {n}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until host `n` is up again after a reboot.
+    pub fn booted(&self, n: u32) {
+        assert_ok(
+            &hosts_sh(&["booted", &self.id, &n.to_string()]),
+            "hosts.sh booted",
+        );
+    }
+
+    /// How many times host `n` rebooted.
+    pub fn reboots(&self, n: u32) -> usize {
+        let out = hosts_sh(&["reboots", &self.id, &n.to_string()]);
+        assert_ok(&out, "hosts.sh reboots");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = hosts_sh(&["down", &self.id]);
+        if !out.status.success() {
+            eprintln!(
+                "hosts.sh down {} failed: {}",
+                self.id,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if !std::thread::panicking() {
+            assert_ok(&out, "hosts.sh down");
+            assert_confined("after the lab");
+        }
+    }
+}
+
+/// The machine's own network namespace has no address, route or link of a lab.
+pub fn assert_confined(when: &str) {
+    let out = hosts_sh(&["confined"]);
+    assert_ok(&out, &format!("the confinement check {when}"));
+}
+
+/// The journal of host `n` as JSON entries (`journalctl -o json`), from systemd itself (PID 1),
+/// since `since_us` (microseconds of the realtime clock).
+pub fn pid1_journal(lab: &Lab, n: u32, since_us: u64) -> Vec<serde_json::Value> {
+    let out = lab.sh(n, "journalctl -o json --no-pager _PID=1");
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["__REALTIME_TIMESTAMP"]
+                .as_str()
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t >= since_us)
+        })
+        .collect()
+}
+
+/// The realtime clock in host `n`, in microseconds.
+pub fn now_us(lab: &Lab, n: u32) -> u64 {
+    lab.sh(n, "date +%s%6N").trim().parse().unwrap()
+}
