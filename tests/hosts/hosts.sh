@@ -11,6 +11,10 @@
 #   hosts.sh booted LAB N             waits until host N is up again (after a reboot)
 #   hosts.sh reboots LAB N            how many times host N rebooted
 #   hosts.sh exec LAB N CMD…          runs CMD in host N (all its namespaces, a clean environment)
+#   hosts.sh in LAB CMD…              runs CMD in the lab namespace (what talks to the hosts)
+#   hosts.sh key LAB                  an ssh key for the lab's hosts (made once); prints its path
+#   hosts.sh postgres LAB             a PostgreSQL server for the lab's hosts on 10.231.0.1:5432
+#                                     (user postgres, trust), in the lab namespace
 #   hosts.sh down LAB                 ends LAB's hosts (by recorded PID) and the lab; idempotent
 #   hosts.sh sweep                    ends every lab whose owner process is gone
 #   hosts.sh confined                 exit 0 when the machine's namespace has nothing of a lab
@@ -23,7 +27,7 @@ HOSTS_DIR=${HOSTS_DIR:-${CARGO_TARGET_DIR:-$repo/target}/hosts}
 # NB: the same subnet in every lab: each lab is a namespace of its own.
 SUBNET=10.231.0
 # What a host has: systemd as init, what the tests drive it with, and what the product needs.
-PACKAGES=systemd,systemd-sysv,dbus,openssh-server,rpm,python3,iproute2,procps,sqlite3
+PACKAGES=systemd,systemd-sysv,dbus,openssh-server,rpm,python3,iproute2,procps,sqlite3,postgresql-client
 BOOT_TIMEOUT=${HOSTS_BOOT_TIMEOUT:-60}
 
 die() {
@@ -109,6 +113,8 @@ cmd_image() {
             --format=tar "$(suite)" "$tar.part" "${args[@]}" \
             || die "mmdebstrap failed"
         mv "$tar.part" "$tar"
+        # the images of other package lists (not in use: this one is built under the lock)
+        find "$HOSTS_DIR" -maxdepth 1 -name 'base-*' ! -name "$name" ! -name "$name.tar" -exec rm -rf {} +
         say "base image built in $((SECONDS - started)) s"
     fi
     if [ ! -e "$tree/.complete" ]; then
@@ -165,6 +171,10 @@ cmd_up() {
     merged=$dir/merged
     mount -t overlay overlay -o "lowerdir=$tree,upperdir=$dir/upper,workdir=$dir/work" "$merged"
     echo "h$n" >"$merged/etc/hostname"
+    if [ -e "$(lab_dir "$lab")/id_ed25519.pub" ]; then
+        install -d -m 700 "$merged/root/.ssh"
+        install -m 600 "$(lab_dir "$lab")/id_ed25519.pub" "$merged/root/.ssh/authorized_keys"
+    fi
     # NB: the host side of the link is made in the lab namespace, its peer moved straight into
     # the host's: neither end ever exists in the machine's own namespace.
     ip netns add "$hns"
@@ -239,6 +249,60 @@ cmd_exec() {
         HOME=/root LANG=C.UTF-8 TERM=dumb "$@"
 }
 
+cmd_in() {
+    local lab=$1
+    shift
+    [ -e "$(lab_dir "$lab")/owner" ] || die "no lab $lab"
+    exec ip netns exec "$(lab_ns "$lab")" "$@"
+}
+
+cmd_key() {
+    local dir
+    dir=$(lab_dir "$1")
+    [ -e "$dir/owner" ] || die "no lab $1"
+    [ -e "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C "upgrade-lab-$1" -f "$dir/id_ed25519"
+    echo "$dir/id_ed25519"
+}
+
+# A PostgreSQL server of the machine's own binaries, its data in the lab's directory, listening
+# only on the lab's bridge address inside the lab namespace.
+cmd_postgres() {
+    local lab=$1 dir bin pid
+    dir=$(lab_dir "$lab")/postgres
+    [ -e "$(lab_dir "$lab")/owner" ] || die "no lab $lab"
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -x "$bin/postgres" ] || die "no PostgreSQL server binaries under /usr/lib/postgresql"
+    if [ -e "$dir/postmaster.pid" ] && kill -0 "$(head -1 "$dir/postmaster.pid")" 2>/dev/null; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    chown postgres: "$dir"
+    if [ ! -e "$dir/PG_VERSION" ]; then
+        runuser -u postgres -- "$bin/initdb" -A trust -U postgres -D "$dir" >/dev/null
+        echo "host all all $SUBNET.0/24 trust" >>"$dir/pg_hba.conf"
+    fi
+    env -u SCRIPTS_TEST_RUN ip netns exec "$(lab_ns "$lab")" runuser -u postgres -- \
+        "$bin/pg_ctl" -D "$dir" -s -w -t 30 -l "$dir/log" \
+        -o "-c listen_addresses=$SUBNET.1 -c unix_socket_directories=$dir -c fsync=off" start ||
+        { tail -20 "$dir/log" >&2; die "PostgreSQL of lab $lab did not start"; }
+    pid=$(head -1 "$dir/postmaster.pid")
+    echo "$pid $(starttime "$pid")" >"$(lab_dir "$lab")/postgres.pid"
+}
+
+postgres_down() {
+    local lab=$1 recorded
+    recorded=$(cat "$(lab_dir "$lab")/postgres.pid" 2>/dev/null) || return 0
+    if [ "$(starttime "${recorded%% *}")" = "${recorded#* }" ]; then
+        # SIGINT: PostgreSQL's fast shutdown (clients disconnected)
+        kill -INT "${recorded%% *}" 2>/dev/null || true
+        for _ in $(seq 100); do
+            kill -0 "${recorded%% *}" 2>/dev/null || return 0
+            sleep 0.1
+        done
+        kill -KILL "${recorded%% *}" 2>/dev/null || true
+    fi
+}
+
 # Ends one host: its systemd-nspawn by recorded PID (SIGTERM asks systemd to power off; SIGKILL
 # after 10 s), its overlay, its namespace.
 host_down() {
@@ -295,10 +359,14 @@ cmd_down() {
     local lab=$1 dir h
     dir=$(lab_dir "$lab")
     [ -d "$dir" ] || return 0
+    # NB: every host powers off at the same time
     for h in "$dir"/h*; do
         [ -d "$h" ] || continue
-        host_down "$lab" "$h"
+        host_down "$lab" "$h" &
     done
+    wait
+    # NB: the server goes after the hosts, which close their connections as they power off
+    postgres_down "$lab"
     ip netns del "$(lab_ns "$lab")" 2>/dev/null || true
     rm -rf "$dir"
 }
@@ -337,6 +405,9 @@ case $command in
     lab) [ $# -eq 2 ] || die "usage: hosts.sh lab LAB OWNER"; cmd_lab "$@" ;;
     up) [ $# -ge 2 ] || die "usage: hosts.sh up LAB N [NSPAWN-ARG…]"; cmd_up "$@" ;;
     keep) cmd_keep "$@" ;;
+    in) [ $# -ge 2 ] || die "usage: hosts.sh in LAB CMD…"; cmd_in "$@" ;;
+    key) [ $# -eq 1 ] || die "usage: hosts.sh key LAB"; cmd_key "$1" ;;
+    postgres) [ $# -eq 1 ] || die "usage: hosts.sh postgres LAB"; cmd_postgres "$1" ;;
     reboots) [ $# -eq 2 ] || die "usage: hosts.sh reboots LAB N"; wc -l 2>/dev/null <"$(lab_dir "$1")/h$2/reboots" || echo 0 ;;
     booted) [ $# -eq 2 ] || die "usage: hosts.sh booted LAB N"; await_boot "$@" ;;
     exec) [ $# -ge 3 ] || die "usage: hosts.sh exec LAB N CMD…"; cmd_exec "$@" ;;
