@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// Take no restore point: `rollback` of this run is then refused
     #[arg(long)]
     pub no_restore_point: bool,
+    /// Only resume the open run if it stopped for a reboot a hook asked for; otherwise do
+    /// nothing and exit 0 (upgrade-resume.service runs this at boot)
+    #[arg(long, conflicts_with_all = ["to", "download_only", "no_restore_point"])]
+    pub after_reboot: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@ mod migration_rules;
 mod migrations;
 mod openruns;
 mod preflight;
+mod reboot;
 mod restore;
 mod rollback;
 mod run;
