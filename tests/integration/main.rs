@@ -14,6 +14,7 @@ mod health;
 mod hooks;
 mod input;
 mod interrupts;
+mod journal;
 mod layers;
 mod migration_rules;
 mod migrations;
