@@ -19,6 +19,7 @@ mod layers;
 mod migration_rules;
 mod migrations;
 mod openruns;
+mod package;
 mod preflight;
 mod reboot;
 mod restore;
