@@ -126,21 +126,10 @@ fn main() {
     eprintln!("demo repository written to `{}`", out.display());
 }
 
-/// The upgrader package: the top-level assets under /usr/share/upgrade.
+/// The upgrader package: the top-level assets under /usr/share/upgrade (the demo runs the
+/// binaries it built; `examples/upgrader-rpm.rs` makes the whole package).
 fn upgrader(assets: &Path, version: &str) -> RpmSpec {
-    let mut upgrader = RpmSpec::new("demo-upgrade", version);
-    upgrader.arch = "noarch".into();
-    for dir in ["pre-upgrade.d", "post-upgrade.d", "health.d", "migrations"] {
-        for (rel, contents, mode) in walk(&assets.join(dir)) {
-            upgrader = upgrader.file(&format!("/usr/share/upgrade/{dir}/{rel}"), contents, mode);
-        }
-    }
-    if let Ok(order) = std::fs::read("service-order.toml")
-        .or_else(|_| std::fs::read(assets.join("service-order.toml")))
-    {
-        upgrader = upgrader.file("/usr/share/upgrade/service-order.toml", order, 0o644);
-    }
-    upgrader
+    common::upgrader::spec("demo-upgrade", version, assets, None).expect("upgrader assets")
 }
 
 fn rel(base: &Path, path: &Path) -> String {
@@ -148,32 +137,4 @@ fn rel(base: &Path, path: &Path) -> String {
         .expect("package under the repository")
         .display()
         .to_string()
-}
-
-/// Regular files under `dir`, as (relative path, contents, mode), sorted.
-fn walk(dir: &Path) -> Vec<(String, Vec<u8>, u32)> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(meta) = std::fs::metadata(&path) {
-                let rel = path.strip_prefix(dir).unwrap().display().to_string();
-                let mode = if meta.permissions().mode() & 0o111 != 0 {
-                    0o755
-                } else {
-                    0o644
-                };
-                out.push((rel, std::fs::read(&path).unwrap(), mode));
-            }
-        }
-    }
-    out.sort();
-    out
 }

@@ -28,7 +28,25 @@ pub struct Config {
     pub restore: Restore,
     pub health: Health,
     pub uninstall: Uninstall,
+    pub reboot: Reboot,
 }
+
+/// What a hook's reboot request (exit 100, SPEC §6) does once the run has stopped for it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reboot {
+    /// Reboot the host itself, once the journal says where the run stopped; the shipped
+    /// `upgrade-resume.service` finishes the run after the boot (`real-upgrade --yes
+    /// --after-reboot`). Off by default: the run stops with exit 10 and a person reboots.
+    pub automatic: bool,
+    /// The command that reboots (`sh -c`, on this machine, not in the root). Default:
+    /// `systemctl reboot` when the root is `/`; under any other root (a sandbox) nothing is
+    /// rebooted unless this is set.
+    pub command: Option<String>,
+}
+
+/// The reboot command of the real root.
+pub const REBOOT_COMMAND: &str = "systemctl reboot";
 
 /// What `uninstall` deletes with `--purge` and what it never removes (SPEC §14).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -230,6 +248,7 @@ impl Default for Config {
             restore: Restore::default(),
             health: Health::default(),
             uninstall: Uninstall::default(),
+            reboot: Reboot::default(),
         }
     }
 }
@@ -250,6 +269,17 @@ impl Config {
             )));
         }
         let paths = config.uninstall.purge_paths.iter();
+        if config
+            .reboot
+            .command
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return Err(UpgradeError::input(format!(
+                "invalid configuration `{}`: `[reboot] command` is empty",
+                path.display()
+            )));
+        }
         if let Some(bad) = paths
             .chain(&config.uninstall.keep)
             .find(|p| !p.is_absolute() || p.parent().is_none())
@@ -318,6 +348,21 @@ mod tests {
             let err = Config::load(&path).unwrap_err().to_string();
             assert!(err.contains("must be absolute and not `/`"), "{err}");
         }
+    }
+
+    #[test]
+    fn reboot_is_manual_by_default() {
+        let c = parse("").unwrap();
+        assert!(!c.reboot.automatic && c.reboot.command.is_none());
+        let c = parse("[reboot]\nautomatic = true\ncommand = \"/sbin/reboot -f\"\n").unwrap();
+        assert!(c.reboot.automatic);
+        assert_eq!(c.reboot.command.as_deref(), Some("/sbin/reboot -f"));
+        let err = parse("[reboot]\nautomatic = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2:"), "{err}");
+        let err = parse("[reboot]\nnow = true\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `now`"), "{err}");
     }
 
     #[test]

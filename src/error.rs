@@ -98,6 +98,9 @@ pub enum UpgradeError {
     /// A hook asked for a reboot (exit 10).
     #[error("hook `{hook}` requested a reboot")]
     RebootRequired { hook: String },
+    /// A hook asked for a reboot and the host is rebooting (`[reboot] automatic`, exit 10).
+    #[error("hook `{hook}` requested a reboot: the host reboots (`{command}`)")]
+    Rebooting { hook: String, command: String },
     /// A hook failed the run.
     #[error("hook `{name}` {status}")]
     HookFailed {
@@ -303,7 +306,7 @@ impl UpgradeError {
             UpgradeError::Inhibited { .. } => exit::INHIBITED,
             UpgradeError::Declined => exit::DECLINED,
             UpgradeError::Locked { .. } => exit::LOCKED,
-            UpgradeError::RebootRequired { .. } => exit::REBOOT,
+            UpgradeError::RebootRequired { .. } | UpgradeError::Rebooting { .. } => exit::REBOOT,
             UpgradeError::RolledBack { .. } => exit::ROLLED_BACK,
             UpgradeError::Unhealthy { .. } => exit::UNHEALTHY,
             UpgradeError::HookFailed { .. }
@@ -406,6 +409,11 @@ impl UpgradeError {
             UpgradeError::RebootRequired { .. } => {
                 Some("reboot, then run `upgrade` again to resume where it stopped".into())
             }
+            UpgradeError::Rebooting { .. } => Some(
+                "after the boot, `upgrade-resume.service` resumes the run where it stopped (or \
+                 run `upgrade` again)"
+                    .into(),
+            ),
             UpgradeError::NothingToRollBack { .. } => None,
             UpgradeError::NoRestorePoint { .. } => Some(
                 "there is nothing to put back; a later run's restore point may be named with \

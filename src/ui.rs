@@ -103,6 +103,20 @@ pub enum Event<'a> {
     HookRebootRequested {
         name: &'a str,
     },
+    /// `[reboot] automatic`: the run stopped for a reboot, and `command` reboots the host now.
+    Rebooting {
+        command: &'a str,
+    },
+    /// `[reboot] automatic` under a root other than `/` with no `[reboot] command`: the
+    /// machine is not rebooted.
+    RebootNotUnderRoot {
+        root: &'a std::path::Path,
+    },
+    /// The reboot command failed: a person must reboot.
+    RebootFailed {
+        command: &'a str,
+        error: &'a str,
+    },
     PackagesAlreadyInstalled {
         names: Vec<String>,
     },

@@ -1,1 +1,2 @@
 pub mod rpmbuild;
+pub mod upgrader;

@@ -18,6 +18,8 @@ pub struct RpmSpec {
     pub requires: Vec<String>,
     /// `Provides:` of capabilities by name (any version).
     pub provides: Vec<String>,
+    /// The package's description; by default it says it is a demo product's.
+    pub summary: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,7 @@ impl RpmSpec {
             post_lua: None,
             requires: Vec::new(),
             provides: Vec::new(),
+            summary: None,
         }
     }
 
@@ -87,13 +90,10 @@ impl RpmSpec {
 
     /// Writes the package into `dir` and returns its path.
     pub fn build(&self, dir: &Path) -> PathBuf {
-        let mut builder = rpm::PackageBuilder::new(
-            &self.name,
-            &self.version,
-            "MIT",
-            &self.arch,
-            &format!("{} (demo product package)", self.name),
-        );
+        let summary = (self.summary.clone())
+            .unwrap_or_else(|| format!("{} (demo product package)", self.name));
+        let mut builder =
+            rpm::PackageBuilder::new(&self.name, &self.version, "MIT", &self.arch, &summary);
         builder.release(self.release.as_str());
         builder.using_config(
             rpm::BuildConfig::default()

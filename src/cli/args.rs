@@ -15,7 +15,8 @@ Exit status:
   6   health checks failed after the upgrade and the host was rolled back to its restore point
   7   health checks failed or could not tell, and the release stays running for a person
       (`rollback`, `commit`, or run again to check again)
-  10  a hook requested a reboot (reboot, then run again to resume)
+  10  a hook requested a reboot (reboot, then run again to resume; with [reboot] automatic =
+      true the host reboots itself and upgrade-resume.service resumes the run after the boot)
   130/143  interrupted by SIGINT / SIGTERM or SIGHUP (the run stays open; run again to resume)";
 
 /// Upgrade the product installed on this server to the newest release, or install it.
@@ -25,6 +26,11 @@ Exit status:
 /// post-upgrade.d hooks, starts the services in dependency order, records the new version and
 /// runs the health checks: a release that fails them is rolled back. Every step is journaled: an
 /// interrupted run resumes where it stopped.
+///
+/// A hook that exits 100 asks for a reboot: the run stops (exit 10) and resumes at the next hook.
+/// With [reboot] automatic = true in upgrade.toml it reboots the host itself ([reboot] command,
+/// default `systemctl reboot`; under a --root other than / only when a command is set), and
+/// upgrade-resume.service runs `real-upgrade --yes --after-reboot` at boot to finish the run.
 #[derive(Debug, Parser)]
 #[command(name = "real-upgrade", version, after_long_help = EXIT_STATUS, max_term_width = 100)]
 pub struct Cli {
@@ -73,6 +79,10 @@ pub struct RunArgs {
     /// Take no restore point: `rollback` of this run is then refused
     #[arg(long)]
     pub no_restore_point: bool,
+    /// Only resume the open run if it stopped for a reboot a hook asked for; otherwise do
+    /// nothing and exit 0 (upgrade-resume.service runs this at boot)
+    #[arg(long, conflicts_with_all = ["to", "download_only", "no_restore_point"])]
+    pub after_reboot: bool,
 }
 
 #[derive(Debug, Subcommand)]

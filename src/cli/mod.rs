@@ -386,6 +386,20 @@ fn upgrade(ctx: &Context, args: &args::RunArgs, json_out: bool, human: &Human) -
         download_only: args.download_only,
         no_restore_point: args.no_restore_point,
     };
+    // NB: at every boot (upgrade-resume.service): nothing is written unless a run waits
+    if args.after_reboot {
+        match ops::upgrade::waiting_for_reboot(ctx)? {
+            Some(run) => human.say(&format!("run {run} stopped for a reboot: resuming it")),
+            None => {
+                human.say("no run is waiting for a reboot: nothing to do");
+                json_if(
+                    json_out,
+                    &serde_json::json!({ "result": "nothing-to-resume" }),
+                );
+                return Ok(exit::OK);
+            }
+        }
+    }
     if !opts.dry_run {
         open_log(ctx, human);
     }

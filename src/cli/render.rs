@@ -789,6 +789,17 @@ impl Ui for Human {
                 self.say(&format!("    `{database}`: every migration of this hop is already applied"))
             }
             Event::HookRebootRequested { name } => self.warn(&format!("hook `{name}` requested a reboot")),
+            Event::Rebooting { command } => self.warn(&format!(
+                "rebooting the host now (`{command}`): the run is journaled and resumes after the boot"
+            )),
+            Event::RebootNotUnderRoot { root } => self.warn(&format!(
+                "[reboot] automatic: would reboot now, but the root is `{}`, not `/`, and no \
+                 [reboot] command is set: the machine is not rebooted",
+                root.display()
+            )),
+            Event::RebootFailed { command, error } => self.warn(&format!(
+                "the reboot failed (`{command}`: {error}); reboot by hand, then run `upgrade` to resume"
+            )),
             Event::PackagesAlreadyInstalled { names } => {
                 self.say(&format!("    already installed: {}", names.join(", ")))
             }

@@ -98,6 +98,9 @@ pub fn execute(run: Run<'_>, plan: &Plan) -> Result<Vec<String>> {
         verified: HashSet::new(),
     };
     let mut down = None;
+    // NB: every event of the run carries its id, and of a step its key and hop, as fields of
+    // these spans (the log's prefix; UPGRADE_RUN, UPGRADE_STEP, UPGRADE_HOP in the journal)
+    let _span = tracing::info_span!("run", run = run.run_id).entered();
     let result = steps(&mut cx, run.graph, plan, &mut down);
     if result.is_err() {
         restore_services(&mut cx, run.graph, down);
@@ -146,7 +149,15 @@ fn steps(
         // can stop safely (a hook, between migrations), and never within an rpm transaction.
         crate::interrupt::check()?;
         cx.ui.event(Event::StepStarted { step, hop });
-        tracing::info!(run = cx.run_id(), step = %key, "step started");
+        let span = tracing::info_span!("step", step = %key, hop = tracing::field::Empty);
+        if let Some(hop) = hop {
+            let from = hop.from.as_deref().unwrap_or("nothing");
+            let to = Some(hop.to.as_str()).filter(|to| !to.is_empty());
+            let hop = format!("{from}->{}", to.unwrap_or("nothing"));
+            span.record("hop", tracing::field::display(hop));
+        }
+        let _span = span.entered();
+        tracing::info!("step started");
         crate::fault::point!("step:{key}");
         if step == Step::Health {
             if let Some(checks) = &plan.health {
@@ -220,7 +231,7 @@ fn steps(
                 cx.ui.event(Event::Recorded { version: &hop.to });
             }
         }
-        tracing::info!(run = cx.run_id(), step = %key, "step done");
+        tracing::info!("step done");
     }
     Ok(())
 }
@@ -237,7 +248,6 @@ fn restore_services(cx: &mut StepContext<'_, '_>, graph: &ServiceGraph, down: Do
     }
     let report = services::restore(&Services::new(graph, cx.config, cx.paths), &down, cx.ui);
     tracing::warn!(
-        run = cx.run_id(),
         started = ?graph.names(report.done.iter().copied()),
         failed = ?graph.names(report.failed.iter().map(|(i, _)| *i)),
         "services restored after a failure"

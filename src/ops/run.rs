@@ -11,7 +11,7 @@ use crate::model::journal::RunStatus;
 use crate::model::plan::{LeftBehind, Plan};
 use crate::repo::Repository;
 use crate::state::{RunRecord, State};
-use crate::ui::Ui;
+use crate::ui::{Event, Ui};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -185,6 +185,65 @@ pub(crate) fn execute_and_close(
     );
     let keep = attempt.config.restore.keep;
     close(state, attempt.run_id, plan, &paths, keep, result)
+        .map_err(|err| reboot_if_automatic(attempt.ctx, attempt.config, attempt.ui, err))
+}
+
+/// The bound on the reboot command (`systemctl reboot` queues the reboot and returns).
+const REBOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// After [`close`] recorded that the run stopped for a hook's reboot request (the journal is
+/// durable: the next boot resumes at the next hook), reboots the host when `[reboot] automatic`
+/// (SPEC §6) and says so; every other error, and a reboot that is not done, is returned as it
+/// is. Either way the exit code stays 10.
+///
+/// NB: the root's `/` is this machine; under another root (a sandbox) the machine is not
+/// rebooted unless `[reboot] command` says how.
+pub(crate) fn reboot_if_automatic(
+    ctx: &Context,
+    config: &crate::config::Config,
+    ui: &dyn Ui,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    let Some(UpgradeError::RebootRequired { hook }) = crate::error::find(&err) else {
+        return err;
+    };
+    if !config.reboot.automatic {
+        return err;
+    }
+    let hook = hook.clone();
+    let command = match &config.reboot.command {
+        Some(command) => command.clone(),
+        None if ctx.root == std::path::Path::new("/") => crate::config::REBOOT_COMMAND.to_string(),
+        None => {
+            ui.event(Event::RebootNotUnderRoot { root: &ctx.root });
+            return err;
+        }
+    };
+    ui.event(Event::Rebooting { command: &command });
+    tracing::warn!(hook = %hook, command = %command, "rebooting the host for the hook's request");
+    let options = crate::process::RunOptions {
+        program: "sh".into(),
+        args: vec!["-c".into(), command.clone().into()],
+        env: crate::process::inherited_env(),
+        cwd: "/".into(),
+        timeout: REBOOT_TIMEOUT,
+        keep_lines: 5,
+        interruptible: false,
+    };
+    let finished = crate::process::run(&options, &mut |line| tracing::info!("reboot: {line}"));
+    let error = match finished {
+        Ok(finished) if finished.success() => {
+            return UpgradeError::Rebooting { hook, command }.into();
+        }
+        Ok(finished) => format!("{}: {}", finished.status, finished.last_lines.join("; ")),
+        Err(e) => format!("{e:#}"),
+    };
+    tracing::error!(command = %command, "the reboot failed: {error}");
+    ui.event(Event::RebootFailed {
+        command: &command,
+        error: &error,
+    });
+    err
 }
 
 /// Asks `question` unless `assume_yes`; no terminal to ask on is an error, not a decline, whose

@@ -175,7 +175,10 @@ pub fn upgrade(ctx: &Context, opts: &RunOptions, ui: &dyn Ui) -> Result<Outcome>
     let closed = close(&state, run_id, &plan, &paths, config.restore.keep, result);
     outcome.config_files = match closed {
         Ok(files) => files,
-        Err(err) => return Err(health_failed(ctx, &config, &mut state, run_id, err, ui)),
+        Err(err) => {
+            let err = super::run::reboot_if_automatic(ctx, &config, ui, err);
+            return Err(health_failed(ctx, &config, &mut state, run_id, err, ui));
+        }
     };
     outcome.result = RunResult::Upgraded;
     Ok(outcome)
@@ -335,4 +338,16 @@ fn begin(
     };
     tracing::info!(run = run_id, from = ?plan.from, to = %plan.to, resumed = !done.is_empty(), "run started");
     Ok((run_id, done, graph))
+}
+
+/// The open run when it stopped for a reboot a hook asked for (status `reboot`), for
+/// `--after-reboot`: read only, so that a boot with nothing to resume writes nothing.
+pub fn waiting_for_reboot(ctx: &Context) -> Result<Option<i64>> {
+    let Some(state) = State::open_existing_read(&ctx.paths().state_db)? else {
+        return Ok(None);
+    };
+    Ok(state
+        .open_run()?
+        .filter(|open| open.record.status == RunStatus::Reboot)
+        .map(|open| open.record.id))
 }

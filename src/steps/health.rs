@@ -82,7 +82,7 @@ pub fn run_gate(cx: &mut StepContext<'_, '_>, plan: &Plan, health: &HealthPlan) 
         cx.ui,
     )?;
     cx.journal.record_health(&report)?;
-    tracing::info!(run = cx.run_id(), verdict = %report.verdict, "health checks done");
+    tracing::info!(verdict = %report.verdict, "health checks done");
     if report.verdict.passed() {
         return cx
             .journal

@@ -443,12 +443,20 @@ pub fn run_phase(
             continue;
         }
         cx.ui.event(Event::HookStarted { phase, name });
+        // NB: its lines carry its name as a span's field (UPGRADE_HOOK in the journal)
+        let _span = tracing::info_span!("hook", hook = %name).entered();
+        tracing::info!("hook started");
         let ui = cx.ui;
         let outcome = run(hook, &env, cx.config.hooks.timeout, &mut |line| {
-            tracing::info!(hook = name, "{line}");
+            tracing::info!("{line}");
             ui.event(Event::HookLine { name, line });
         })?;
         cx.journal.mark_hook(key)?;
+        if outcome == HookOutcome::RebootRequested {
+            tracing::warn!("hook requested a reboot");
+        } else {
+            tracing::info!("hook done");
+        }
         if outcome == HookOutcome::RebootRequested {
             cx.journal.sync_hooks()?;
             cx.ui.event(Event::HookRebootRequested { name });

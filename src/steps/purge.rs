@@ -16,7 +16,7 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, plan: &UninstallPlan)
     let root = &cx.ctx.root;
     if plan.database {
         database::purge(&cx.config.database_url(), root)?;
-        tracing::info!(run = cx.run_id(), "database purged");
+        tracing::info!("database purged");
     }
     crate::fault::point!("purge:database");
     files::purge(root, &plan.paths, &plan.keep)?;
@@ -27,7 +27,7 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, plan: &UninstallPlan)
         let dir = point::files_dir(cx.paths, cx.run_id());
         let back = files::put_back_missing(root, &manifest.files, &dir, &plan.keep)?;
         if !back.is_empty() {
-            tracing::info!(run = cx.run_id(), paths = ?back, "kept paths put back");
+            tracing::info!(paths = ?back, "kept paths put back");
         }
     }
     cx.journal.mark(&key, None)

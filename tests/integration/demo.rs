@@ -127,13 +127,14 @@ impl Drop for Demo {
     }
 }
 
-/// The directory of the binaries under test, with the examples the demo runs built beside them
-/// (`scripts/test` builds them before the tests: then this build has nothing to do).
-fn demo_binaries() -> PathBuf {
+/// The directory of the binaries under test, with the examples the demo runs (and
+/// `upgrader-rpm`, which builds the upgrader package) built beside them (`scripts/test` builds
+/// them before the tests: then this build has nothing to do).
+pub(crate) fn demo_binaries() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let examples = ["demo-repo", "serve-repo", "demo-service"];
+            let examples = ["demo-repo", "serve-repo", "demo-service", "upgrader-rpm"];
             let mut build = Command::new(env!("CARGO"));
             build
                 .args(["build", "--quiet"])

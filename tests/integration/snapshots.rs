@@ -198,6 +198,28 @@ fn a_failing_hook_leaves_an_open_run_that_resumes() {
 }
 
 #[test]
+fn an_automatic_reboot_says_so_and_the_boot_resumes_the_run() {
+    let sb = Sandbox::new();
+    product(&sb);
+    let rebooted = sb.base.join("rebooted");
+    sb.hook(
+        "pre",
+        true,
+        "25-kernel",
+        &format!(
+            "[ -e {0} ] && exit 0\necho a new kernel needs a reboot\ntouch {0}\nexit 100",
+            rebooted.display()
+        ),
+    );
+    let mut config = std::fs::read_to_string(sb.config_path()).unwrap();
+    config += "\n[reboot]\nautomatic = true\ncommand = \"true\"\n";
+    std::fs::write(sb.config_path(), config).unwrap();
+    snapshot(&sb, "error_reboot_automatic", &["--yes", "--to", "1.0.0"]).assert_code(10);
+    snapshot(&sb, "after_reboot_resumes", &["--yes", "--after-reboot"]).assert_code(0);
+    snapshot(&sb, "after_reboot_nothing", &["--yes", "--after-reboot"]).assert_code(0);
+}
+
+#[test]
 fn a_second_run_is_refused_while_the_first_holds_the_lock() {
     let sb = Sandbox::new();
     product(&sb);

@@ -164,7 +164,7 @@ pub fn take(cx: &mut StepContext<'_, '_>, plan: &Plan, point: &RestorePointPlan)
         .with_context(|| format!("failed to move `{}` to `{}`", work.display(), dir.display()))?;
     sync_dir(&cx.paths.restore)?;
     crate::fault::point!("restore-point:taken");
-    tracing::info!(run = cx.run_id(), dir = %dir.display(), packages = manifest.packages.len(), "restore point taken");
+    tracing::info!(dir = %dir.display(), packages = manifest.packages.len(), "restore point taken");
     cx.journal.mark(&key, None)
 }
 
