@@ -1,5 +1,9 @@
 //! A schema migration file (SPEC §7) as a value, and which of them a hop applies. Finding them on
 //! disk and applying them is [`crate::steps::migrations`]'s.
+//!
+//! A fleet's contract migrations (SPEC §15), under `migrations/<version>/post/`, are never a
+//! hop's: `migrations finalize` applies them once every node runs their release. Their ledger
+//! version is `<version>/post`, so that they never share a key with the release's own.
 
 use std::path::PathBuf;
 
@@ -17,6 +21,19 @@ pub struct Migration {
     pub path: PathBuf,
     pub kind: Kind,
     pub sha256: String,
+    /// Applied by the hop (expand), or by `migrations finalize` (contract, `post/`).
+    pub stage: Stage,
+}
+
+/// When a migration is applied (SPEC §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// `migrations/<version>/`: by the hop to `<version>`, keeping the schema compatible with
+    /// the release before.
+    Expand,
+    /// `migrations/<version>/post/`: by `migrations finalize`, once no node runs an older release.
+    Contract,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,24 +45,42 @@ pub enum Kind {
 }
 
 impl Migration {
-    /// `2.0.0/001-create-users.sql`: how messages and the plan name a migration.
+    /// `2.0.0/001-create-users.sql` (`2.0.0/post/001-drop-name.sql` for a contract migration):
+    /// how messages, the plan and the ledger name a migration.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.version, self.name)
+        format!("{}/{}", self.ledger_version(), self.name)
+    }
+
+    /// Its version as the ledger records it: `2.0.0`, or `2.0.0/post` for a contract migration.
+    pub fn ledger_version(&self) -> String {
+        match self.stage {
+            Stage::Expand => self.version.to_string(),
+            Stage::Contract => format!("{}/post", self.version),
+        }
     }
 
     pub fn key(&self) -> (String, u32) {
-        (self.version.to_string(), self.sequence)
+        (self.ledger_version(), self.sequence)
     }
 }
 
-/// The migrations a hop from `from` to `to` applies: version in (from, to].
+/// The migrations a hop from `from` to `to` applies: version in (from, to], contract ones aside.
 pub fn in_hop<'a>(
     all: &'a [Migration],
     from: Option<&Version>,
     to: &Version,
 ) -> Vec<&'a Migration> {
     all.iter()
+        .filter(|m| m.stage == Stage::Expand)
         .filter(|m| from.is_none_or(|f| m.version > *f) && m.version <= *to)
+        .collect()
+}
+
+/// The contract migrations `migrations finalize` may apply when `installed` is the release of
+/// every node: those of releases up to it, in order.
+pub fn contract_up_to<'a>(all: &'a [Migration], installed: &Version) -> Vec<&'a Migration> {
+    all.iter()
+        .filter(|m| m.stage == Stage::Contract && m.version <= *installed)
         .collect()
 }
 
