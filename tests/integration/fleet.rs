@@ -42,17 +42,37 @@ fn node(db: &TestDb, name: &str, migrate: bool, extra: &str, toml: &str) -> Sand
     sb
 }
 
-/// A SQLite database the sandboxes share: each root's `/var/lib/demo` is a link to one
-/// directory outside them (a shared file system, as far as the nodes can tell).
-fn shared_sqlite(dir: &std::path::Path, nodes: &[&Sandbox]) -> TestDb {
-    for sb in nodes {
-        let lib = sb.root.join("var/lib");
-        std::fs::create_dir_all(&lib).unwrap();
-        std::os::unix::fs::symlink(dir, lib.join("demo")).unwrap();
-    }
-    TestDb::Sqlite {
+/// A migration node and an application node sharing one database.
+struct Fleet {
+    db: TestDb,
+    migration: Sandbox,
+    app: Sandbox,
+    /// The directory of a shared SQLite database.
+    _shared: Option<tempfile::TempDir>,
+}
+
+/// Two nodes sharing `db`; `None`: a SQLite database, each root's `/var/lib/demo` a link to
+/// one directory outside them (a shared file system, as far as the nodes can tell).
+fn pair(db: Option<TestDb>) -> Fleet {
+    let shared = db.is_none().then(|| tempfile::tempdir().unwrap());
+    let db = db.unwrap_or_else(|| TestDb::Sqlite {
         url: "sqlite:///var/lib/demo/test.db".into(),
-        path: dir.join("test.db"),
+        path: shared.as_ref().unwrap().path().join("test.db"),
+    });
+    let migration = node(&db, "migration", true, "", "");
+    let app = node(&db, "app", false, "", "");
+    if let Some(dir) = &shared {
+        for sb in [&migration, &app] {
+            let lib = sb.root.join("var/lib");
+            std::fs::create_dir_all(&lib).unwrap();
+            std::os::unix::fs::symlink(dir.path(), lib.join("demo")).unwrap();
+        }
+    }
+    Fleet {
+        db,
+        migration,
+        app,
+        _shared: shared,
     }
 }
 
@@ -154,8 +174,11 @@ fn both_at_1(migration: &Sandbox, app: &Sandbox) {
     app.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
 }
 
-fn app_node_waits_then_proceeds(db: TestDb, migration: Sandbox, app: Sandbox) {
-    both_at_1(&migration, &app);
+fn app_node_waits_then_proceeds(fleet: Fleet) {
+    let Fleet {
+        db, migration, app, ..
+    } = &fleet;
+    both_at_1(migration, app);
     // the plan says the node waits instead of applying, and saves no database
     let plan = app.run(&["plan", "--json"]).json();
     assert_eq!(plan["migration_role"], "wait");
@@ -169,50 +192,39 @@ fn app_node_waits_then_proceeds(db: TestDb, migration: Sandbox, app: Sandbox) {
         shown.stderr
     );
     // the application node starts first and waits once its packages are in
-    let waiting = spawn(&app, &["--yes"]);
+    let waiting = spawn(app, &["--yes"]);
     assert!(
-        wait_until(Duration::from_secs(60), || demo_server(&app)
+        wait_until(Duration::from_secs(60), || demo_server(app)
             == ["demo-server-2.0.0-1.x86_64"]),
         "the application node never installed 2.0.0"
     );
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!has_column(&db, "email"), "nobody migrated yet");
+    assert!(!has_column(db, "email"), "nobody migrated yet");
     migration.run(&["--yes"]).assert_code(0);
     let run = finish(waiting);
     run.assert_code(0)
         .assert_stderr("waiting for the migration node to apply `2.0.0/001-add-email.sql`")
         .assert_stderr("applied (by the migration node)");
-    assert!(has_column(&db, "email") && has_column(&db, "name"));
+    assert!(has_column(db, "email") && has_column(db, "name"));
     assert_eq!(
-        ledger_nodes(&db),
+        ledger_nodes(db),
         [
             "1.0.0/001-create-users.sql@migration",
             "2.0.0/001-add-email.sql@migration"
         ]
     );
-    assert_eq!(nodes(&db), ["app=2.0.0", "migration=2.0.0"]);
+    assert_eq!(nodes(db), ["app=2.0.0", "migration=2.0.0"]);
     assert_eq!(app.installed().as_deref(), Some("2.0.0"));
 }
 
 #[test]
 fn postgres_app_node_waits_for_the_migration_node_then_proceeds() {
-    let db = TestDb::postgres();
-    let migration = node(&db, "migration", true, "", "");
-    let app = node(&db, "app", false, "", "");
-    app_node_waits_then_proceeds(db, migration, app);
+    app_node_waits_then_proceeds(pair(Some(TestDb::postgres())));
 }
 
 #[test]
 fn sqlite_app_node_waits_for_the_migration_node_then_proceeds() {
-    let shared = tempfile::tempdir().unwrap();
-    let placeholder = TestDb::Sqlite {
-        url: "sqlite:///var/lib/demo/test.db".into(),
-        path: shared.path().join("test.db"),
-    };
-    let migration = node(&placeholder, "migration", true, "", "");
-    let app = node(&placeholder, "app", false, "", "");
-    let db = shared_sqlite(shared.path(), &[&migration, &app]);
-    app_node_waits_then_proceeds(db, migration, app);
+    app_node_waits_then_proceeds(pair(None));
 }
 
 /// Nobody migrates: the application node gives up after `lock_timeout`, exit 1, naming what is
@@ -294,10 +306,13 @@ fn mariadb_racing_migration_nodes_apply_each_migration_once() {
 
 /// `post/` migrations: no upgrade applies them; `finalize` is refused while a node runs 1.0.0,
 /// then applies them once; a second `finalize`, on another node, applies nothing.
-fn contract_migrations(db: TestDb, migration: Sandbox, app: Sandbox) {
-    both_at_1(&migration, &app);
+fn contract_migrations(fleet: Fleet) {
+    let Fleet {
+        db, migration, app, ..
+    } = &fleet;
+    both_at_1(migration, app);
     migration.run(&["--yes"]).assert_code(0);
-    assert!(has_column(&db, "name"), "a contract migration ran in a hop");
+    assert!(has_column(db, "name"), "a contract migration ran in a hop");
     let status = migration.run(&["migrations", "status", "--json"]).json();
     assert_eq!(
         status["pending"],
@@ -308,7 +323,7 @@ fn contract_migrations(db: TestDb, migration: Sandbox, app: Sandbox) {
         .assert_code(1)
         .assert_stderr("not every node runs 2.0.0: `app` runs 1.0.0")
         .assert_stderr("hint: upgrade (or roll back) every node");
-    assert!(has_column(&db, "name"));
+    assert!(has_column(db, "name"));
     app.run(&["--yes"]).assert_code(0);
     let finalized = migration.run(&["migrations", "finalize", "--json"]);
     finalized.assert_code(0);
@@ -318,12 +333,12 @@ fn contract_migrations(db: TestDb, migration: Sandbox, app: Sandbox) {
         serde_json::json!(["2.0.0/post/001-drop-name.sql"])
     );
     assert_eq!(json["planned"][0]["sha256"].as_str().unwrap().len(), 64);
-    assert!(!has_column(&db, "name") && has_column(&db, "email"));
+    assert!(!has_column(db, "name") && has_column(db, "email"));
     let again = app.run(&["migrations", "finalize", "--json"]);
     again.assert_code(0);
     assert_eq!(again.json()["applied"], serde_json::json!([]));
     assert_eq!(
-        ledger_nodes(&db),
+        ledger_nodes(db),
         [
             "1.0.0/001-create-users.sql@migration",
             "2.0.0/001-add-email.sql@migration",
@@ -336,28 +351,25 @@ fn contract_migrations(db: TestDb, migration: Sandbox, app: Sandbox) {
 
 #[test]
 fn postgres_contract_migrations_wait_for_finalize() {
-    let db = TestDb::postgres();
-    let migration = node(&db, "migration", true, "", "");
-    let app = node(&db, "app", false, "", "");
-    contract_migrations(db, migration, app);
+    contract_migrations(pair(Some(TestDb::postgres())));
 }
 
 #[test]
 fn mariadb_contract_migrations_wait_for_finalize() {
-    let db = TestDb::mariadb();
-    let migration = node(&db, "migration", true, "", "");
-    let app = node(&db, "app", false, "", "");
-    contract_migrations(db, migration, app);
+    contract_migrations(pair(Some(TestDb::mariadb())));
 }
 
 /// An application node's restore point holds no database (and is whole); its rollback puts
 /// back packages and configuration and leaves the shared database as the migration node left
 /// it.
-fn app_node_rollback(db: TestDb, migration: Sandbox, app: Sandbox) {
-    both_at_1(&migration, &app);
+fn app_node_rollback(fleet: Fleet) {
+    let Fleet {
+        db, migration, app, ..
+    } = &fleet;
+    both_at_1(migration, app);
     migration.run(&["--yes"]).assert_code(0);
     std::fs::write(app.root.join(CONF), "port = 2\n").unwrap();
-    let shared = dump(&db);
+    let shared = dump(db);
     app.run(&["--yes"]).assert_code(0);
     let history = app.run(&["history", "--json"]).json();
     let last = history.as_array().unwrap().last().unwrap().clone();
@@ -376,34 +388,23 @@ fn app_node_rollback(db: TestDb, migration: Sandbox, app: Sandbox) {
     let rollback = app.run(&["rollback", "--yes"]);
     rollback.assert_code(0);
     assert!(!rollback.stderr.contains("partial"), "{}", rollback.stderr);
-    assert_eq!(demo_server(&app), ["demo-server-1.0.0-1.x86_64"]);
+    assert_eq!(demo_server(app), ["demo-server-1.0.0-1.x86_64"]);
     assert_eq!(
         std::fs::read_to_string(app.root.join(CONF)).unwrap(),
         "port = 2\n"
     );
-    assert_same(&dump(&db), &shared, "after the application node's rollback");
-    assert_eq!(demo_server(&migration), ["demo-server-2.0.0-1.x86_64"]);
+    assert_same(&dump(db), &shared, "after the application node's rollback");
+    assert_eq!(demo_server(migration), ["demo-server-2.0.0-1.x86_64"]);
 }
 
 #[test]
 fn postgres_app_node_rollback_leaves_the_shared_database_alone() {
-    let db = TestDb::postgres();
-    let migration = node(&db, "migration", true, "", "");
-    let app = node(&db, "app", false, "", "");
-    app_node_rollback(db, migration, app);
+    app_node_rollback(pair(Some(TestDb::postgres())));
 }
 
 #[test]
 fn sqlite_app_node_rollback_leaves_the_shared_database_alone() {
-    let shared = tempfile::tempdir().unwrap();
-    let placeholder = TestDb::Sqlite {
-        url: "sqlite:///var/lib/demo/test.db".into(),
-        path: shared.path().join("test.db"),
-    };
-    let migration = node(&placeholder, "migration", true, "", "");
-    let app = node(&placeholder, "app", false, "", "");
-    let db = shared_sqlite(shared.path(), &[&migration, &app]);
-    app_node_rollback(db, migration, app);
+    app_node_rollback(pair(None));
 }
 
 /// A failed health gate on an application node rolls it back by itself (exit 6): packages go
