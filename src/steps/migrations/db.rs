@@ -1,8 +1,8 @@
 //! The three databases migrations run against, behind one [`Database`] trait: SQLite (embedded,
 //! `rusqlite`), PostgreSQL (`postgres`) and MariaDB/MySQL (`mysql`), chosen by `[database] url`.
 //!
-//! Each owns its ledger table, its lock (a `flock` beside the SQLite file, a PostgreSQL advisory
-//! lock, MariaDB `GET_LOCK`, each with a bounded wait) and how a batch of SQL migrations commits.
+//! Each owns its ledger table, its lock (a `flock` beside the SQLite file, a PostgreSQL
+//! transaction-scoped advisory lock, MariaDB `GET_LOCK`, each with a bounded wait) and how a batch of SQL migrations commits.
 //!
 //! A database a fleet shares (SPEC §15) says which node applied each migration (the ledger's
 //! `node`) and which release each node runs (`upgrade_nodes`, written when a run records its
@@ -78,7 +78,8 @@ pub trait Database {
 }
 
 const LOCK_NAME: &str = "upgrade_migrations";
-/// `pg_advisory_lock` key: "upgrade!" as a big-endian i64.
+/// The advisory lock key on PostgreSQL: "upgrade!" as a big-endian i64 (the key older versions
+/// took as a session lock: the two exclude each other).
 const PG_LOCK_KEY: i64 = 0x7570_6772_6164_6521;
 
 /// Opens the database of `url` as `node` (what the ledger's rows and `upgrade_nodes` name this
@@ -631,7 +632,8 @@ impl Transactional for Sqlite {
 struct Postgres {
     url: String,
     client: postgres::Client,
-    locked: bool,
+    /// The connection whose open transaction holds the migration lock.
+    lock: Option<postgres::Client>,
     node: String,
 }
 
@@ -674,7 +676,7 @@ impl Postgres {
         Ok(Postgres {
             url: url.to_string(),
             client,
-            locked: false,
+            lock: None,
             node,
         })
     }
@@ -743,16 +745,21 @@ impl Database for Postgres {
     }
 
     fn lock(&mut self, timeout: Duration) -> Result<()> {
+        // NB: a transaction-scoped advisory lock, held by a transaction left open on a
+        // connection of its own until `unlock`: a session-level lock taken through a
+        // transaction-pooling pgbouncer stays with whichever server session ran it (never
+        // released, or released by another client's statement); an open transaction keeps its
+        // server session, and ends (the lock with it) when this process or its connection does.
+        let what = || format!("failed to take the migration lock on `{}`", self.describe());
+        let mut client = postgres_client(&self.url)?;
+        client.batch_execute("BEGIN").with_context(what)?;
         let deadline = Instant::now() + timeout;
         loop {
-            let row = self
-                .client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&PG_LOCK_KEY])
-                .with_context(|| {
-                    format!("failed to take the migration lock on `{}`", self.describe())
-                })?;
+            let row = client
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PG_LOCK_KEY])
+                .with_context(what)?;
             if row.get::<_, bool>(0) {
-                self.locked = true;
+                self.lock = Some(client);
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -763,11 +770,8 @@ impl Database for Postgres {
     }
 
     fn unlock(&mut self) {
-        if self.locked {
-            let _ = self
-                .client
-                .execute("SELECT pg_advisory_unlock($1)", &[&PG_LOCK_KEY]);
-            self.locked = false;
+        if let Some(mut client) = self.lock.take() {
+            let _ = client.batch_execute("ROLLBACK");
         }
     }
 
