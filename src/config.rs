@@ -340,6 +340,14 @@ mod tests {
     }
 
     #[test]
+    fn an_application_node_waits_for_migrations() {
+        let c = parse("[database]\nmigrate = false\nnode = \"web-3\"\n").unwrap();
+        assert_eq!(c.migration_role(), MigrationRole::Wait);
+        assert_eq!(c.database.node.as_deref(), Some("web-3"));
+        assert_eq!(parse("").unwrap().migration_role(), MigrationRole::Apply);
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_key() {
         let err = parse("product = \"demo\"\n[hooks]\ntimeout = \"5m\"\ncolour = 1\n").unwrap_err();
         let text = err.to_string();

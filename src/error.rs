@@ -394,8 +394,8 @@ impl UpgradeError {
             ),
             UpgradeError::NodesDisagree { .. } => Some(
                 "upgrade (or roll back) every node to the same release, then run `real-upgrade \
-                 migrations finalize` again; a node that left the fleet is removed from \
-                 `upgrade_nodes` by uninstalling it"
+                 migrations finalize` again; a node that left the fleet is taken out of the \
+                 table `upgrade_nodes` by hand"
                     .into(),
             ),
             UpgradeError::NoTerminal { command } => Some(match *command {

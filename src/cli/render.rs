@@ -627,8 +627,13 @@ impl Human {
     pub fn migrations(&self, status: &migrations::Status) {
         self.say(&format!("database: {}", status.database));
         for row in &status.applied {
+            let by = row
+                .node
+                .as_ref()
+                .map(|n| format!(" by `{n}`"))
+                .unwrap_or_default();
             self.say(&format!(
-                "  applied  {}/{}  {} ({} ms)",
+                "  applied  {}/{}  {} ({} ms){by}",
                 row.version, row.name, row.applied_at, row.duration_ms
             ));
         }

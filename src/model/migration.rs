@@ -421,7 +421,42 @@ fn is_word_byte(b: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Dialect, SqlScan, TransactionControl, scan_sql};
+    use super::{Dialect, Kind, Migration, SqlScan, Stage, TransactionControl, scan_sql};
+    use crate::model::version::VersionScheme;
+
+    fn migration(version: &str, sequence: u32, stage: Stage) -> Migration {
+        Migration {
+            version: VersionScheme::default().parse(version).unwrap(),
+            sequence,
+            name: format!("{sequence:03}-m.sql"),
+            path: Default::default(),
+            kind: Kind::Sql,
+            sha256: String::new(),
+            stage,
+        }
+    }
+
+    #[test]
+    fn contract_migrations_are_no_hops_and_have_keys_of_their_own() {
+        let v = |s: &str| VersionScheme::default().parse(s).unwrap();
+        let all = [
+            migration("1.0.0", 1, Stage::Expand),
+            migration("1.0.0", 1, Stage::Contract),
+            migration("2.0.0", 1, Stage::Expand),
+            migration("2.0.0", 1, Stage::Contract),
+        ];
+        assert_eq!(all[1].label(), "1.0.0/post/001-m.sql");
+        assert_ne!(all[0].key(), all[1].key());
+        let labels = |ms: Vec<&Migration>| ms.iter().map(|m| m.label()).collect::<Vec<_>>();
+        assert_eq!(
+            labels(super::in_hop(&all, None, &v("2.0.0"))),
+            ["1.0.0/001-m.sql", "2.0.0/001-m.sql"]
+        );
+        assert_eq!(
+            labels(super::contract_up_to(&all, &v("1.5.0"))),
+            ["1.0.0/post/001-m.sql"]
+        );
+    }
 
     fn control(text: &str, dialect: Dialect) -> Option<(usize, String)> {
         scan_sql(text, dialect)

@@ -70,9 +70,8 @@ pub trait Database {
     fn repair(&mut self) -> Result<Vec<LedgerRow>>;
     /// What to do after a failed migration on this database.
     fn failure_hint(&self) -> String;
-    /// Records the release this node runs in `upgrade_nodes` (`None`: nothing installed, the
-    /// row goes, and a missing table is not created for it).
-    fn record_node(&mut self, version: Option<&str>) -> Result<()>;
+    /// Records the release this node runs in `upgrade_nodes`.
+    fn record_node(&mut self, version: &str) -> Result<()>;
     /// Every node of `upgrade_nodes`, by name (the table is [`Database::prepare_ledger`]'s).
     fn nodes(&mut self) -> Result<Vec<NodeRow>>;
 }
@@ -548,30 +547,16 @@ impl Database for Sqlite {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
     }
 
-    fn record_node(&mut self, version: Option<&str>) -> Result<()> {
-        let result = match version {
-            Some(version) => self.conn.execute_batch(NODES_TABLE).and_then(|()| {
+    fn record_node(&mut self, version: &str) -> Result<()> {
+        self.conn
+            .execute_batch(NODES_TABLE)
+            .and_then(|()| {
                 self.conn.execute(
                     "INSERT INTO upgrade_nodes (node, version) VALUES (?1, ?2)
                      ON CONFLICT (node) DO UPDATE SET version = excluded.version",
                     (&self.node, version),
                 )
-            }),
-            None => self
-                .conn
-                .query_row(
-                    "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'upgrade_nodes'",
-                    [],
-                    |r| r.get::<_, bool>(0),
-                )
-                .and_then(|exists| match exists {
-                    true => self
-                        .conn
-                        .execute("DELETE FROM upgrade_nodes WHERE node = ?1", [&self.node]),
-                    false => Ok(0),
-                }),
-        };
-        result
+            })
             .map(drop)
             .with_context(|| node_failed(&self.node, &self.describe()))
     }
@@ -824,26 +809,16 @@ impl Database for Postgres {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
     }
 
-    fn record_node(&mut self, version: Option<&str>) -> Result<()> {
-        let result = match version {
-            Some(version) => self.client.batch_execute(NODES_TABLE).and_then(|()| {
+    fn record_node(&mut self, version: &str) -> Result<()> {
+        self.client
+            .batch_execute(NODES_TABLE)
+            .and_then(|()| {
                 self.client.execute(
                     "INSERT INTO upgrade_nodes (node, version) VALUES ($1, $2)
                      ON CONFLICT (node) DO UPDATE SET version = excluded.version",
                     &[&self.node, &version],
                 )
-            }),
-            None => self
-                .client
-                .query_one("SELECT to_regclass('upgrade_nodes') IS NOT NULL", &[])
-                .and_then(|row| match row.get::<_, bool>(0) {
-                    true => self
-                        .client
-                        .execute("DELETE FROM upgrade_nodes WHERE node = $1", &[&self.node]),
-                    false => Ok(0),
-                }),
-        };
-        result
+            })
             .map(drop)
             .with_context(|| node_failed(&self.node, &self.describe()))
     }
@@ -1113,31 +1088,19 @@ impl Database for Mysql {
             .into()
     }
 
-    fn record_node(&mut self, version: Option<&str>) -> Result<()> {
+    fn record_node(&mut self, version: &str) -> Result<()> {
         use mysql::prelude::Queryable;
         let describe = self.describe();
-        let result = match version {
-            Some(version) => self.conn.query_drop(NODES_TABLE).and_then(|()| {
+        self.conn
+            .query_drop(NODES_TABLE)
+            .and_then(|()| {
                 self.conn.exec_drop(
                     "INSERT INTO upgrade_nodes (node, version) VALUES (?, ?)
                      ON DUPLICATE KEY UPDATE version = VALUES(version)",
                     (&self.node, version),
                 )
-            }),
-            None => self
-                .conn
-                .query_first::<i64, _>(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = \
-                     DATABASE() AND table_name = 'upgrade_nodes'",
-                )
-                .and_then(|exists| match exists.unwrap_or(0) > 0 {
-                    true => self
-                        .conn
-                        .exec_drop("DELETE FROM upgrade_nodes WHERE node = ?", (&self.node,)),
-                    false => Ok(()),
-                }),
-        };
-        result.with_context(|| node_failed(&self.node, &describe))
+            })
+            .with_context(|| node_failed(&self.node, &describe))
     }
 
     fn nodes(&mut self) -> Result<Vec<NodeRow>> {

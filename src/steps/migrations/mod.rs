@@ -487,9 +487,14 @@ pub fn node_name(config: &crate::config::Config) -> Result<String> {
     }
 }
 
-/// Records in the product's database which release this node runs (`None`: nothing), when the
-/// product has a database (SPEC §15: `migrations finalize` compares the nodes).
+/// Records in the product's database which release this node runs, when the product has a
+/// database (SPEC §15: `migrations finalize` compares the nodes). Nothing installed changes
+/// nothing: an uninstall leaves the database untouched (SPEC §14), and a node that left the
+/// fleet is taken out of `upgrade_nodes` by a person.
 pub fn record_node(cx: &StepContext<'_, '_>, version: Option<&str>) -> Result<()> {
+    let Some(version) = version else {
+        return Ok(());
+    };
     let has_migrations = !discover(&cx.paths.migrations, cx.config.version_scheme)?.is_empty();
     if !has_migrations && cx.config.database.url.is_none() {
         return Ok(());
@@ -560,7 +565,9 @@ pub fn finalize(
     })
 }
 
-/// Records every migration up to `version` as applied without running it (`adopt`).
+/// Records every migration up to `version` as applied without running it (`adopt`): the
+/// contract migrations (`post/`) of the releases before it too, not those of `version` itself,
+/// which `migrations finalize` applies once every node runs it.
 pub fn baseline(
     db: &mut dyn Database,
     all: &[Migration],
@@ -575,7 +582,11 @@ pub fn baseline(
     let mut done = Vec::new();
     for m in all
         .iter()
-        .filter(|m| m.version <= *version && !applied.contains(&m.key()))
+        .filter(|m| match m.stage {
+            Stage::Expand => m.version <= *version,
+            Stage::Contract => m.version < *version,
+        })
+        .filter(|m| !applied.contains(&m.key()))
     {
         db.record(m, true, Duration::ZERO)?;
         done.push(m.label());
