@@ -272,10 +272,10 @@ impl Human {
                     _ => "",
                 };
                 let data = match plan.migration_role {
-                    MigrationRole::Wait => {
+                    MigrationRole::Wait if !point.is_empty() => {
                         "; not the database, which the fleet shares (the migration node's)"
                     }
-                    MigrationRole::Apply => data,
+                    _ => data,
                 };
                 out += &format!(
                     "    restore point:      {}{data}{}\n",
