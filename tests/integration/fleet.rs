@@ -430,3 +430,62 @@ fn app_node_automatic_rollback_leaves_the_shared_database_alone() {
         "the migration node's schema stays"
     );
 }
+
+/// A ledger written before nodes were recorded gets its `node` column in place: its rows name
+/// no node, the rows written since name theirs.
+fn old_ledger(fleet: Fleet) {
+    let Fleet { db, migration, .. } = &fleet;
+    migration.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    // as an earlier version left it
+    match db {
+        TestDb::Sqlite { path, .. } => rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(
+                "ALTER TABLE upgrade_migrations DROP COLUMN node; DROP TABLE upgrade_nodes",
+            )
+            .unwrap(),
+        TestDb::Postgres { url, .. } => postgres::Client::connect(url, postgres::NoTls)
+            .unwrap()
+            .batch_execute(
+                "ALTER TABLE upgrade_migrations DROP COLUMN node; DROP TABLE upgrade_nodes",
+            )
+            .unwrap(),
+        TestDb::Mariadb { .. } => unreachable!(),
+    }
+    assert_eq!(ledger_count_with_node(db), None);
+    migration.run(&["--yes"]).assert_code(0);
+    assert_eq!(
+        ledger_nodes(db),
+        [
+            "1.0.0/001-create-users.sql@",
+            "2.0.0/001-add-email.sql@migration"
+        ]
+    );
+    assert_eq!(ledger_count_with_node(db), Some(1));
+    assert_eq!(nodes(db), ["migration=2.0.0"]);
+}
+
+/// How many ledger rows name their node; `None` when the ledger has no such column.
+fn ledger_count_with_node(db: &TestDb) -> Option<i64> {
+    let column = match db {
+        TestDb::Sqlite { .. } => {
+            "SELECT count(*) FROM pragma_table_info('upgrade_migrations') WHERE name = 'node'"
+        }
+        _ => {
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' \
+             AND table_name = 'upgrade_migrations' AND column_name = 'node'"
+        }
+    };
+    (db.scalar(column) == 1)
+        .then(|| db.scalar("SELECT count(*) FROM upgrade_migrations WHERE node IS NOT NULL"))
+}
+
+#[test]
+fn postgres_an_old_ledger_gets_its_node_column_in_place() {
+    old_ledger(pair(Some(TestDb::postgres())));
+}
+
+#[test]
+fn sqlite_an_old_ledger_gets_its_node_column_in_place() {
+    old_ledger(pair(None));
+}
