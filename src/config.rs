@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::UpgradeError;
+use crate::model::plan::MigrationRole;
 pub use crate::model::services::ServiceBackend;
 use crate::model::version::VersionScheme;
 
@@ -179,9 +180,17 @@ pub enum PackageBackend {
 pub struct Database {
     /// `sqlite:///PATH` (under the root), `postgres://…` or `mysql://…` / `mariadb://…`.
     pub url: Option<String>,
-    /// How long to wait for another host's migrations to finish.
+    /// How long to wait for another host's migrations to finish (for the migration lock, and
+    /// on an application node for the migration node's migrations).
     #[serde(deserialize_with = "crate::tomlfile::duration")]
     pub lock_timeout: Duration,
+    /// Whether this host applies the migrations (SPEC §15): `false` marks an application node
+    /// of a fleet sharing one database, which waits for the migration node's instead and takes
+    /// no database snapshot in its restore points.
+    pub migrate: bool,
+    /// This host's name in the shared database (the ledger's `node`, `upgrade_nodes`); by
+    /// default the host name.
+    pub node: Option<String>,
 }
 
 impl Default for Database {
@@ -189,6 +198,8 @@ impl Default for Database {
         Database {
             url: None,
             lock_timeout: Duration::from_secs(60),
+            migrate: true,
+            node: None,
         }
     }
 }
@@ -311,6 +322,14 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite:///var/lib/{0}/{0}.db", self.product))
     }
 
+    /// What this host does with the migrations: `[database] migrate`.
+    pub fn migration_role(&self) -> MigrationRole {
+        match self.database.migrate {
+            true => MigrationRole::Apply,
+            false => MigrationRole::Wait,
+        }
+    }
+
     /// The package that carries `real-upgrade` and the vendor's assets.
     pub fn upgrader_package(&self) -> String {
         self.upgrader
@@ -363,6 +382,14 @@ mod tests {
         assert!(err.contains(":2:"), "{err}");
         let err = parse("[reboot]\nnow = true\n").unwrap_err().to_string();
         assert!(err.contains("unknown field `now`"), "{err}");
+    }
+
+    #[test]
+    fn an_application_node_waits_for_migrations() {
+        let c = parse("[database]\nmigrate = false\nnode = \"web-3\"\n").unwrap();
+        assert_eq!(c.migration_role(), MigrationRole::Wait);
+        assert_eq!(c.database.node.as_deref(), Some("web-3"));
+        assert_eq!(parse("").unwrap().migration_role(), MigrationRole::Apply);
     }
 
     #[test]

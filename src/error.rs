@@ -173,6 +173,28 @@ pub enum UpgradeError {
         database: String,
         timeout: std::time::Duration,
     },
+    /// An application node (SPEC §15) waited longer than allowed for the migration node to
+    /// apply its hop's migrations (exit 1).
+    #[error(
+        "timed out after {} waiting for the migration node to apply {} on `{database}`",
+        humantime::format_duration(*timeout),
+        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+    )]
+    MigrationsNotApplied {
+        database: String,
+        timeout: std::time::Duration,
+        missing: Vec<String>,
+    },
+    /// `migrations finalize` while a node of the fleet runs another release (exit 1).
+    #[error(
+        "not every node runs {version}: {}; the contract migrations were not applied to `{database}`",
+        behind.join(", ")
+    )]
+    NodesDisagree {
+        database: String,
+        version: String,
+        behind: Vec<String>,
+    },
     /// A person must confirm and none can be asked (exit 2).
     #[error("no terminal to ask for confirmation on")]
     NoTerminal {
@@ -315,6 +337,8 @@ impl UpgradeError {
             | UpgradeError::StateUnusable { .. }
             | UpgradeError::MigrationDrift { .. }
             | UpgradeError::LockTimeout { .. }
+            | UpgradeError::MigrationsNotApplied { .. }
+            | UpgradeError::NodesDisagree { .. }
             | UpgradeError::PlanChanged { .. }
             | UpgradeError::Step { .. }
             | UpgradeError::MigrationEndedTransaction { .. } => exit::FAILED,
@@ -364,6 +388,17 @@ impl UpgradeError {
             UpgradeError::LockTimeout { .. } => Some(
                 "another host is applying migrations to this database; wait for it, or raise \
                  `[database] lock_timeout`"
+                    .into(),
+            ),
+            UpgradeError::MigrationsNotApplied { .. } => Some(
+                "upgrade the migration node (`[database] migrate = true`) to this release first, \
+                 then run `upgrade` here again to resume; or raise `[database] lock_timeout`"
+                    .into(),
+            ),
+            UpgradeError::NodesDisagree { .. } => Some(
+                "upgrade (or roll back) every node to the same release, then run `real-upgrade \
+                 migrations finalize` again; a node that left the fleet is taken out of the \
+                 table `upgrade_nodes` by hand"
                     .into(),
             ),
             UpgradeError::NoTerminal { command } => Some(match *command {

@@ -34,6 +34,13 @@ pub fn rpm(root: &Path) -> Command {
     cmd
 }
 
+/// The machine's host name (the kernel's, not the root's: a fleet node is a machine).
+pub fn hostname() -> Result<String> {
+    let path = "/proc/sys/kernel/hostname";
+    let name = std::fs::read_to_string(path).with_context(|| format!("failed to read `{path}`"))?;
+    Ok(name.trim().to_string())
+}
+
 /// Whether `root` has an rpm database; a root without one has nothing installed.
 pub fn has_rpm_database(root: &Path) -> bool {
     let db = root.join(DBPATH.trim_start_matches('/'));

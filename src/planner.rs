@@ -95,6 +95,7 @@ pub fn plan_from(
         services: &services,
         upgrader_package: &config.upgrader_package(),
     })?;
+    plan.migration_role = config.migration_role();
     if !plan.is_up_to_date() {
         let database = has_database(config, &migrations);
         plan.restore_point = Some(RestorePointPlan::new(
@@ -263,15 +264,18 @@ pub fn plan_rollback(
             restore_point: None,
             health,
             automatic_for: None,
+            migration_role: Default::default(),
         },
         rpmdb,
         services,
     })
 }
 
-/// Whether the product has a database to save: migrations, or one configured.
+/// Whether this host saves (and an uninstall's `--purge` drops) the product's database: it has
+/// one (migrations, or one configured) and it is this host's, not a fleet's that an application
+/// node shares (SPEC §15: restoring that is the migration node's rollback, decided by a person).
 fn has_database(config: &Config, migrations: &[crate::model::migration::Migration]) -> bool {
-    !migrations.is_empty() || config.database.url.is_some()
+    config.migration_role().is_apply() && (!migrations.is_empty() || config.database.url.is_some())
 }
 
 /// What an uninstall does with the product's data (SPEC §14).
@@ -408,6 +412,7 @@ pub fn plan_uninstall(
             restore_point: Some(point),
             health: None,
             automatic_for: None,
+            migration_role: Default::default(),
         },
         rpmdb,
         services,

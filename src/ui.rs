@@ -100,6 +100,19 @@ pub enum Event<'a> {
     MigrationsUpToDate {
         database: &'a str,
     },
+    /// An application node (SPEC §15) waits for the migration node's migrations.
+    MigrationsAwaited {
+        database: &'a str,
+        missing: &'a [String],
+    },
+    /// This node's release could not be written to the shared database (`upgrade_nodes`).
+    NodeNotRecorded {
+        error: &'a str,
+    },
+    /// The migrations an application node waited for are applied.
+    MigrationsAppliedElsewhere {
+        database: &'a str,
+    },
     HookRebootRequested {
         name: &'a str,
     },

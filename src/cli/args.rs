@@ -230,6 +230,14 @@ pub enum MigrationsCommand {
     Status,
     /// Clear failed migrations from the ledger after the database was repaired by hand
     Repair,
+    /// Apply a fleet's contract migrations once every node runs the installed release
+    ///
+    /// Contract migrations live in `migrations/<version>/post/`: no upgrade applies them, as
+    /// they may break the release before (a column dropped that it still reads). This applies
+    /// those of the installed release and the releases before it that the ledger does not hold,
+    /// each exactly once, under the database's migration lock. It is refused while a node
+    /// recorded in the shared database (`upgrade_nodes`) runs another release.
+    Finalize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,7 @@ use crate::model::health::HealthReport;
 use crate::ops;
 use crate::ops::run::RunResult;
 use crate::ops::upgrade::RunOptions;
+use crate::ui::{Event, Ui as _};
 
 /// Entry point of `real-upgrade`.
 pub fn real_upgrade(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -233,6 +234,16 @@ fn dispatch(cli: Cli, human: &Human) -> Result<u8> {
                     row.version, row.name
                 ));
             }
+            Ok(exit::OK)
+        }
+        Some(Command::Migrations(MigrationsCommand::Finalize)) => {
+            let finalized = ops::migrations::finalize(
+                &ctx,
+                &mut |label, took| human.event(Event::MigrationApplied { label, took }),
+                &mut |name, line| human.event(Event::HookLine { name, line }),
+            )?;
+            json_if(json_out, &finalized);
+            human.finalized(&finalized);
             Ok(exit::OK)
         }
         Some(Command::Adopt { version }) => {

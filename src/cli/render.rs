@@ -28,7 +28,7 @@ use crate::error::{UpgradeError, find};
 use crate::model::checks::{Report, Status};
 use crate::model::health::{HealthReport, Outcome};
 use crate::model::journal::{JournalKey, RunStatus};
-use crate::model::plan::{Action, HopStep, PackageOp, Plan, PlannedHook, Step};
+use crate::model::plan::{Action, HopStep, MigrationRole, PackageOp, Plan, PlannedHook, Step};
 use crate::model::services::backend_name;
 use crate::ops;
 use crate::steps::hooks::Phase;
@@ -271,6 +271,12 @@ impl Human {
                     }
                     _ => "",
                 };
+                let data = match plan.migration_role {
+                    MigrationRole::Wait if !point.is_empty() => {
+                        "; not the database, which the fleet shares (the migration node's)"
+                    }
+                    _ => data,
+                };
                 out += &format!(
                     "    restore point:      {}{data}{}\n",
                     restore_point_summary(point),
@@ -342,7 +348,15 @@ impl Human {
                     mark(Step::Hop(i, HopStep::RestoreData))
                 );
             }
-            if !hop.migrations.is_empty() {
+            if !hop.migrations.is_empty() && plan.migration_role == MigrationRole::Wait {
+                out += &format!(
+                    "    migrations:         waits for the migration node to apply them (`[database] migrate = false`){}\n",
+                    mark(Step::Hop(i, HopStep::Migrate))
+                );
+                for m in &hop.migrations {
+                    out += &format!("      {}\n", m.label);
+                }
+            } else if !hop.migrations.is_empty() {
                 out += &format!("    migrations:{}\n", mark(Step::Hop(i, HopStep::Migrate)));
                 for m in &hop.migrations {
                     out += &format!("      {}\n", m.label);
@@ -613,8 +627,13 @@ impl Human {
     pub fn migrations(&self, status: &migrations::Status) {
         self.say(&format!("database: {}", status.database));
         for row in &status.applied {
+            let by = row
+                .node
+                .as_ref()
+                .map(|n| format!(" by `{n}`"))
+                .unwrap_or_default();
             self.say(&format!(
-                "  applied  {}/{}  {} ({} ms)",
+                "  applied  {}/{}  {} ({} ms){by}",
                 row.version, row.name, row.applied_at, row.duration_ms
             ));
         }
@@ -638,6 +657,23 @@ impl Human {
                 "  missing  {}/{} (applied; its file is gone)",
                 row.version, row.name
             ));
+        }
+    }
+
+    pub fn finalized(&self, finalized: &migrations::Finalized) {
+        match finalized.applied.len() {
+            0 if finalized.planned.is_empty() => self.say(&format!(
+                "`{}`: release {} and those before it have no contract migrations",
+                finalized.database, finalized.version
+            )),
+            0 => self.say(&format!(
+                "`{}`: every contract migration up to release {} was applied before",
+                finalized.database, finalized.version
+            )),
+            n => self.say(&format!(
+                "`{}`: applied {n} contract migration(s) of release {} and those before it",
+                finalized.database, finalized.version
+            )),
         }
     }
 
@@ -788,6 +824,16 @@ impl Ui for Human {
             Event::MigrationsUpToDate { database } => {
                 self.say(&format!("    `{database}`: every migration of this hop is already applied"))
             }
+            Event::MigrationsAwaited { database, missing } => self.say(&format!(
+                "    waiting for the migration node to apply {} on `{database}`",
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            )),
+            Event::NodeNotRecorded { error } => self.warn(&format!(
+                "this node's release is not recorded in the database (`migrations finalize` cannot see it): {error}"
+            )),
+            Event::MigrationsAppliedElsewhere { database } => self.say(&format!(
+                "    `{database}`: every migration of this hop is applied (by the migration node)"
+            )),
             Event::HookRebootRequested { name } => self.warn(&format!("hook `{name}` requested a reboot")),
             Event::Rebooting { command } => self.warn(&format!(
                 "rebooting the host now (`{command}`): the run is journaled and resumes after the boot"

@@ -212,7 +212,7 @@ fn steps(
                     purge::run_hop(cx, h, uninstall)?;
                 }
             }
-            HopStep::Migrate => migrations::run_hop(cx, h, hop)?,
+            HopStep::Migrate => migrations::run_hop(cx, h, hop, plan.migration_role)?,
             HopStep::PostHooks => hooks::run_phase(cx, h, hop, Phase::Post)?,
             HopStep::StartServices => {
                 let mut attempted = Vec::new();
@@ -227,6 +227,14 @@ fn steps(
             HopStep::Record => {
                 // NB: an empty `to` is nothing installed (the rollback of a fresh install)
                 let version = Some(hop.to.as_str()).filter(|v| !v.is_empty());
+                // NB: before the journal, so that a killed run records the node again; a
+                // database that cannot be reached does not undo the run (reported)
+                if let Err(e) = migrations::record_node(cx, version) {
+                    tracing::warn!("failed to record this node's release: {e:#}");
+                    cx.ui.event(Event::NodeNotRecorded {
+                        error: &format!("{e:#}"),
+                    });
+                }
                 cx.journal.record_installed(&key, version)?;
                 cx.ui.event(Event::Recorded { version: &hop.to });
             }

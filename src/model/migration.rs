@@ -1,5 +1,9 @@
 //! A schema migration file (SPEC §7) as a value, and which of them a hop applies. Finding them on
 //! disk and applying them is [`crate::steps::migrations`]'s.
+//!
+//! A fleet's contract migrations (SPEC §15), under `migrations/<version>/post/`, are never a
+//! hop's: `migrations finalize` applies them once every node runs their release. Their ledger
+//! version is `<version>/post`, so that they never share a key with the release's own.
 
 use std::path::PathBuf;
 
@@ -17,6 +21,19 @@ pub struct Migration {
     pub path: PathBuf,
     pub kind: Kind,
     pub sha256: String,
+    /// Applied by the hop (expand), or by `migrations finalize` (contract, `post/`).
+    pub stage: Stage,
+}
+
+/// When a migration is applied (SPEC §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// `migrations/<version>/`: by the hop to `<version>`, keeping the schema compatible with
+    /// the release before.
+    Expand,
+    /// `migrations/<version>/post/`: by `migrations finalize`, once no node runs an older release.
+    Contract,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,24 +45,42 @@ pub enum Kind {
 }
 
 impl Migration {
-    /// `2.0.0/001-create-users.sql`: how messages and the plan name a migration.
+    /// `2.0.0/001-create-users.sql` (`2.0.0/post/001-drop-name.sql` for a contract migration):
+    /// how messages, the plan and the ledger name a migration.
     pub fn label(&self) -> String {
-        format!("{}/{}", self.version, self.name)
+        format!("{}/{}", self.ledger_version(), self.name)
+    }
+
+    /// Its version as the ledger records it: `2.0.0`, or `2.0.0/post` for a contract migration.
+    pub fn ledger_version(&self) -> String {
+        match self.stage {
+            Stage::Expand => self.version.to_string(),
+            Stage::Contract => format!("{}/post", self.version),
+        }
     }
 
     pub fn key(&self) -> (String, u32) {
-        (self.version.to_string(), self.sequence)
+        (self.ledger_version(), self.sequence)
     }
 }
 
-/// The migrations a hop from `from` to `to` applies: version in (from, to].
+/// The migrations a hop from `from` to `to` applies: version in (from, to], contract ones aside.
 pub fn in_hop<'a>(
     all: &'a [Migration],
     from: Option<&Version>,
     to: &Version,
 ) -> Vec<&'a Migration> {
     all.iter()
+        .filter(|m| m.stage == Stage::Expand)
         .filter(|m| from.is_none_or(|f| m.version > *f) && m.version <= *to)
+        .collect()
+}
+
+/// The contract migrations `migrations finalize` may apply when `installed` is the release of
+/// every node: those of releases up to it, in order.
+pub fn contract_up_to<'a>(all: &'a [Migration], installed: &Version) -> Vec<&'a Migration> {
+    all.iter()
+        .filter(|m| m.stage == Stage::Contract && m.version <= *installed)
         .collect()
 }
 
@@ -386,7 +421,42 @@ fn is_word_byte(b: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Dialect, SqlScan, TransactionControl, scan_sql};
+    use super::{Dialect, Kind, Migration, SqlScan, Stage, TransactionControl, scan_sql};
+    use crate::model::version::VersionScheme;
+
+    fn migration(version: &str, sequence: u32, stage: Stage) -> Migration {
+        Migration {
+            version: VersionScheme::default().parse(version).unwrap(),
+            sequence,
+            name: format!("{sequence:03}-m.sql"),
+            path: Default::default(),
+            kind: Kind::Sql,
+            sha256: String::new(),
+            stage,
+        }
+    }
+
+    #[test]
+    fn contract_migrations_are_no_hops_and_have_keys_of_their_own() {
+        let v = |s: &str| VersionScheme::default().parse(s).unwrap();
+        let all = [
+            migration("1.0.0", 1, Stage::Expand),
+            migration("1.0.0", 1, Stage::Contract),
+            migration("2.0.0", 1, Stage::Expand),
+            migration("2.0.0", 1, Stage::Contract),
+        ];
+        assert_eq!(all[1].label(), "1.0.0/post/001-m.sql");
+        assert_ne!(all[0].key(), all[1].key());
+        let labels = |ms: Vec<&Migration>| ms.iter().map(|m| m.label()).collect::<Vec<_>>();
+        assert_eq!(
+            labels(super::in_hop(&all, None, &v("2.0.0"))),
+            ["1.0.0/001-m.sql", "2.0.0/001-m.sql"]
+        );
+        assert_eq!(
+            labels(super::contract_up_to(&all, &v("1.5.0"))),
+            ["1.0.0/post/001-m.sql"]
+        );
+    }
 
     fn control(text: &str, dialect: Dialect) -> Option<(usize, String)> {
         scan_sql(text, dialect)

@@ -40,6 +40,27 @@ pub struct Plan {
     /// resumed or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic_for: Option<i64>,
+    /// Whether this host applies the hops' migrations or waits for another node's (SPEC §15).
+    #[serde(default, skip_serializing_if = "MigrationRole::is_apply")]
+    pub migration_role: MigrationRole,
+}
+
+/// What a host does with the migrations of its hops (SPEC §15).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationRole {
+    /// Applies them: a single host, or a fleet's migration node.
+    #[default]
+    Apply,
+    /// Waits until another node applied them (`[database] migrate = false`): a fleet's
+    /// application node, whose restore points hold no database.
+    Wait,
+}
+
+impl MigrationRole {
+    pub fn is_apply(&self) -> bool {
+        *self == MigrationRole::Apply
+    }
 }
 
 /// The health checks of a plan: `health.d` programs fixed like hooks, and declarative checks
@@ -576,6 +597,7 @@ impl Plan {
                     restore_point: None,
                     health: None,
                     automatic_for: None,
+                    migration_role: MigrationRole::Apply,
                 });
             }
             return Err(UpgradeError::Downgrade {
@@ -663,6 +685,7 @@ impl Plan {
             restore_point: None,
             health: None,
             automatic_for: None,
+            migration_role: MigrationRole::Apply,
         })
     }
 

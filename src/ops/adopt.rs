@@ -76,7 +76,8 @@ pub fn adopt(ctx: &Context, version: &str) -> Result<Adopted> {
     }
     let all = migrations::discover(&paths.migrations, config.version_scheme)?;
     let (baseline, database) = if all.iter().any(|m| m.version <= version) {
-        let mut database = db::connect(&config.database_url(), &ctx.root)?;
+        let node = migrations::node_name(&config)?;
+        let mut database = db::connect(&config.database_url(), &ctx.root, &node)?;
         (
             migrations::baseline(database.as_mut(), &all, &version)?,
             Some(database.describe()),
@@ -93,6 +94,7 @@ pub fn adopt(ctx: &Context, version: &str) -> Result<Adopted> {
         restore_point: None,
         health: None,
         automatic_for: None,
+        migration_role: Default::default(),
     };
     let run_id = state.record_adoption(&plan)?;
     tracing::info!(run = run_id, version = %version, "installation adopted");

@@ -178,6 +178,7 @@ fn nothing_installed(config: &Config) -> Outcome {
         restore_point: None,
         health: None,
         automatic_for: None,
+        migration_role: Default::default(),
     };
     let mut outcome = Outcome::of(&plan, None);
     outcome.result = RunResult::NothingInstalled;

@@ -323,7 +323,7 @@ fn begin(
         // NB: a SQLite database that does not exist yet is not created here: the restore point
         // (taken after this) must record it as absent, so that the rollback of a fresh install
         // removes it again instead of leaving an empty file; the migrate step creates it
-        migration_db::connect_existing(&config.database_url(), &ctx.root)?;
+        migration_db::connect_existing(&config.database_url(), &ctx.root, "")?;
     }
     let (run_id, graph) = match source {
         Source::Resumed { record, .. } => {

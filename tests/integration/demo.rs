@@ -325,7 +325,7 @@ fn the_demo_succeeds_and_leaves_nothing_running() {
     ] {
         if let Some(tables) = part.lines().find(|l| l.starts_with("tables: ")) {
             assert_eq!(
-                tables, "tables: agents calls upgrade_migrations",
+                tables, "tables: agents calls upgrade_migrations upgrade_nodes",
                 "after {when}:\n{log}"
             );
         }

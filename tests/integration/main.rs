@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod docs;
 mod dropped;
+mod fleet;
 mod fuzz;
 mod health;
 mod hooks;

@@ -134,7 +134,7 @@ fn ended_transaction_is_recorded_truthfully(db: TestDb, sb: Sandbox, end: &str) 
     )
     .unwrap();
     let hop: Vec<_> = all.iter().collect();
-    let mut database = db::connect(db.url(), &sb.root).unwrap();
+    let mut database = db::connect(db.url(), &sb.root, "test").unwrap();
     let mut applied = Vec::new();
     let err = migrations::apply(
         database.as_mut(),

@@ -152,6 +152,26 @@ fn a_fresh_host_and_its_plan() {
     assert!(sb.rpm_qa().is_empty());
 }
 
+/// An application node of a fleet (SPEC §15): its plan waits for the migration node's
+/// migrations and its restore point saves no database; as no migration node applies them, the
+/// run gives up after `lock_timeout`, naming them.
+#[test]
+fn an_application_node_waits_for_migrations() {
+    let sb = Sandbox::new();
+    product(&sb);
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    sb.write_config(
+        "[services]\nbackend = \"command\"\n[database]\nmigrate = false\nnode = \"web-1\"\n\
+         lock_timeout = \"1s\"\n",
+    );
+    snapshot(&sb, "plan_application_node", &["plan", "--to", "2.0.0"]);
+    snapshot(
+        &sb,
+        "error_migrations_not_applied",
+        &["--yes", "--to", "2.0.0"],
+    );
+}
+
 #[test]
 fn an_upgrade_through_a_required_stop() {
     let sb = Sandbox::new();

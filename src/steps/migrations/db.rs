@@ -1,8 +1,12 @@
 //! The three databases migrations run against, behind one [`Database`] trait: SQLite (embedded,
 //! `rusqlite`), PostgreSQL (`postgres`) and MariaDB/MySQL (`mysql`), chosen by `[database] url`.
 //!
-//! Each owns its ledger table, its lock (a `flock` beside the SQLite file, a PostgreSQL advisory
-//! lock, MariaDB `GET_LOCK`, each with a bounded wait) and how a batch of SQL migrations commits.
+//! Each owns its ledger table, its lock (a `flock` beside the SQLite file, a PostgreSQL
+//! transaction-scoped advisory lock, MariaDB `GET_LOCK`, each with a bounded wait) and how a batch of SQL migrations commits.
+//!
+//! A database a fleet shares (SPEC §15) says which node applied each migration (the ledger's
+//! `node`) and which release each node runs (`upgrade_nodes`, written when a run records its
+//! installed version), so that `migrations finalize` can refuse while nodes disagree.
 //!
 //! NB: the ledger never disagrees with the schema, even when a migration ends its transaction
 //! (`COMMIT`, `ROLLBACK`, `END`). Planning refuses migrations that say so
@@ -32,6 +36,15 @@ pub struct LedgerRow {
     pub applied_at: String,
     pub duration_ms: i64,
     pub success: bool,
+    /// The node that applied it; `None` in rows written before nodes were recorded.
+    pub node: Option<String>,
+}
+
+/// A row of `upgrade_nodes`: a node of the fleet and the release it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeRow {
+    pub node: String,
+    pub version: String,
 }
 
 /// What a batch of SQL migrations did: the durations of those applied, the first ones of the
@@ -57,30 +70,37 @@ pub trait Database {
     fn repair(&mut self) -> Result<Vec<LedgerRow>>;
     /// What to do after a failed migration on this database.
     fn failure_hint(&self) -> String;
+    /// Records the release this node runs in `upgrade_nodes`.
+    fn record_node(&mut self, version: &str) -> Result<()>;
+    /// Every node of `upgrade_nodes`, by name (the table is [`Database::prepare_ledger`]'s).
+    fn nodes(&mut self) -> Result<Vec<NodeRow>>;
 }
 
 const LOCK_NAME: &str = "upgrade_migrations";
-/// `pg_advisory_lock` key: "upgrade!" as a big-endian i64.
+/// The advisory lock key on PostgreSQL: "upgrade!" as a big-endian i64 (the key older versions
+/// took as a session lock: the two exclude each other).
 const PG_LOCK_KEY: i64 = 0x7570_6772_6164_6521;
 
-/// Opens the database of `url`; SQLite paths are resolved under `root`.
-pub fn connect(url: &str, root: &Path) -> Result<Box<dyn Database>> {
+/// Opens the database of `url` as `node` (what the ledger's rows and `upgrade_nodes` name this
+/// host); SQLite paths are resolved under `root`.
+pub fn connect(url: &str, root: &Path, node: &str) -> Result<Box<dyn Database>> {
+    let node = node.to_string();
     match Url::parse(url, root)? {
-        Url::Sqlite(path) => Ok(Box::new(Sqlite::open(url, path)?)),
-        Url::Postgres => Ok(Box::new(Postgres::connect(url)?)),
-        Url::Mysql(url) => Ok(Box::new(Mysql::connect(&url)?)),
+        Url::Sqlite(path) => Ok(Box::new(Sqlite::open(url, path, node)?)),
+        Url::Postgres => Ok(Box::new(Postgres::connect(url, node)?)),
+        Url::Mysql(url) => Ok(Box::new(Mysql::connect(&url, node)?)),
     }
 }
 
 /// Like [`connect`], but `None` for a SQLite database that does not exist yet (nothing to read,
 /// and reading must not create it).
-pub fn connect_existing(url: &str, root: &Path) -> Result<Option<Box<dyn Database>>> {
+pub fn connect_existing(url: &str, root: &Path, node: &str) -> Result<Option<Box<dyn Database>>> {
     if let Url::Sqlite(path) = Url::parse(url, root)?
         && !path.exists()
     {
         return Ok(None);
     }
-    connect(url, root).map(Some)
+    connect(url, root, node).map(Some)
 }
 
 /// The URL handed to executable migrations: a SQLite path is made absolute on this host.
@@ -201,6 +221,11 @@ fn lock_timed_out(db: &str, timeout: Duration) -> anyhow::Error {
         timeout,
     }
     .into()
+}
+
+/// The context of a failure to record `node`'s release in `database`.
+fn node_failed(node: &str, database: &str) -> String {
+    format!("failed to record node `{node}` in `{database}`")
 }
 
 /// The savepoint each SQL migration runs under on SQLite and PostgreSQL.
@@ -330,22 +355,39 @@ fn savepoint_lost(
 
 const PG_UPSERT: &str = "ON CONFLICT (version, sequence) DO UPDATE SET name = excluded.name, \
      sha256 = excluded.sha256, applied_at = excluded.applied_at, duration_ms = excluded.duration_ms, \
-     success = excluded.success";
+     success = excluded.success, node = excluded.node";
 
-/// The statement that writes the ledger row of `m` (`verb` is the dialect's insert-or-replace,
-/// `suffix` what follows the values; `duration` an SQL expression for milliseconds).
-fn ledger_insert(verb: &str, m: &Migration, success: bool, duration: &str, suffix: &str) -> String {
+/// The statement that writes the ledger row of `m` applied by `node` (`verb` is the dialect's
+/// insert-or-replace, `suffix` what follows the values; `duration` an SQL expression for
+/// milliseconds).
+fn ledger_insert(
+    verb: &str,
+    m: &Migration,
+    success: bool,
+    duration: &str,
+    suffix: &str,
+    node: &str,
+) -> String {
     format!(
-        "{verb} INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success) \
-         VALUES ({}, {}, {}, {}, {}, {duration}, {}) {suffix}",
-        sql_quote(&m.version.to_string()),
+        "{verb} INTO upgrade_migrations (version, sequence, name, sha256, applied_at, duration_ms, success, node) \
+         VALUES ({}, {}, {}, {}, {}, {duration}, {}, {}) {suffix}",
+        sql_quote(&m.ledger_version()),
         m.sequence,
         sql_quote(&m.name),
         sql_quote(&m.sha256),
         sql_quote(&applied_at()),
         if success { "TRUE" } else { "FALSE" },
+        sql_quote(node),
     )
 }
+
+/// The columns of a ledger row, in [`LedgerRow`]'s order.
+const LEDGER_COLUMNS: &str =
+    "version, sequence, name, sha256, applied_at, duration_ms, success, node";
+
+/// `upgrade_nodes`, as every dialect takes it.
+const NODES_TABLE: &str = "CREATE TABLE IF NOT EXISTS upgrade_nodes (
+    node VARCHAR(255) NOT NULL PRIMARY KEY, version VARCHAR(100) NOT NULL)";
 
 /// Microseconds, so that the ledger sorts in the order migrations were applied.
 fn applied_at() -> String {
@@ -363,10 +405,11 @@ struct Sqlite {
     path: PathBuf,
     conn: rusqlite::Connection,
     lock: Option<std::fs::File>,
+    node: String,
 }
 
 impl Sqlite {
-    fn open(url: &str, path: PathBuf) -> Result<Sqlite> {
+    fn open(url: &str, path: PathBuf, node: String) -> Result<Sqlite> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("failed to create `{}`", dir.display()))?;
@@ -379,6 +422,7 @@ impl Sqlite {
             path,
             conn,
             lock: None,
+            node,
         })
     }
 }
@@ -391,11 +435,26 @@ impl Database for Sqlite {
     fn prepare_ledger(&mut self) -> Result<()> {
         self.conn
             .execute_batch(
-                "CREATE TABLE IF NOT EXISTS upgrade_migrations (
+                &format!("CREATE TABLE IF NOT EXISTS upgrade_migrations (
                     version TEXT NOT NULL, sequence INTEGER NOT NULL, name TEXT NOT NULL,
                     sha256 TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms INTEGER NOT NULL,
-                    success INTEGER NOT NULL, PRIMARY KEY (version, sequence))",
+                    success INTEGER NOT NULL, node TEXT, PRIMARY KEY (version, sequence));
+                    {NODES_TABLE}"),
             )
+            .and_then(|()| {
+                // NB: a ledger written before nodes were recorded gets the column in place
+                let has_node: bool = self.conn.query_row(
+                    "SELECT count(*) > 0 FROM pragma_table_info('upgrade_migrations') WHERE name = 'node'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                match has_node {
+                    true => Ok(()),
+                    false => self
+                        .conn
+                        .execute_batch("ALTER TABLE upgrade_migrations ADD COLUMN node TEXT"),
+                }
+            })
             .with_context(|| {
                 format!(
                     "failed to create the migration ledger in `{}`",
@@ -436,10 +495,9 @@ impl Database for Sqlite {
     }
 
     fn ledger(&mut self) -> Result<Vec<LedgerRow>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT version, sequence, name, sha256, applied_at, duration_ms, success
-             FROM upgrade_migrations ORDER BY rowid",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM upgrade_migrations ORDER BY rowid"
+        ))?;
         let rows = stmt.query_map([], |r| {
             Ok(LedgerRow {
                 version: r.get(0)?,
@@ -449,6 +507,7 @@ impl Database for Sqlite {
                 applied_at: r.get(4)?,
                 duration_ms: r.get(5)?,
                 success: r.get(6)?,
+                node: r.get(7)?,
             })
         })?;
         rows.collect::<Result<_, _>>()
@@ -471,6 +530,7 @@ impl Database for Sqlite {
                 success,
                 &took.as_millis().to_string(),
                 "",
+                &self.node,
             ))
             .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))?;
         Ok(())
@@ -485,6 +545,34 @@ impl Database for Sqlite {
 
     fn failure_hint(&self) -> String {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+
+    fn record_node(&mut self, version: &str) -> Result<()> {
+        self.conn
+            .execute_batch(NODES_TABLE)
+            .and_then(|()| {
+                self.conn.execute(
+                    "INSERT INTO upgrade_nodes (node, version) VALUES (?1, ?2)
+                     ON CONFLICT (node) DO UPDATE SET version = excluded.version",
+                    (&self.node, version),
+                )
+            })
+            .map(drop)
+            .with_context(|| node_failed(&self.node, &self.describe()))
+    }
+
+    fn nodes(&mut self) -> Result<Vec<NodeRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT node, version FROM upgrade_nodes ORDER BY node")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NodeRow {
+                node: r.get(0)?,
+                version: r.get(1)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>()
+            .with_context(|| format!("failed to read the nodes of `{}`", self.describe()))
     }
 }
 
@@ -512,7 +600,8 @@ impl Transactional for Sqlite {
                 m,
                 true,
                 "CAST((julianday('now') - (SELECT t FROM upgrade_clock)) * 86400000 AS INTEGER)",
-                ""
+                "",
+                &self.node,
             )
         ))?;
         Ok(())
@@ -528,7 +617,9 @@ impl Transactional for Sqlite {
 struct Postgres {
     url: String,
     client: postgres::Client,
-    locked: bool,
+    /// The connection whose open transaction holds the migration lock.
+    lock: Option<postgres::Client>,
+    node: String,
 }
 
 /// The connection settings of a `postgres://` URL (bad input when it does not parse).
@@ -565,12 +656,13 @@ pub(crate) fn mysql_conn(url: &str) -> Result<mysql::Conn> {
 }
 
 impl Postgres {
-    fn connect(url: &str) -> Result<Postgres> {
+    fn connect(url: &str, node: String) -> Result<Postgres> {
         let client = postgres_client(url)?;
         Ok(Postgres {
             url: url.to_string(),
             client,
-            locked: false,
+            lock: None,
+            node,
         })
     }
 
@@ -583,6 +675,7 @@ impl Postgres {
             applied_at: r.get(4),
             duration_ms: r.get(5),
             success: r.get(6),
+            node: r.get(7),
         }
     }
 }
@@ -594,17 +687,34 @@ impl Database for Postgres {
 
     fn prepare_ledger(&mut self) -> Result<()> {
         self.client
-            .batch_execute(
+            .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS upgrade_migrations (
                     version TEXT NOT NULL, sequence INTEGER NOT NULL, name TEXT NOT NULL,
                     sha256 TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms BIGINT NOT NULL,
-                    success BOOLEAN NOT NULL, PRIMARY KEY (version, sequence))",
-            )
+                    success BOOLEAN NOT NULL, node TEXT, PRIMARY KEY (version, sequence));
+                 {NODES_TABLE}"
+            ))
+            .and_then(|()| {
+                // NB: a ledger written before nodes were recorded gets the column in place;
+                // looked up first, as `ALTER TABLE` waits for every open reader of the ledger
+                let has_node = self.client.query_one(
+                    "SELECT count(*) > 0 FROM information_schema.columns WHERE table_schema = \
+                     current_schema() AND table_name = 'upgrade_migrations' AND column_name = 'node'",
+                    &[],
+                )?;
+                match has_node.get::<_, bool>(0) {
+                    true => Ok(()),
+                    false => self.client.batch_execute(
+                        "ALTER TABLE upgrade_migrations ADD COLUMN IF NOT EXISTS node TEXT",
+                    ),
+                }
+            })
             .or_else(|e| {
                 // NB: two hosts creating the table at once: the loser sees a unique violation
                 // on pg_type; the table exists then, which is all we wanted.
                 if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
                     || e.code() == Some(&postgres::error::SqlState::DUPLICATE_TABLE)
+                    || e.code() == Some(&postgres::error::SqlState::DUPLICATE_COLUMN)
                 {
                     Ok(())
                 } else {
@@ -620,16 +730,21 @@ impl Database for Postgres {
     }
 
     fn lock(&mut self, timeout: Duration) -> Result<()> {
+        // NB: a transaction-scoped advisory lock, held by a transaction left open on a
+        // connection of its own until `unlock`: a session-level lock taken through a
+        // transaction-pooling pgbouncer stays with whichever server session ran it (never
+        // released, or released by another client's statement); an open transaction keeps its
+        // server session, and ends (the lock with it) when this process or its connection does.
+        let what = || format!("failed to take the migration lock on `{}`", self.describe());
+        let mut client = postgres_client(&self.url)?;
+        client.batch_execute("BEGIN").with_context(what)?;
         let deadline = Instant::now() + timeout;
         loop {
-            let row = self
-                .client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&PG_LOCK_KEY])
-                .with_context(|| {
-                    format!("failed to take the migration lock on `{}`", self.describe())
-                })?;
+            let row = client
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PG_LOCK_KEY])
+                .with_context(what)?;
             if row.get::<_, bool>(0) {
-                self.locked = true;
+                self.lock = Some(client);
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -640,11 +755,8 @@ impl Database for Postgres {
     }
 
     fn unlock(&mut self) {
-        if self.locked {
-            let _ = self
-                .client
-                .execute("SELECT pg_advisory_unlock($1)", &[&PG_LOCK_KEY]);
-            self.locked = false;
+        if let Some(mut client) = self.lock.take() {
+            let _ = client.batch_execute("ROLLBACK");
         }
     }
 
@@ -652,8 +764,10 @@ impl Database for Postgres {
         let rows = self
             .client
             .query(
-                "SELECT version, sequence, name, sha256, applied_at, duration_ms, success
-                 FROM upgrade_migrations ORDER BY applied_at, version, sequence",
+                &format!(
+                    "SELECT {LEDGER_COLUMNS} FROM upgrade_migrations \
+                     ORDER BY applied_at, version, sequence"
+                ),
                 &[],
             )
             .with_context(|| format!("failed to read the ledger of `{}`", self.describe()))?;
@@ -678,14 +792,14 @@ impl Database for Postgres {
                 success,
                 &took.as_millis().to_string(),
                 PG_UPSERT,
+                &self.node,
             ))
             .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))
     }
 
     fn repair(&mut self) -> Result<Vec<LedgerRow>> {
         let rows = self.client.query(
-            "DELETE FROM upgrade_migrations WHERE NOT success
-             RETURNING version, sequence, name, sha256, applied_at, duration_ms, success",
+            &format!("DELETE FROM upgrade_migrations WHERE NOT success RETURNING {LEDGER_COLUMNS}"),
             &[],
         )?;
         Ok(rows.iter().map(Postgres::row).collect())
@@ -693,6 +807,34 @@ impl Database for Postgres {
 
     fn failure_hint(&self) -> String {
         "the migration and its ledger row were rolled back; fix the migration or the database, then run `upgrade` again".into()
+    }
+
+    fn record_node(&mut self, version: &str) -> Result<()> {
+        self.client
+            .batch_execute(NODES_TABLE)
+            .and_then(|()| {
+                self.client.execute(
+                    "INSERT INTO upgrade_nodes (node, version) VALUES ($1, $2)
+                     ON CONFLICT (node) DO UPDATE SET version = excluded.version",
+                    &[&self.node, &version],
+                )
+            })
+            .map(drop)
+            .with_context(|| node_failed(&self.node, &self.describe()))
+    }
+
+    fn nodes(&mut self) -> Result<Vec<NodeRow>> {
+        let rows = self
+            .client
+            .query("SELECT node, version FROM upgrade_nodes ORDER BY node", &[])
+            .with_context(|| format!("failed to read the nodes of `{}`", self.describe()))?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRow {
+                node: r.get(0),
+                version: r.get(1),
+            })
+            .collect())
     }
 }
 
@@ -714,6 +856,7 @@ impl Transactional for Postgres {
                 true,
                 "(extract(epoch FROM clock_timestamp() - coalesce(nullif(current_setting('upgrade.started', true), '')::timestamptz, clock_timestamp())) * 1000)::bigint",
                 PG_UPSERT,
+                &self.node,
             )
         ))?)
     }
@@ -729,15 +872,17 @@ struct Mysql {
     url: String,
     conn: mysql::Conn,
     locked: bool,
+    node: String,
 }
 
 impl Mysql {
-    fn connect(url: &str) -> Result<Mysql> {
+    fn connect(url: &str, node: String) -> Result<Mysql> {
         let conn = mysql_conn(url)?;
         Ok(Mysql {
             url: url.to_string(),
             conn,
             locked: false,
+            node,
         })
     }
 }
@@ -762,14 +907,29 @@ impl Database for Mysql {
 
     fn prepare_ledger(&mut self) -> Result<()> {
         use mysql::prelude::Queryable;
+        let describe = self.describe();
         self.conn
             .query_drop(
                 "CREATE TABLE IF NOT EXISTS upgrade_migrations (
                     version VARCHAR(100) NOT NULL, sequence INT UNSIGNED NOT NULL, name VARCHAR(255) NOT NULL,
                     sha256 CHAR(64) NOT NULL, applied_at VARCHAR(40) NOT NULL, duration_ms BIGINT NOT NULL,
-                    success BOOLEAN NOT NULL, PRIMARY KEY (version, sequence))",
+                    success BOOLEAN NOT NULL, node VARCHAR(255), PRIMARY KEY (version, sequence))",
             )
-            .with_context(|| format!("failed to create the migration ledger in `{}`", self.describe()))
+            .and_then(|()| self.conn.query_drop(NODES_TABLE))
+            .and_then(|()| {
+                // NB: a ledger written before nodes were recorded gets the column in place
+                let has_node: Option<i64> = self.conn.query_first(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_schema = \
+                     DATABASE() AND table_name = 'upgrade_migrations' AND column_name = 'node'",
+                )?;
+                match has_node.unwrap_or(0) > 0 {
+                    true => Ok(()),
+                    false => self
+                        .conn
+                        .query_drop("ALTER TABLE upgrade_migrations ADD COLUMN node VARCHAR(255)"),
+                }
+            })
+            .with_context(|| format!("failed to create the migration ledger in `{describe}`"))
     }
 
     fn lock(&mut self, timeout: Duration) -> Result<()> {
@@ -802,25 +962,37 @@ impl Database for Mysql {
 
     fn ledger(&mut self) -> Result<Vec<LedgerRow>> {
         use mysql::prelude::Queryable;
-        type Row = (String, u32, String, String, String, i64, bool);
+        type Row = (
+            String,
+            u32,
+            String,
+            String,
+            String,
+            i64,
+            bool,
+            Option<String>,
+        );
         let rows: Vec<Row> = self
             .conn
-            .query(
-                "SELECT version, sequence, name, sha256, applied_at, duration_ms, success
-                 FROM upgrade_migrations ORDER BY applied_at, version, sequence",
-            )
+            .query(format!(
+                "SELECT {LEDGER_COLUMNS} FROM upgrade_migrations \
+                 ORDER BY applied_at, version, sequence"
+            ))
             .with_context(|| format!("failed to read the ledger of `{}`", self.describe()))?;
         Ok(rows
             .into_iter()
             .map(
-                |(version, sequence, name, sha256, applied_at, duration_ms, success)| LedgerRow {
-                    version,
-                    sequence,
-                    name,
-                    sha256,
-                    applied_at,
-                    duration_ms,
-                    success,
+                |(version, sequence, name, sha256, applied_at, duration_ms, success, node)| {
+                    LedgerRow {
+                        version,
+                        sequence,
+                        name,
+                        sha256,
+                        applied_at,
+                        duration_ms,
+                        success,
+                        node,
+                    }
                 },
             )
             .collect())
@@ -857,6 +1029,7 @@ impl Database for Mysql {
                         true,
                         &started.elapsed().as_millis().to_string(),
                         "",
+                        &self.node,
                     ))
                 })
                 .and_then(|()| self.conn.query_drop("COMMIT"));
@@ -869,6 +1042,7 @@ impl Database for Mysql {
                     false,
                     &started.elapsed().as_millis().to_string(),
                     "",
+                    &self.node,
                 )) {
                     error =
                         error.context(format!("and recording the failure failed too: {record}"));
@@ -895,6 +1069,7 @@ impl Database for Mysql {
                 success,
                 &took.as_millis().to_string(),
                 "",
+                &self.node,
             ))
             .with_context(|| format!("failed to record migration `{}` in the ledger", m.label()))
     }
@@ -911,6 +1086,33 @@ impl Database for Mysql {
         "MariaDB commits schema changes as it goes: the migration may be half applied and is recorded \
          as failed; repair the database, run `real-upgrade migrations repair`, then `upgrade` again"
             .into()
+    }
+
+    fn record_node(&mut self, version: &str) -> Result<()> {
+        use mysql::prelude::Queryable;
+        let describe = self.describe();
+        self.conn
+            .query_drop(NODES_TABLE)
+            .and_then(|()| {
+                self.conn.exec_drop(
+                    "INSERT INTO upgrade_nodes (node, version) VALUES (?, ?)
+                     ON DUPLICATE KEY UPDATE version = VALUES(version)",
+                    (&self.node, version),
+                )
+            })
+            .with_context(|| node_failed(&self.node, &describe))
+    }
+
+    fn nodes(&mut self) -> Result<Vec<NodeRow>> {
+        use mysql::prelude::Queryable;
+        let rows: Vec<(String, String)> = self
+            .conn
+            .query("SELECT node, version FROM upgrade_nodes ORDER BY node")
+            .with_context(|| format!("failed to read the nodes of `{}`", self.describe()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(node, version)| NodeRow { node, version })
+            .collect())
     }
 }
 

@@ -9,6 +9,12 @@
 //! row that blocks later runs until `real-upgrade migrations repair`. Runners on several hosts
 //! sharing one database are serialised by a database lock ([`db`]).
 //!
+//! A fleet's application node (`[database] migrate = false`, SPEC §15) applies none: its
+//! migrate step waits, bounded by `[database] lock_timeout`, until the ledger shows the hop's
+//! migrations applied by the migration node ([`await_applied`]). Contract migrations
+//! (`<version>/post/`) are no hop's: [`finalize`] applies them, once no recorded node runs an
+//! older release.
+//!
 //! Planning checks every planned migration before anything changes ([`ensure_runnable`]): an
 //! SQL file must be UTF-8 and must not control its transaction, and when running as root an
 //! executable (and its directory) must be root's and writable by no one else, as hooks must.
@@ -31,8 +37,8 @@ use self::db::{Database, LedgerRow};
 use super::StepContext;
 use super::hooks::{self, HookEnv, Phase};
 use crate::error::UpgradeError;
-use crate::model::migration::{Dialect, Kind, Migration, scan_sql};
-use crate::model::plan::{Action, Hop, HopStep, Plan, PlannedMigration, Step};
+use crate::model::migration::{Dialect, Kind, Migration, Stage, scan_sql};
+use crate::model::plan::{Action, Hop, HopStep, MigrationRole, Plan, PlannedMigration, Step};
 use crate::model::version::{Version, VersionScheme};
 use crate::ui::Event;
 
@@ -61,22 +67,19 @@ pub fn discover(dir: &Path, scheme: VersionScheme) -> Result<Vec<Migration>> {
         let version = scheme.parse(&name).map_err(|e| {
             UpgradeError::input(format!("migration directory `{}`: {e}", path.display()))
         })?;
-        for file in std::fs::read_dir(&path)
-            .with_context(|| format!("failed to read `{}`", path.display()))?
-        {
-            let file = file.with_context(|| format!("failed to read `{}`", path.display()))?;
-            let file_name = file.file_name().to_string_lossy().into_owned();
-            if file_name.starts_with('.') {
-                continue;
-            }
-            out.push(parse_file(&version, &file_name, file.path())?);
+        out.extend(discover_version(&version, &path, Stage::Expand)?);
+        // NB: a fleet's contract migrations (SPEC §15) are `migrations finalize`'s, not a hop's
+        let post = path.join(POST_DIR);
+        if post.is_dir() {
+            out.extend(discover_version(&version, &post, Stage::Contract)?);
         }
     }
-    out.sort_by(|a, b| a.version.cmp(&b.version).then(a.sequence.cmp(&b.sequence)));
-    if let Some(w) = out
-        .windows(2)
-        .find(|w| w[0].version == w[1].version && w[0].sequence == w[1].sequence)
-    {
+    out.sort_by(|a, b| {
+        (a.version.cmp(&b.version))
+            .then(a.stage.cmp(&b.stage))
+            .then(a.sequence.cmp(&b.sequence))
+    });
+    if let Some(w) = out.windows(2).find(|w| w[0].key() == w[1].key()) {
         return Err(UpgradeError::input(format!(
             "migrations `{}` and `{}` have the same number",
             w[0].path.display(),
@@ -87,7 +90,31 @@ pub fn discover(dir: &Path, scheme: VersionScheme) -> Result<Vec<Migration>> {
     Ok(out)
 }
 
-fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migration> {
+/// The directory of a fleet's contract migrations, inside a version's.
+pub const POST_DIR: &str = "post";
+
+/// The migration files of `dir`, one version's (or its `post/`'s), unordered.
+fn discover_version(version: &Version, dir: &Path, stage: Stage) -> Result<Vec<Migration>> {
+    let mut out = Vec::new();
+    for file in
+        std::fs::read_dir(dir).with_context(|| format!("failed to read `{}`", dir.display()))?
+    {
+        let file = file.with_context(|| format!("failed to read `{}`", dir.display()))?;
+        let file_name = file.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with('.') || (stage == Stage::Expand && file_name == POST_DIR) {
+            continue;
+        }
+        out.push(parse_file(version, &file_name, file.path(), stage)?);
+    }
+    Ok(out)
+}
+
+fn parse_file(
+    version: &Version,
+    file_name: &str,
+    path: PathBuf,
+    stage: Stage,
+) -> Result<Migration> {
     use std::os::unix::fs::PermissionsExt;
     let bad = |why: &str| -> anyhow::Error {
         UpgradeError::input_hint(
@@ -129,6 +156,7 @@ fn parse_file(version: &Version, file_name: &str, path: PathBuf) -> Result<Migra
         path,
         kind,
         sha256,
+        stage,
     })
 }
 
@@ -392,7 +420,154 @@ pub fn apply(
     result
 }
 
-/// Records every migration up to `version` as applied without running it (`adopt`).
+/// Waits until the ledger shows every migration of `hop` applied by another node (an
+/// application node's migrate step, SPEC §15), at most `timeout`; `waiting` is told once what
+/// is still missing when the first look finds some. Fails naming the migrations still missing
+/// after `timeout`, and at once on one applied from a file other than this host's.
+pub fn await_applied(
+    db: &mut dyn Database,
+    hop: &[&Migration],
+    timeout: Duration,
+    waiting: &mut dyn FnMut(&[String]),
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    // NB: the ledger may not exist yet: the migration node has not begun
+    db.prepare_ledger()?;
+    let mut told = false;
+    loop {
+        crate::interrupt::check()?;
+        let ledger = db.ledger()?;
+        let by_key: HashMap<(String, u32), &LedgerRow> = ledger
+            .iter()
+            .map(|r| ((r.version.clone(), r.sequence), r))
+            .collect();
+        let mut missing = Vec::new();
+        for m in hop {
+            match by_key.get(&m.key()) {
+                Some(row) if row.sha256 != m.sha256 => {
+                    return Err(UpgradeError::MigrationDrift {
+                        migration: m.label(),
+                        applied: row.sha256.clone(),
+                        file: m.sha256.clone(),
+                    }
+                    .into());
+                }
+                Some(row) if row.success => {}
+                _ => missing.push(m.label()),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(UpgradeError::MigrationsNotApplied {
+                database: db.describe(),
+                timeout,
+                missing,
+            }
+            .into());
+        }
+        if !told {
+            waiting(&missing);
+            told = true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        std::thread::sleep(left.min(AWAIT_INTERVAL));
+    }
+}
+
+/// How often an application node reads the ledger while it waits.
+const AWAIT_INTERVAL: Duration = Duration::from_millis(250);
+
+/// This host's name in the shared database: `[database] node`, else the host name.
+pub fn node_name(config: &crate::config::Config) -> Result<String> {
+    match &config.database.node {
+        Some(node) => Ok(node.clone()),
+        None => crate::host::hostname(),
+    }
+}
+
+/// Records in the product's database which release this node runs, when the product has a
+/// database (SPEC §15: `migrations finalize` compares the nodes). Nothing installed changes
+/// nothing: an uninstall leaves the database untouched (SPEC §14), and a node that left the
+/// fleet is taken out of `upgrade_nodes` by a person.
+pub fn record_node(cx: &StepContext<'_, '_>, version: Option<&str>) -> Result<()> {
+    let Some(version) = version else {
+        return Ok(());
+    };
+    let has_migrations = !discover(&cx.paths.migrations, cx.config.version_scheme)?.is_empty();
+    if !has_migrations && cx.config.database.url.is_none() {
+        return Ok(());
+    }
+    let node = node_name(cx.config)?;
+    let Some(mut db) = db::connect_existing(&cx.config.database_url(), &cx.ctx.root, &node)? else {
+        return Ok(());
+    };
+    db.record_node(version)
+}
+
+/// What `migrations finalize` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finalized {
+    pub database: String,
+    /// The release every recorded node runs.
+    pub version: String,
+    /// The contract migrations it applied, in order; empty when all were applied before.
+    pub applied: Vec<String>,
+    /// The contract migrations of that release and those before it, with their sha256: what
+    /// was applied, or had been.
+    pub planned: Vec<crate::model::plan::PlannedMigration>,
+}
+
+/// Applies the contract migrations (`<version>/post/`) of `installed` and the releases before
+/// it that the ledger does not hold, exactly once (under the database lock, read again after
+/// taking it); refused while a node recorded in `upgrade_nodes` runs another release.
+pub fn finalize(
+    db: &mut dyn Database,
+    all: &[Migration],
+    installed: &Version,
+    lock_timeout: Duration,
+    superuser: bool,
+    run_executable: &mut RunExecutable<'_>,
+    on_applied: &mut dyn FnMut(&Migration, Duration),
+) -> Result<Finalized> {
+    db.prepare_ledger()?;
+    let nodes = db.nodes()?;
+    let version = installed.to_string();
+    let behind: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.version != version)
+        .map(|n| format!("`{}` runs {}", n.node, n.version))
+        .collect();
+    if !behind.is_empty() {
+        return Err(UpgradeError::NodesDisagree {
+            database: db.describe(),
+            version,
+            behind,
+        }
+        .into());
+    }
+    let contract = crate::model::migration::contract_up_to(all, installed);
+    check_runnable(&contract, db::dialect(&db.describe()), superuser)?;
+    let planned = contract
+        .iter()
+        .map(|m| PlannedMigration {
+            label: m.label(),
+            sha256: Some(m.sha256.clone()),
+        })
+        .collect();
+    let applied = apply(db, all, &contract, lock_timeout, run_executable, on_applied)?;
+    Ok(Finalized {
+        database: db.describe(),
+        version,
+        applied,
+        planned,
+    })
+}
+
+/// Records every migration up to `version` as applied without running it (`adopt`): the
+/// contract migrations (`post/`) of the releases before it too, not those of `version` itself,
+/// which `migrations finalize` applies once every node runs it.
 pub fn baseline(
     db: &mut dyn Database,
     all: &[Migration],
@@ -407,7 +582,11 @@ pub fn baseline(
     let mut done = Vec::new();
     for m in all
         .iter()
-        .filter(|m| m.version <= *version && !applied.contains(&m.key()))
+        .filter(|m| match m.stage {
+            Stage::Expand => m.version <= *version,
+            Stage::Contract => m.version < *version,
+        })
+        .filter(|m| !applied.contains(&m.key()))
     {
         db.record(m, true, Duration::ZERO)?;
         done.push(m.label());
@@ -475,8 +654,14 @@ pub fn as_planned<'a>(
     Ok(out)
 }
 
-/// The migrate step of a hop: the planned migrations not yet in the ledger, exactly once.
-pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<()> {
+/// The migrate step of a hop: the planned migrations not yet in the ledger, exactly once; on an
+/// application node ([`MigrationRole::Wait`]), waiting until another node applied them.
+pub fn run_hop(
+    cx: &mut StepContext<'_, '_>,
+    index: usize,
+    hop: &Hop,
+    role: MigrationRole,
+) -> Result<()> {
     let key = Step::Hop(index, HopStep::Migrate).key();
     if cx.action == Action::Rollback {
         // NB: a rollback migrates nothing: it puts the database of its restore point back
@@ -505,6 +690,28 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         tracing::warn!(migration = %label, "migration changed after it failed; applying it as it is now");
         cx.ui.event(Event::MigrationFixed { label });
     }
+    if !pending.is_empty() && role == MigrationRole::Wait {
+        let node = node_name(cx.config)?;
+        let mut db = db::connect(&cx.config.database_url(), &cx.ctx.root, &node)?;
+        let database = db.describe();
+        let ui = cx.ui;
+        await_applied(
+            db.as_mut(),
+            &pending,
+            cx.config.database.lock_timeout,
+            &mut |missing| {
+                tracing::info!(missing = ?missing, "waiting for the migration node's migrations");
+                ui.event(Event::MigrationsAwaited {
+                    database: &database,
+                    missing,
+                });
+            },
+        )?;
+        cx.ui.event(Event::MigrationsAppliedElsewhere {
+            database: &database,
+        });
+        return cx.journal.mark(&key, None);
+    }
     if !pending.is_empty() {
         let url = cx.config.database_url();
         // NB: again, for a resumed run and for a migration fixed after it failed.
@@ -512,7 +719,7 @@ pub fn run_hop(cx: &mut StepContext<'_, '_>, index: usize, hop: &Hop) -> Result<
         if !cx.journal.is_done(&begun) {
             cx.journal.mark(&begun, None)?;
         }
-        let mut db = db::connect(&url, &cx.ctx.root)?;
+        let mut db = db::connect(&url, &cx.ctx.root, &node_name(cx.config)?)?;
         let env = HookEnv {
             phase: Phase::Migrate,
             action: cx.action,
