@@ -2,6 +2,7 @@
 
 mod support;
 
+mod ansible;
 mod badinput;
 mod contract;
 #[cfg(feature = "fault-injection")]
