@@ -94,7 +94,7 @@ impl Fleet {
         ]);
         let fleet = Fleet { dir, hosts };
         for host in &fleet.hosts {
-            host.sb.write_config_repo(&repo, "");
+            host.sb.write_config_repo(&repo, FAST_HEALTH);
             for phase in ["pre", "post"] {
                 host.sb.hook(
                     phase,
@@ -433,9 +433,11 @@ fn rolling_upgrade_takes_every_root_to_the_new_release_batch_by_batch() {
 }
 
 /// Three application nodes in batches of one; `fail` makes the second one fail its upgrade.
-/// Returns the fleet and the rollout, after checking that the first batch is upgraded, the
-/// second back on 1.0.0 exactly as before, the third untouched, and the rollout failed.
-fn failing_second_batch(fail: impl Fn(&Sandbox)) -> (Fleet, Run) {
+/// Checks that the first batch is upgraded; that the second was drained, upgraded, rolled back
+/// (hooks see the rollback go from `rollback_from`) and undrained, and is back on 1.0.0 exactly
+/// as before; that the third is untouched and the rollout failed. Returns the rollout and the
+/// second node's runs as `action status`.
+fn failing_second_batch(fail: impl Fn(&Sandbox), rollback_from: &str) -> (Run, Vec<String>) {
     let fleet = Fleet::new(&[
         ("a1", "upgrade_application"),
         ("a2", "upgrade_application"),
@@ -455,41 +457,8 @@ fn failing_second_batch(fail: impl Fn(&Sandbox)) -> (Fleet, Run) {
     assert_ne!(rollout.code, 0, "{}", rollout.stdout);
     assert_eq!(recap(&rollout, "a2").2, 1, "{}", rollout.stdout);
 
-    assert_eq!(fleet.host("a1").installed().as_deref(), Some(RELEASES[1]));
-    let a2_after = fleet.state("a2");
-    assert_eq!(
-        (&a2_after.packages, &a2_after.installed),
-        (&a2.packages, &a2.installed),
-        "a2 is back on 1.0.0"
-    );
-    assert_eq!(fleet.state("a3"), a3, "a3 is untouched");
-    assert!(
-        !fleet.log().iter().any(|l| l.starts_with("a3 ")),
-        "nothing ran on a3: {:?}",
-        fleet.log()
-    );
-    // its preflight check only
-    assert_eq!(recap(&rollout, "a3"), (1, 0, 0), "{}", rollout.stdout);
-    (fleet, rollout)
-}
-
-#[test]
-fn a_failing_health_check_in_the_second_batch_stops_the_rollout() {
-    // the admin's health check fails on 2.0.0: real-upgrade rolls a2 back by itself (exit 6)
-    let (fleet, rollout) = failing_second_batch(|sb| {
-        let dir = sb.root.join("etc/upgrade/health.d");
-        std::fs::create_dir_all(&dir).unwrap();
-        let check = dir.join("50-version");
-        std::fs::write(
-            &check,
-            "#!/bin/sh\ngrep -q 2.0.0 \"$UPGRADE_ROOT/usr/lib/demo-server/version\" && { echo broken; exit 1; }\nexit 0\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
-    });
     let hop = format!("{}>{}", RELEASES[0], RELEASES[1]);
-    let back = format!("{}>{}", RELEASES[1], RELEASES[0]);
+    let back = format!("{rollback_from}>{}", RELEASES[0]);
     assert_eq!(
         fleet.log(),
         [
@@ -506,18 +475,55 @@ fn a_failing_health_check_in_the_second_batch_stops_the_rollout() {
             "a2 undrain".into(),
         ]
     );
-    // real-upgrade's own rollback, exit 6; the play ran none of its own
-    let runs = fleet.history("a2");
-    let statuses: Vec<(&str, &str)> = runs
-        .iter()
-        .map(|r| (r["action"].as_str().unwrap(), r["status"].as_str().unwrap()))
-        .collect();
+    assert_eq!(fleet.host("a1").installed().as_deref(), Some(RELEASES[1]));
+    let a2_after = fleet.state("a2");
     assert_eq!(
-        statuses,
+        (&a2_after.packages, &a2_after.installed),
+        (&a2.packages, &a2.installed),
+        "a2 is back on 1.0.0"
+    );
+    assert_eq!(fleet.state("a3"), a3, "a3 is untouched");
+    // its preflight check only
+    assert_eq!(recap(&rollout, "a3"), (1, 0, 0), "{}", rollout.stdout);
+    let runs = fleet
+        .history("a2")
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["action"].as_str().unwrap(),
+                r["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    (rollout, runs)
+}
+
+#[test]
+fn a_failing_health_check_in_the_second_batch_stops_the_rollout() {
+    // the admin's health check fails on 2.0.0: real-upgrade rolls a2 back by itself (exit 6)
+    let (rollout, runs) = failing_second_batch(
+        |sb| {
+            let dir = sb.root.join("etc/upgrade/health.d");
+            std::fs::create_dir_all(&dir).unwrap();
+            let check = dir.join("50-version");
+            std::fs::write(
+                &check,
+                "#!/bin/sh\ngrep -q 2.0.0 \"$UPGRADE_ROOT/usr/lib/demo-server/version\" && { echo broken; exit 1; }\nexit 0\n",
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
+        },
+        RELEASES[1],
+    );
+    // real-upgrade's own rollback, exit 6; the play ran none of its own
+    assert_eq!(
+        runs,
         [
-            ("upgrade", "succeeded"),
-            ("upgrade", "rolled-back"),
-            ("rollback", "succeeded")
+            "upgrade succeeded",
+            "upgrade rolled-back",
+            "rollback succeeded"
         ]
     );
     assert!(
@@ -533,41 +539,26 @@ fn a_failing_health_check_in_the_second_batch_stops_the_rollout() {
 #[test]
 fn a_failed_step_in_the_second_batch_is_rolled_back_by_the_play() {
     // a post-upgrade hook fails on 2.0.0: the run stops open (exit 1) with 2.0.0's packages in
-    // place; the play rolls a2 back
-    let (fleet, rollout) = failing_second_batch(|sb| {
-        sb.hook(
-            "post",
-            true,
-            "60-broken",
-            "[ \"$UPGRADE_ACTION\" = upgrade ] || exit 0\necho cannot migrate the spool; exit 1",
-        );
-    });
-    let hop = format!("{}>{}", RELEASES[0], RELEASES[1]);
-    // NB: the open run never recorded 2.0.0: the rollback goes from the recorded 1.0.0, putting
-    // back the packages of the run's restore point
-    let back = format!("{}>{}", RELEASES[0], RELEASES[0]);
-    let a2: Vec<String> = fleet
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("a2 "))
-        .collect();
-    assert_eq!(
-        a2,
-        [
-            "a2 drain".to_string(),
-            format!("a2 upgrade pre {hop}"),
-            format!("a2 upgrade post {hop}"),
-            format!("a2 rollback pre {back}"),
-            format!("a2 rollback post {back}"),
-            "a2 undrain".into(),
-        ]
+    // place, and the play rolls a2 back. NB: the open run never recorded 2.0.0, so the rollback
+    // goes from the recorded 1.0.0, putting back the packages of the run's restore point
+    let (rollout, runs) = failing_second_batch(
+        |sb| {
+            sb.hook(
+                "post",
+                true,
+                "60-broken",
+                "[ \"$UPGRADE_ACTION\" = upgrade ] || exit 0\necho cannot migrate the spool; exit 1",
+            );
+        },
+        RELEASES[0],
     );
-    let runs = fleet.history("a2");
-    let last = runs.last().unwrap();
     assert_eq!(
-        (&last["action"], &last["status"]),
-        (&"rollback".into(), &"succeeded".into()),
-        "{last:#}"
+        runs,
+        [
+            "upgrade succeeded",
+            "upgrade rolled-back",
+            "rollback succeeded"
+        ]
     );
     assert!(
         rollout.stdout.contains("real-upgrade exited 1")
