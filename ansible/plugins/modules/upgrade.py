@@ -28,14 +28,19 @@ description:
   - In check mode, O(action=upgrade) runs C(real-upgrade plan --json) and reports the versions as a diff, and
     O(action=rollback) runs C(real-upgrade rollback --dry-run --json); nothing changes.
 author:
-  - The upgrade authors
+  - The upgrade authors (@upgrade)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details:
-      - O(action=finalize) changes nothing in check mode and reports RV(changed=false).
+      - O(action=upgrade) runs C(real-upgrade plan), O(action=rollback) runs C(real-upgrade rollback --dry-run).
+      - O(action=finalize) changes nothing in check mode and reports no change.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
+    details:
+      - The installed release before and after O(action=upgrade) and O(action=rollback).
 options:
   action:
     description:
