@@ -567,3 +567,57 @@ fn a_failed_step_in_the_second_batch_is_rolled_back_by_the_play() {
         rollout.stdout
     );
 }
+
+#[test]
+fn an_inhibitor_on_one_host_stops_the_rollout_before_any_host_changes() {
+    let fleet = Fleet::new(&[
+        ("m1", "upgrade_migration"),
+        ("a1", "upgrade_application"),
+        ("a2", "upgrade_application"),
+    ]);
+    let inventory = fleet.inventory("");
+    fleet
+        .host("a2")
+        .check_script("spool-empty", "echo 3 calls in the spool; exit 2");
+    let before: Vec<State> = ["m1", "a1", "a2"].iter().map(|h| fleet.state(h)).collect();
+
+    // the module alone fails with real-upgrade's exit code and its check document
+    let (run, doc) = fleet.module(&inventory, "a2", "action=check", &[]);
+    assert!(
+        run.code != 0 && run.stdout.contains("a2 | FAILED!"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        (&doc["rc"], &doc["inhibitors"]),
+        (&3.into(), &serde_json::json!(["custom:spool-empty"])),
+        "{doc:#}"
+    );
+    assert_eq!(doc["result"]["inhibited"], true, "{doc:#}");
+    assert!(
+        doc["msg"]
+            .as_str()
+            .unwrap()
+            .contains("real-upgrade exited 3"),
+        "{doc:#}"
+    );
+
+    let rollout = fleet.rollout(&inventory, &[]);
+    assert_ne!(rollout.code, 0, "{}", rollout.stdout);
+    assert!(
+        rollout.stdout.contains("fatal: [a2]")
+            && rollout
+                .stdout
+                .contains("inhibit the upgrade: custom:spool-empty"),
+        "{}",
+        rollout.stdout
+    );
+    assert!(
+        !rollout.stdout.contains("PLAY [Upgrade the migration node"),
+        "any_errors_fatal ends the run after the preflight:\n{}",
+        rollout.stdout
+    );
+    let after: Vec<State> = ["m1", "a1", "a2"].iter().map(|h| fleet.state(h)).collect();
+    assert_eq!(after, before);
+    assert_eq!(fleet.log(), Vec::<String>::new(), "no hook ran");
+}
