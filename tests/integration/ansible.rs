@@ -349,21 +349,23 @@ fn rolling_upgrade_takes_every_root_to_the_new_release_batch_by_batch() {
         ("m1", "upgrade_migration"),
         ("a1", "upgrade_application"),
         ("a2", "upgrade_application"),
+        ("a3", "upgrade_application"),
     ]);
     let log = fleet.log_path();
     let inventory = fleet.inventory(&format!(
-        "upgrade_serial=1\n\
-         [upgrade_application:vars]\n\
+        "[upgrade_application:vars]\n\
          upgrade_drain_command=\"echo {{{{ inventory_hostname }}}} drain >> {log}\"\n\
          upgrade_undrain_command=\"echo {{{{ inventory_hostname }}}} undrain >> {log}\"\n",
         log = log.display()
     ));
     let finalize = has_finalize();
-    let extra = match finalize {
-        true => vec![],
+    // batches of the application nodes: a1, then a2 and a3 together (NB: play keywords such as
+    // `serial` see extra variables, not the inventory's)
+    let mut extra = vec!["-e", "upgrade_serial=[1,2]"];
+    if !finalize {
         // NB: a build without `migrations finalize` runs everything else
-        false => vec!["-e", "upgrade_finalize=false"],
-    };
+        extra.extend(["-e", "upgrade_finalize=false"]);
+    }
     let rollout = fleet.rollout(&inventory, &extra);
     rollout.assert_code(0);
 
@@ -382,13 +384,26 @@ fn rolling_upgrade_takes_every_root_to_the_new_release_batch_by_batch() {
         ]
         .concat()
     };
-    // the migration node first, not drained; then each batch of one, drained around its upgrade
-    assert_eq!(
-        fleet.log(),
-        [upgraded("m1"), drained("a1"), drained("a2")].concat()
-    );
+    // the migration node first, not drained; then the first batch, drained around its upgrade
+    let lines = fleet.log();
+    assert_eq!(lines[..6], [upgraded("m1"), drained("a1")].concat());
+    // then the second batch: both drained before either upgrades, each in its own order
+    let second = &lines[6..];
+    let mut drains = second[..2].to_vec();
+    drains.sort();
+    assert_eq!(drains, ["a2 drain", "a3 drain"], "{lines:#?}");
+    for host in ["a2", "a3"] {
+        let own: Vec<String> = second
+            .iter()
+            .filter(|l| l.starts_with(&format!("{host} ")))
+            .cloned()
+            .collect();
+        assert_eq!(own, drained(host), "{lines:#?}");
+    }
+    assert_eq!(second.len(), 8, "{lines:#?}");
+
     let mut started = Vec::new();
-    for host in ["m1", "a1", "a2"] {
+    for host in ["m1", "a1", "a2", "a3"] {
         let sb = fleet.host(host);
         assert_eq!(sb.installed().as_deref(), Some(RELEASES[1]), "{host}");
         assert_eq!(
@@ -412,7 +427,7 @@ fn rolling_upgrade_takes_every_root_to_the_new_release_batch_by_batch() {
     }
     let mut sorted = started.clone();
     sorted.sort();
-    assert_eq!(started, sorted, "runs started m1, a1, a2");
+    assert_eq!(started, sorted, "runs started m1, a1, then a2 and a3");
     if finalize {
         assert!(
             rollout
@@ -426,10 +441,10 @@ fn rolling_upgrade_takes_every_root_to_the_new_release_batch_by_batch() {
     // a second rollout finds every node up to date: nothing drained, nothing changed
     let again = fleet.rollout(&inventory, &extra);
     again.assert_code(0);
-    for host in ["a1", "a2"] {
+    for host in ["a1", "a2", "a3"] {
         assert_eq!(recap(&again, host).1, 0, "{host}: {}", again.stdout);
     }
-    assert_eq!(fleet.log().len(), 3 * 2 + 2 * 2, "no more hooks or drains");
+    assert_eq!(fleet.log(), lines, "no more hooks or drains");
 }
 
 /// Three application nodes in batches of one; `fail` makes the second one fail its upgrade.
@@ -445,15 +460,14 @@ fn failing_second_batch(fail: impl Fn(&Sandbox), rollback_from: &str) -> (Run, V
     ]);
     let log = fleet.log_path();
     let inventory = fleet.inventory(&format!(
-        "upgrade_serial=1\n\
-         upgrade_drain_command=\"echo {{{{ inventory_hostname }}}} drain >> {log}\"\n\
+        "upgrade_drain_command=\"echo {{{{ inventory_hostname }}}} drain >> {log}\"\n\
          upgrade_undrain_command=\"echo {{{{ inventory_hostname }}}} undrain >> {log}\"\n",
         log = log.display()
     ));
     fail(fleet.host("a2"));
     let a2 = fleet.state("a2");
     let a3 = fleet.state("a3");
-    let rollout = fleet.rollout(&inventory, &[]);
+    let rollout = fleet.rollout(&inventory, &["-e", "upgrade_serial=1"]);
     assert_ne!(rollout.code, 0, "{}", rollout.stdout);
     assert_eq!(recap(&rollout, "a2").2, 1, "{}", rollout.stdout);
 
