@@ -214,3 +214,22 @@ start_mariadb() {
         wait_for 10 mariadb_ok || { echo "error: cannot reach MariaDB as root on 127.0.0.1" >&2; exit 2; }
     fi
 }
+
+# ensure_ansible: a Python virtual environment with ansible-core, for the tests of the Ansible
+# collection in ansible/ (tests/integration/ansible.rs, ansible/tests/sanity.sh), in
+# $FLEET_ANSIBLE_VENV or else CARGO_TARGET_DIR's (default target/) ansible-venv; made when missing.
+# NB: a venv cannot be moved (its scripts name its path), so a marker says it is whole.
+ensure_ansible() {
+    local venv=${FLEET_ANSIBLE_VENV:-${CARGO_TARGET_DIR:-target}/ansible-venv}
+    venv=$(realpath -m "$venv")
+    [ -e "$venv/.complete" ] && return 0
+    command -v python3 >/dev/null 2>&1 || install_packages python3
+    if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        install_either python3-venv python3
+    fi
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'ansible-core>=2.15'
+    touch "$venv/.complete"
+}

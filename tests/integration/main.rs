@@ -3,6 +3,7 @@
 mod lab;
 mod support;
 
+mod ansible;
 mod badinput;
 mod contract;
 #[cfg(feature = "fault-injection")]
