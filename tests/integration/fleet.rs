@@ -489,3 +489,23 @@ fn postgres_an_old_ledger_gets_its_node_column_in_place() {
 fn sqlite_an_old_ledger_gets_its_node_column_in_place() {
     old_ledger(pair(None));
 }
+
+/// An application node's `uninstall --purge` removes its packages and drops no database: the
+/// shared one is the fleet's.
+#[test]
+fn app_node_purge_leaves_the_shared_database_alone() {
+    let fleet = pair(Some(TestDb::postgres()));
+    both_at_1(&fleet.migration, &fleet.app);
+    let shared = dump(&fleet.db);
+    fleet
+        .app
+        .run(&["uninstall", "--purge", "--yes"])
+        .assert_code(0);
+    assert!(demo_server(&fleet.app).is_empty());
+    assert_eq!(fleet.app.installed(), None);
+    assert_same(
+        &dump(&fleet.db),
+        &shared,
+        "after the application node's purge",
+    );
+}
