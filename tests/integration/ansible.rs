@@ -14,7 +14,7 @@ use crate::support::*;
 
 /// The virtual environment with ansible-core: `$FLEET_ANSIBLE_VENV`, else the cargo target
 /// directory's `ansible-venv`, made by `ensure_ansible` when missing. Panics when it cannot be.
-fn venv() -> &'static Path {
+pub fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
         // NB: REAL_UPGRADE is TARGET/debug/real-upgrade
@@ -153,15 +153,7 @@ impl Fleet {
     fn ansible(&self, program: &str) -> Command {
         let dir = self.dir.path();
         let mut cmd = Command::new(venv().join("bin").join(program));
-        cmd.current_dir(dir)
-            .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
-            .env("ANSIBLE_COLLECTIONS_PATH", dir.join("collections"))
-            .env("ANSIBLE_HOME", dir.join("home"))
-            .env("ANSIBLE_LOCAL_TEMP", dir.join("tmp"))
-            .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
-            .env("ANSIBLE_DEPRECATION_WARNINGS", "0")
-            .stdin(std::process::Stdio::null());
+        ansible_env(&mut cmd, dir);
         cmd
     }
 
@@ -258,8 +250,22 @@ impl Fleet {
     }
 }
 
+/// An ansible command on the collections, home and temporary directories of `dir`, with no
+/// terminal.
+pub fn ansible_env<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+    cmd.current_dir(dir)
+        .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+        .env("ANSIBLE_COLLECTIONS_PATH", dir.join("collections"))
+        .env("ANSIBLE_HOME", dir.join("home"))
+        .env("ANSIBLE_LOCAL_TEMP", dir.join("tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+        .env("ANSIBLE_DEPRECATION_WARNINGS", "0")
+        .stdin(std::process::Stdio::null())
+}
+
 /// `PLAY RECAP` counters of a host: (ok, changed, failed).
-fn recap(run: &Run, host: &str) -> (u32, u32, u32) {
+pub fn recap(run: &Run, host: &str) -> (u32, u32, u32) {
     let line = run
         .stdout
         .lines()

@@ -112,6 +112,25 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The lab's ssh key (its public half is in every host booted after this).
+    pub fn key(&self) -> PathBuf {
+        let out = hosts_sh(&["key", &self.id]);
+        assert_ok(&out, "hosts.sh key");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
+    /// Starts the lab's PostgreSQL server (10.231.0.1:5432, user postgres, trust).
+    pub fn postgres(&self) {
+        assert_ok(&hosts_sh(&["postgres", &self.id]), "hosts.sh postgres");
+    }
+
+    /// Runs `args` in the lab namespace (where what talks to the hosts runs).
+    pub fn in_lab(&self, args: &[&str]) -> Output {
+        let mut all = vec!["in", self.id.as_str()];
+        all.extend_from_slice(args);
+        hosts_sh(&all)
+    }
+
     /// Waits until host `n` is up again after a reboot.
     pub fn booted(&self, n: u32) {
         assert_ok(

@@ -12,6 +12,7 @@ mod demo;
 mod docs;
 mod dropped;
 mod fleet;
+mod fleet_hosts;
 mod fuzz;
 mod health;
 mod hooks;
