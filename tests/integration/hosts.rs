@@ -223,7 +223,8 @@ fn the_systemd_backend_upgrades_and_rolls_back_real_units_in_dependency_order() 
         1,
         "rpm --dbpath /var/lib/rpm -qa --qf '%{NAME}-%{VERSION}\\n' | sort",
     );
-    assert_eq!(rpm, "demo-db-1.0.0\ndemo-server-1.0.0\n");
+    // the upgrader, installed by rpm, stays
+    assert_eq!(rpm, "demo-db-1.0.0\ndemo-server-1.0.0\nupgrade-0.1.0\n");
     let status = upgrade(&lab, &["status", "--json"]);
     assert_eq!(status.json()["installed"], "1.0.0");
 }
@@ -266,13 +267,30 @@ fn a_unit_that_fails_to_start_fails_the_run_with_its_systemctl_status() {
     );
 }
 
+/// The journal's entries of `real-upgrade` in host 1, as JSON.
+fn upgrader_journal(lab: &Lab) -> Vec<serde_json::Value> {
+    lab.sh(
+        1,
+        "journalctl -o json --no-pager SYSLOG_IDENTIFIER=real-upgrade",
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
 #[test]
-fn a_run_stopped_for_a_reboot_resumes_at_the_next_hook_after_the_host_rebooted() {
+fn a_hook_asks_for_a_reboot_the_run_reboots_and_the_resume_unit_finishes_it() {
     let sb = Sandbox::new();
     sb.publish(vec![rel("1.0.0", packages("1.0.0"))]);
-    let Some((lab, root)) = host(&sb, "") else {
+    let Some((lab, root)) = host(&sb, "[reboot]\nautomatic = true\n") else {
         return;
     };
+    // the upgrader's package enabled its resume unit
+    assert_eq!(
+        lab.sh(1, "systemctl is-enabled upgrade-resume.service")
+            .trim(),
+        "enabled"
+    );
     // 10-kernel asks for a reboot once (its mark survives the reboot on disk); 20-after runs
     // after it; both log the boot they ran in
     let dir = root.join("etc/upgrade/post-upgrade.d");
@@ -297,27 +315,27 @@ fn a_run_stopped_for_a_reboot_resumes_at_the_next_hook_after_the_host_rebooted()
         .trim()
         .to_string();
 
-    upgrade(&lab, &["--yes"])
-        .assert_code(10)
+    // the run stops for the reboot, says so, and reboots the host itself
+    let run = upgrade(&lab, &["--yes"]);
+    run.assert_code(10)
         .assert_stderr("hook `10-kernel` requested a reboot");
-    let status = upgrade(&lab, &["status", "--json"]);
-    assert_eq!(
-        status.json()["open_run"]["status"],
-        "reboot",
-        "{}",
-        status.stdout
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || lab.reboots(1) == 1),
+        "the host did not reboot"
     );
-
-    lab.exec(1, &["systemctl", "reboot"]);
     lab.booted(1);
-    assert_eq!(lab.reboots(1), 1);
     let after = lab
         .sh(1, "cat /proc/sys/kernel/random/boot_id")
         .trim()
         .to_string();
     assert_ne!(boot, after, "the host did not reboot");
 
-    upgrade(&lab, &["--yes"]).assert_code(0);
+    // at the boot, upgrade-resume.service finished the run at the next hook
+    let unit = lab.sh(
+        1,
+        "systemctl show -p Result -p ExecMainStatus upgrade-resume.service",
+    );
+    assert_eq!(unit, "Result=success\nExecMainStatus=0\n");
     let hooks = lab.sh(1, "cat /var/log/hooks.log");
     assert_eq!(
         hooks,
@@ -328,7 +346,48 @@ fn a_run_stopped_for_a_reboot_resumes_at_the_next_hook_after_the_host_rebooted()
         "10-kernel ran once, before the reboot; 20-after once, after it"
     );
     assert_eq!(active(&lab, "demo-api"), "active");
+    assert_eq!(http(&lab, 8080), "1.0.0");
     let status = upgrade(&lab, &["status", "--json"]);
     assert_eq!(status.json()["installed"], "1.0.0");
     assert!(status.json()["open_run"].is_null(), "{}", status.stdout);
+
+    // the journal holds both boots' events of run 1, with their structured fields
+    let journal = upgrader_journal(&lab);
+    let entry = |message: &str, hook: &str| {
+        journal
+            .iter()
+            .find(|e| e["MESSAGE"] == message && e["UPGRADE_HOOK"] == hook)
+            .unwrap_or_else(|| panic!("no `{message}` of {hook} in {journal:#?}"))
+    };
+    let asked = entry("hook requested a reboot", "10-kernel");
+    assert_eq!(asked["UPGRADE_RUN"], "1");
+    assert_eq!(asked["UPGRADE_STEP"], "hop0:post-hooks");
+    assert_eq!(asked["UPGRADE_HOP"], "nothing->1.0.0");
+    assert_eq!(asked["_BOOT_ID"], boot.replace('-', ""));
+    let resumed = entry("hook done", "20-after");
+    assert_eq!(resumed["UPGRADE_RUN"], "1");
+    assert_eq!(resumed["_BOOT_ID"], after.replace('-', ""));
+    // NB: the resumed run ran under the unit
+    assert_eq!(resumed["_SYSTEMD_UNIT"], "upgrade-resume.service");
+    assert!(
+        journal
+            .iter()
+            .any(|e| e["MESSAGE"] == "run succeeded" && e["UPGRADE_RUN"] == "1"),
+        "{journal:#?}"
+    );
+
+    // a boot with no run waiting for it: the unit does nothing
+    let runs = upgrade(&lab, &["history", "--json"]).json();
+    lab.exec(1, &["systemctl", "reboot"]);
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || lab.reboots(1) == 2),
+        "the host did not reboot"
+    );
+    lab.booted(1);
+    let unit = lab.sh(
+        1,
+        "systemctl show -p Result -p ExecMainStatus upgrade-resume.service",
+    );
+    assert_eq!(unit, "Result=success\nExecMainStatus=0\n");
+    assert_eq!(upgrade(&lab, &["history", "--json"]).json(), runs);
 }

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use super::support::{REAL_UPGRADE, UPGRADE};
 
 pub const HOSTS_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hosts/hosts.sh");
 
@@ -78,13 +77,16 @@ impl Lab {
         })
     }
 
-    /// Boots host `n` with the project's binaries bind-mounted read-only as
-    /// `/usr/sbin/real-upgrade` and `/usr/sbin/upgrade`, plus `binds` (`SOURCE:DEST`,
-    /// read-only); returns its root, as seen from outside.
+    /// Boots host `n` with `binds` (`SOURCE:DEST`, read-only), and installs the upgrader's own
+    /// package in it with the real `rpm` ([`upgrader_rpm`]); returns its root, as seen from
+    /// outside.
     pub fn up(&mut self, n: u32, binds: &[(&Path, &str)]) -> PathBuf {
+        let package = upgrader_rpm();
         let mut args: Vec<String> = vec!["up".into(), self.id.clone(), n.to_string()];
-        args.push(format!("--bind-ro={REAL_UPGRADE}:/usr/sbin/real-upgrade"));
-        args.push(format!("--bind-ro={UPGRADE}:/usr/sbin/upgrade"));
+        args.push(format!(
+            "--bind-ro={}:/srv/upgrader",
+            package.parent().unwrap().display()
+        ));
         for (source, dest) in binds {
             args.push(format!("--bind-ro={}:{dest}", source.display()));
         }
@@ -92,6 +94,24 @@ impl Lab {
         let out = hosts_sh(&args);
         assert_ok(&out, "hosts.sh up");
         self.hosts.push(n);
+        let file = format!(
+            "/srv/upgrader/{}",
+            package.file_name().unwrap().to_string_lossy()
+        );
+        // NB: Debian's rpm keeps its database in the home directory unless told, and refuses
+        // to install on a Debian system without --force-debian
+        let installed = self.exec(
+            n,
+            &[
+                "rpm",
+                "--dbpath",
+                "/var/lib/rpm",
+                "--force-debian",
+                "-i",
+                &file,
+            ],
+        );
+        assert_ok(&installed, &format!("rpm -i of the upgrader in host {n}"));
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 
@@ -162,6 +182,38 @@ impl Drop for Lab {
             assert_confined("after the lab");
         }
     }
+}
+
+/// The upgrader's own package (`examples/upgrader-rpm.rs`), built once per test process from
+/// the binaries under test: `/usr/sbin/upgrade`, `/usr/sbin/real-upgrade`, the resume unit
+/// (enabled by its scriptlet), the man pages and completions. Its vendor assets are none (the
+/// tests give each host its own): the demo's hooks and checks are not the test product's.
+pub fn upgrader_rpm() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let bin = super::demo::demo_binaries();
+        let target = bin.parent().unwrap();
+        let dir = target.join("hosts/upgrader");
+        let assets = dir.join("assets");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&assets).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for linked in ["systemd", "man"] {
+            std::os::unix::fs::symlink(repo.join(linked), assets.join(linked)).unwrap();
+        }
+        // NB: run in the assets, where it looks for the service order first
+        let out = Command::new(bin.join("examples/upgrader-rpm"))
+            .arg(&dir)
+            .arg("--bin")
+            .arg(&bin)
+            .arg("--assets")
+            .arg(&assets)
+            .current_dir(&assets)
+            .output()
+            .unwrap();
+        assert_ok(&out, "examples/upgrader-rpm");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
 }
 
 /// The machine's own network namespace has no address, route or link of a lab.
