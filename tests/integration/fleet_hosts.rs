@@ -429,3 +429,67 @@ fn a_node_killed_in_the_middle_of_its_upgrade_resumes_on_the_next_play() {
         "4 4\n"
     );
 }
+
+/// The rollout's time against the same upgrades run by hand, one host after another
+/// (`bench/fleet`; not a test: `cargo test -- --ignored fleet_rollout_benchmark`). Each round
+/// takes the fleet from 1.0.0 to 2.0.0 both ways, in turns, and back by `rollback` (not timed).
+/// Writes the times, in milliseconds, as JSON to `$FLEET_BENCH_OUT`.
+#[test]
+#[ignore = "a benchmark: bench/fleet runs it"]
+fn fleet_rollout_benchmark() {
+    let rounds: usize = std::env::var("FLEET_BENCH_RUNS").map_or(3, |r| r.parse().unwrap());
+    let out = std::env::var("FLEET_BENCH_OUT").expect("FLEET_BENCH_OUT: where the times go");
+    let Some(fleet) = Fleet::new() else {
+        panic!("the fleet benchmark needs the test hosts");
+    };
+    fleet
+        .rollout(&["-e", "upgrade_version=1.0.0"])
+        .assert_code(0);
+    let all: Vec<u32> = std::iter::once(MIGRATION).chain(APPS).collect();
+    let key = fleet.lab.key();
+    let by_hand = |n: u32| {
+        let target = format!("root@10.231.0.{n}");
+        let out = fleet.lab.in_lab(&[
+            "ssh",
+            "-i",
+            key.to_str().unwrap(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            &target,
+            "real-upgrade --yes --to 2.0.0",
+        ]);
+        assert!(out.status.success(), "h{n}: {out:?}");
+    };
+    let back = || {
+        // the application nodes first: the migration node's rollback restores the database
+        for &n in all.iter().rev() {
+            fleet.upgrade(n, &["rollback", "--yes"]).assert_code(0);
+        }
+    };
+    let (mut playbook, mut manual) = (Vec::new(), Vec::new());
+    for round in 0..rounds * 2 {
+        let started = std::time::Instant::now();
+        let ours = (round % 4 == 0) || (round % 4 == 3);
+        if ours {
+            fleet
+                .rollout(&["-e", "upgrade_version=2.0.0", "-e", "upgrade_serial=3"])
+                .assert_code(0);
+            playbook.push(started.elapsed().as_millis());
+        } else {
+            for &n in &all {
+                by_hand(n);
+            }
+            manual.push(started.elapsed().as_millis());
+        }
+        for &n in &all {
+            assert_eq!(fleet.installed(n).as_deref(), Some("2.0.0"), "h{n}");
+        }
+        back();
+    }
+    let doc = serde_json::json!({ "playbook_ms": playbook, "by_hand_ms": manual });
+    std::fs::write(out, doc.to_string()).unwrap();
+}
