@@ -337,7 +337,7 @@ fn the_systemd_backend_runs_these_systemctl_command_lines() {
     std::fs::write(
         &fake,
         format!(
-            "#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = status ] && echo \"* $2 - fake unit\" && exit 3\nexit 0\n",
+            "#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = status ] && echo \"* $2 - fake unit\" && exit 3\n[ \"$1\" = daemon-reload ] && echo \"reload refused\" && exit 1\nexit 0\n",
             calls.display()
         ),
     )
@@ -354,7 +354,11 @@ fn the_systemd_backend_runs_these_systemctl_command_lines() {
     std::fs::write(dir.join("service-order.toml"), order("")).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let run = |args: &[&str]| Run::from(sb.cmd(args).env("PATH", &path).output().unwrap());
+    // a daemon-reload that fails is logged, and the starts go on (they report what systemd
+    // makes of the units)
     run(&["services", "restart"]).assert_code(0);
+    let log = std::fs::read_to_string(sb.root.join("var/log/upgrade/upgrade.log")).unwrap();
+    assert!(log.contains("reload refused"), "{log}");
     let lines = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(
         lines,
