@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -130,9 +130,21 @@ impl State {
                 .with_context(|| format!("failed to create `{}`", dir.display()))?;
         }
         let unusable = |e| unusable(path, e);
+        let new = std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == ErrorKind::NotFound);
         // NB: never through a symlink: under `--root`, a link could point at any file of the host
         let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = Connection::open_with_flags(path, flags).map_err(unusable)?;
+        if new {
+            // NB: a new database is made without SQLite's syncs (the rollback journal of the
+            // switch to WAL, the schema's commit), then synced once, file and directory: 2 fsyncs
+            // where SQLite makes 7 (1–2 ms of a fresh install). A crash meanwhile loses nothing:
+            // a file that is empty or has no tables is made again by the next open, and the first
+            // commit that matters (the run's, synchronous=FULL) syncs the WAL, schema included.
+            conn.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;")
+                .and_then(|()| conn.execute_batch(SCHEMA))
+                .map_err(unusable)?;
+            crate::fsutil::sync_file_and_dir(path)?;
+        }
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
         )

@@ -644,3 +644,68 @@ fn sigterm_during_the_restore_data_step_converges() {
     assert_eq!(host_state(&sb, &db), before);
     assert_same(&full_dump(&db), &dump_before, "after the resumed rollback");
 }
+
+/// The (device, inode) of each file directly in `dir` ending in `.rpm`, by file name.
+fn inodes(dir: &Path) -> Vec<(String, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found: Vec<(String, (u64, u64))> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".rpm"))
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, (meta.dev(), meta.ino()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A local repository's package that only the upgrader's user can change is linked into the
+/// cache, not copied; one that others may write is copied. A restore point copies what the cache
+/// links, so that a repository file rewritten in place later cannot change what a rollback puts
+/// back.
+#[test]
+fn a_local_repository_is_linked_into_the_cache_and_restore_points_keep_copies() {
+    let sb = Sandbox::new();
+    releases(&sb);
+    let packages = sb.repo.join("packages");
+    let server = packages.join("demo-server-1.0.0-1.x86_64.rpm");
+    let cli = packages.join("demo-cli-1.0.0-1.x86_64.rpm");
+    std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o664)).unwrap();
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    let repository: std::collections::HashMap<String, (u64, u64)> =
+        inodes(&packages).into_iter().collect();
+    let cached = inodes(&sb.root.join("var/lib/upgrade/cache"));
+    let shared: Vec<&str> = cached
+        .iter()
+        .filter(|(name, inode)| {
+            let (_, file) = name.split_once('-').unwrap();
+            repository.get(file) == Some(inode)
+        })
+        .map(|(name, _)| name.split_once('-').unwrap().1)
+        .collect();
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert_eq!(shared, ["demo-server-1.0.0-1.x86_64.rpm"], "{cached:?}");
+
+    sb.run(&["--yes"]).assert_code(0);
+    assert_eq!(sb.installed().as_deref(), Some("2.0.0"));
+    let restore = sb.root.join("var/lib/upgrade/restore/2/packages");
+    let kept = inodes(&restore);
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept.iter()
+            .all(|(_, inode)| !repository.values().any(|r| r == inode)),
+        "the restore point shares a file with the repository: {kept:?}"
+    );
+    // the vendor rewrites a released package in place: the rollback still puts back 1.0.0
+    std::fs::write(&server, b"not the package that was released").unwrap();
+    sb.run(&["rollback", "--yes"]).assert_code(0);
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
+}

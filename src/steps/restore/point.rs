@@ -121,7 +121,10 @@ pub fn take(cx: &mut StepContext<'_, '_>, plan: &Plan, point: &RestorePointPlan)
             fetch::verify(&cached, artifact)?;
         }
         let file = format!("{}.rpm", saved.nevra());
-        keep_file(&cached, &work.join(PACKAGES).join(&file))?;
+        // NB: a package the cache links from a local repository is copied: the restore point
+        // owns its packages, whatever later becomes of the repository's files
+        let link = !fetch::shares_repository_file(cx.repo, artifact, &cached);
+        keep_file(&cached, &work.join(PACKAGES).join(&file), link)?;
         packages.push(KeptPackage {
             name: saved.name.clone(),
             evr: saved.evr.clone(),
@@ -215,9 +218,10 @@ pub fn files_dir(paths: &Paths, run: i64) -> PathBuf {
     dir_of(paths, run).join(FILES)
 }
 
-/// `from` as `to`, durably: a hard link where both are on one file system, else a copy.
-fn keep_file(from: &Path, to: &Path) -> Result<()> {
-    if fs::hard_link(from, to).is_err() {
+/// `from` as `to`, durably: a hard link where `link` allows and both are on one file system,
+/// else a copy.
+fn keep_file(from: &Path, to: &Path, link: bool) -> Result<()> {
+    if !link || fs::hard_link(from, to).is_err() {
         fs::copy(from, to).with_context(|| {
             format!("failed to copy `{}` to `{}`", from.display(), to.display())
         })?;
