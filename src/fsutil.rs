@@ -29,12 +29,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Makes `path`'s contents and its entry in its directory durable.
-pub fn sync_file_and_dir(path: &Path) -> Result<()> {
+/// Makes the entry of `path` in its directory durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("failed to sync `{}`", path.display()))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("failed to sync `{}`", dir.display()))
