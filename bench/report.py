@@ -67,16 +67,29 @@ def load(name):
 
 def holdout():
     """The hold-out's medians, each side's runs pooled over the turns both took (ours, peer,
-    peer, ours, five times), and a note: the runs, the spread of the turns' ratios, the calls."""
+    peer, ours, one run each), and a note: the runs, the turns' ratios, the calls."""
     ho = load("holdout")
     ours = [r for r in ho if r["command"].startswith("real-upgrade")]
     peer = [r for r in ho if not r["command"].startswith("real-upgrade")]
     ours_t = [t for r in ours for t in r["times"]]
     peer_t = [t for r in peer for t in r["times"]]
-    turns = [o["median"] / p["median"] for o, p in zip(ours, peer)]
+    # a turn: ours, peer, peer, ours; its ratio, its two runs a side
+    turns = [(ours[i]["mean"] + ours[i + 1]["mean"]) / (peer[i]["mean"] + peer[i + 1]["mean"])
+             for i in range(0, min(len(ours), len(peer)) - 1, 2)]
     calls = json.load(open(f"{res}/holdout-calls.json"))
-    note = (f"{len(ours_t)} runs a side, taking turns {len(ours) // 2} times (ours, peer, peer, "
-            f"ours; each pair's ratio {min(turns):.3f}–{max(turns):.3f}); one run under `strace` "
+    # CPU time (user + system, the process and its children): what the steal does not stretch
+    cpu = [statistics.median([r["user"] + r["system"] for r in side]) for side in (ours, peer)]
+    steal = ""
+    if os.path.exists(f"{res}/holdout-cpu-before"):
+        before, after = ([int(x) for x in open(f"{res}/holdout-cpu-{w}").read().split()[1:]]
+                         for w in ("before", "after"))
+        delta = [a - b for a, b in zip(after, before)]
+        steal = f"; the host took {100 * delta[7] / max(sum(delta), 1):.0f} % of the CPU time (steal)"
+    note = (f"CPU time (user + system) {cpu[0] * 1000:.0f} ms vs {cpu[1] * 1000:.0f} ms, "
+            f"{cpu[0] / cpu[1]:.3f}{steal}; "
+            f"{len(ours_t)} runs a side, taking turns run by run {len(turns)} times (ours, peer, "
+            f"peer, ours); the turns' ratios: median {statistics.median(turns):.3f}, "
+            f"{min(turns):.3f}–{max(turns):.3f}; one run under `strace` "
             f"(`bench/count-calls`): rpm commands {calls['rpm']}, queries (`rpm -q…`) "
             f"{calls['rpm_queries']}; state.db opens {calls['state_db_opens']}")
     return statistics.median(ours_t), statistics.median(peer_t), note
