@@ -23,9 +23,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
             path.display()
         )
     })?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // NB: the file is in place; a directory that cannot be synced is not an error here
+    let _ = sync_dir(path);
     Ok(())
 }
 
