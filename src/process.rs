@@ -217,7 +217,10 @@ fn spawn(
     let (input, output) = (dev_null()?.as_raw_fd(), output.as_raw_fd());
     let reset = handled_signals();
     let failed = AtomicI32::new(0);
-    let mut stack = vec![0u8; CHILD_STACK];
+    thread_local! {
+        // NB: one per thread, made once: this thread waits while its child uses it
+        static STACK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHILD_STACK]);
+    }
     // NB: no signal may reach the child before it has reset what we handle: our handlers would
     // run in it, on our memory. All are blocked in this thread across the clone (the child
     // inherits the mask), and the child unblocks them once it has reset the handlers.
@@ -252,16 +255,16 @@ fn spawn(
             libc::_exit(127)
         }
     });
-    // SAFETY: see the child's own comment; CLONE_VFORK keeps `stack` and what the child reads
+    // SAFETY: see the child's own comment; CLONE_VFORK keeps the stack and what the child reads
     // alive and untouched until it has exec'd or exited.
-    let cloned = unsafe {
+    let cloned = STACK.with_borrow_mut(|stack| unsafe {
         nix::sched::clone(
             child,
-            &mut stack,
+            stack,
             CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
             Some(libc::SIGCHLD),
         )
-    };
+    });
     pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
     let pid = cloned?;
     match failed.load(Ordering::Relaxed) {
