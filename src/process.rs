@@ -190,6 +190,11 @@ fn spawn(
             )
         })
     };
+    // NB: a name [`resolve`] found nowhere is not found, as with `execvp`: `execve` would take it
+    // as a path relative to `cwd` (the root).
+    if !program.as_os_str().as_bytes().contains(&b'/') {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
     let path = c(program.as_os_str())?;
     let cwd = c(cwd.as_os_str())?;
     let argv = std::iter::once(Ok(path.clone()))
@@ -826,10 +831,19 @@ mod tests {
             Path::new("sh")
         );
         assert_eq!(resolve(Path::new("./x"), &[]), Path::new("./x"));
+        // found nowhere: not found, though a file of that name is in the working directory
+        let dir = tempfile::tempdir().unwrap();
+        let decoy = dir.path().join("upgrade-no-such-program");
+        std::fs::write(&decoy, "#!/bin/sh\necho decoy\n").unwrap();
+        std::fs::set_permissions(&decoy, fs::Permissions::from_mode(0o755)).unwrap();
         let mut missing = sh("", SEC10);
         missing.program = "upgrade-no-such-program".into();
+        missing.cwd = dir.path().into();
         let err = run(&missing, &mut |_| {}).unwrap_err();
-        assert!(format!("{err:#}").contains("failed to start `upgrade-no-such-program`"));
+        assert_eq!(
+            format!("{err:#}"),
+            "failed to start `upgrade-no-such-program`: No such file or directory (os error 2)"
+        );
     }
 
     /// This thread's voluntary context switches so far.
