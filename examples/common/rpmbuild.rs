@@ -14,6 +14,9 @@ pub struct RpmSpec {
     pub files: Vec<FileSpec>,
     /// A `%post` scriptlet in rpm's embedded Lua (runs without a shell inside the root).
     pub post_lua: Option<String>,
+    /// A `%preun` scriptlet in rpm's embedded Lua (`arg[2]` is the shell's `$1`: 0 on an erase,
+    /// 1 when an upgrade replaces the package).
+    pub preun_lua: Option<String>,
     /// `Requires:` of other packages by name (any version).
     pub requires: Vec<String>,
     /// `Provides:` of capabilities by name (any version).
@@ -40,6 +43,7 @@ impl RpmSpec {
             arch: "x86_64".into(),
             files: Vec::new(),
             post_lua: None,
+            preun_lua: None,
             requires: Vec::new(),
             provides: Vec::new(),
             summary: None,
@@ -81,6 +85,11 @@ impl RpmSpec {
         self
     }
 
+    pub fn preun_lua(mut self, script: &str) -> Self {
+        self.preun_lua = Some(script.into());
+        self
+    }
+
     pub fn file_name(&self) -> String {
         format!(
             "{}-{}-{}.{}.rpm",
@@ -109,8 +118,14 @@ impl RpmSpec {
                 .with_file_contents(f.contents.clone(), options)
                 .expect("valid file entry");
         }
+        let lua = |script: &String| rpm::Scriptlet::new(script.as_str()).prog(vec!["<lua>"]);
         if let Some(script) = &self.post_lua {
-            builder.post_install_script(rpm::Scriptlet::new(script.as_str()).prog(vec!["<lua>"]));
+            builder.post_install_script(lua(script));
+        }
+        if let Some(script) = &self.preun_lua {
+            builder.pre_uninstall_script(lua(script));
+        }
+        if self.post_lua.is_some() || self.preun_lua.is_some() {
             // NB: the rpm crate turns the `<lua>` interpreter into a `Requires: <lua>` that
             // rpmbuild never writes and nothing provides; the package provides it itself.
             builder.provides(rpm::Dependency::any("<lua>"));

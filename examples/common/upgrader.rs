@@ -93,10 +93,18 @@ pub fn spec(
         spec = spec.file(path, out.stdout, 0o644);
     }
     // NB: enabled when installed, as a preset would: the unit does nothing unless a run waits
-    // for a reboot. In a root without systemctl (a sandbox) the call fails, harmlessly.
-    Ok(spec.post_lua(
-        "pcall(os.execute, 'systemctl --no-reload enable upgrade-resume.service >/dev/null 2>&1')",
-    ))
+    // for a reboot; and disabled when the package is erased (not when an upgrade replaces it), so
+    // that no link to a unit that is gone stays in multi-user.target.wants. In a root without
+    // systemctl (a sandbox) the calls fail, harmlessly.
+    Ok(spec
+        .post_lua(
+            "pcall(os.execute, 'systemctl --no-reload enable upgrade-resume.service >/dev/null 2>&1')",
+        )
+        .preun_lua(
+            "if arg[2] == 0 then \
+             pcall(os.execute, 'systemctl --no-reload disable upgrade-resume.service >/dev/null 2>&1') \
+             end",
+        ))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

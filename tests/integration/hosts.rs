@@ -391,3 +391,49 @@ fn a_hook_asks_for_a_reboot_the_run_reboots_and_the_resume_unit_finishes_it() {
     assert_eq!(unit, "Result=success\nExecMainStatus=0\n");
     assert_eq!(upgrade(&lab, &["history", "--json"]).json(), runs);
 }
+
+#[test]
+fn the_upgrader_package_disables_its_resume_unit_when_erased_not_when_replaced() {
+    let sb = Sandbox::new();
+    let Some((lab, root)) = host(&sb, "") else {
+        return;
+    };
+    let enabled = |lab: &Lab| {
+        let out = lab.exec(1, &["systemctl", "is-enabled", "upgrade-resume.service"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let wants = root.join("etc/systemd/system/multi-user.target.wants/upgrade-resume.service");
+    assert_eq!(enabled(&lab), "enabled");
+    assert!(wants.symlink_metadata().is_ok());
+    let file = format!(
+        "/srv/upgrader/{}",
+        super::lab::upgrader_rpm()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    );
+    let rpm = |args: &[&str]| {
+        let mut all = vec!["rpm", "--dbpath", "/var/lib/rpm", "--force-debian"];
+        all.extend_from_slice(args);
+        let out = lab.exec(1, &all);
+        assert!(
+            out.status.success(),
+            "{all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // the package replaced by itself (its %preun runs with 1 instance left): still enabled
+    rpm(&["-U", "--replacepkgs", &file]);
+    assert_eq!(enabled(&lab), "enabled");
+    // erased: disabled, no link left to a unit that is gone
+    rpm(&["-e", "upgrade"]);
+    assert!(
+        !root
+            .join("usr/lib/systemd/system/upgrade-resume.service")
+            .exists()
+    );
+    assert!(
+        wants.symlink_metadata().is_err(),
+        "a link to the erased unit stays in multi-user.target.wants"
+    );
+}
