@@ -709,3 +709,34 @@ fn a_local_repository_is_linked_into_the_cache_and_restore_points_keep_copies() 
     );
     assert_eq!(sb.installed().as_deref(), Some("1.0.0"));
 }
+
+#[test]
+fn a_repository_symlink_is_copied_into_the_cache_not_linked() {
+    let sb = Sandbox::new();
+    releases(&sb);
+    // the repository's entry is a symlink to a file this user owns and only it can write: the
+    // link could be pointed elsewhere later, so the cache keeps a copy of its own
+    let server = sb.repo.join("packages/demo-server-1.0.0-1.x86_64.rpm");
+    let elsewhere = sb.base.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let target = elsewhere.join("demo-server-1.0.0-1.x86_64.rpm");
+    std::fs::rename(&server, &target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&target, &server).unwrap();
+    sb.run(&["--yes", "--to", "1.0.0"]).assert_code(0);
+    assert_eq!(
+        sb.rpm_qa(),
+        ["demo-cli-1.0.0-1.x86_64", "demo-server-1.0.0-1.x86_64"]
+    );
+    let target = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&target).unwrap();
+        (m.dev(), m.ino())
+    };
+    let cached = inodes(&sb.root.join("var/lib/upgrade/cache"));
+    assert_eq!(cached.len(), 2, "{cached:?}");
+    assert!(
+        cached.iter().all(|(_, inode)| *inode != target),
+        "the cache shares the symlink's file: {cached:?}"
+    );
+}
