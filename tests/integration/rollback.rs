@@ -733,10 +733,15 @@ fn a_repository_symlink_is_copied_into_the_cache_not_linked() {
         let m = std::fs::metadata(&target).unwrap();
         (m.dev(), m.ino())
     };
-    let cached = inodes(&sb.root.join("var/lib/upgrade/cache"));
+    let cache = sb.root.join("var/lib/upgrade/cache");
+    let cached = inodes(&cache);
     assert_eq!(cached.len(), 2, "{cached:?}");
-    assert!(
-        cached.iter().all(|(_, inode)| *inode != target),
-        "the cache shares the symlink's file: {cached:?}"
-    );
+    for (name, inode) in &cached {
+        let own = std::fs::symlink_metadata(cache.join(name)).unwrap();
+        assert!(
+            own.file_type().is_file(),
+            "`{name}` is not a file of its own"
+        );
+        assert_ne!(*inode, target, "the cache shares the symlink's file");
+    }
 }
